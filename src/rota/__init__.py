@@ -1,0 +1,51 @@
+"""rota: recurring backend automation with deterministic jobs and LLM agents."""
+
+from .app import App, Emitted, RunHandle
+from .clock import FakeClock, SystemClock
+from .durable import RunContext, StepInfo, current_step
+from .errors import (
+    ConfigError,
+    DatabaseError,
+    InvalidStateError,
+    RotaError,
+    RunFailed,
+    RunNotFound,
+    SchemaVersionError,
+    SerializationError,
+    StepFailed,
+    StepTimeout,
+    UnknownJobError,
+)
+from .model import Run, RunState, Step
+from .scheduling import on_event
+from .worker import Worker, WorkerOptions
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "ConfigError",
+    "DatabaseError",
+    "Emitted",
+    "FakeClock",
+    "InvalidStateError",
+    "RotaError",
+    "Run",
+    "RunContext",
+    "RunFailed",
+    "RunHandle",
+    "RunNotFound",
+    "RunState",
+    "SchemaVersionError",
+    "SerializationError",
+    "Step",
+    "StepFailed",
+    "StepInfo",
+    "StepTimeout",
+    "SystemClock",
+    "UnknownJobError",
+    "Worker",
+    "WorkerOptions",
+    "current_step",
+    "on_event",
+]

@@ -1,0 +1,225 @@
+"""App: the registry of jobs, workflows and triggers, and the sync facade over the store."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .clock import Clock, system_clock
+from .durations import Duration, seconds
+from .errors import ConfigError, RunFailed, UnknownJobError
+from .ids import new_id
+from .jobs import ConcurrencyKey, JobDefinition, define
+from .model import Event, Run, RunFilter
+from .scheduling.triggers import Trigger
+from .storage.sql import SqlStore
+from .storage.urls import resolve
+from .worker import Worker, WorkerOptions, WorkerStats
+
+Fn = Callable[..., Any]
+TriggerArg = Trigger | Sequence[Trigger] | None
+
+
+class App:
+    """Holds definitions; every process (scheduler, worker, CLI) builds the same App."""
+
+    def __init__(
+        self, database_url: str | None = None, *, clock: Clock | None = None,
+        migrate: bool = True,
+    ) -> None:
+        self.database_url = resolve(database_url)
+        self.clock: Clock = clock or system_clock
+        self.definitions: dict[str, JobDefinition] = {}
+        self._migrate = migrate
+        self._store: SqlStore | None = None
+        self._store_lock = threading.Lock()
+        self._wakers: set[Callable[[], None]] = set()
+
+    # -- store -------------------------------------------------------------------------
+
+    @property
+    def store(self) -> SqlStore:
+        """Opened on first use; migrated then (unless migrate=False, which checks instead)."""
+        with self._store_lock:
+            if self._store is None:
+                store = SqlStore(self.database_url)
+                try:
+                    store.migrate() if self._migrate else store.check_schema()
+                except BaseException:
+                    store.close()
+                    raise
+                self._store = store
+            return self._store
+
+    def use_database(self, url: str | None) -> None:
+        """Point the app at another database (the CLI's --database-url)."""
+        self.close()
+        self.database_url = resolve(url)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- definitions -------------------------------------------------------------------
+
+    def job(self, fn: Fn | None = None, **options: Any) -> Any:
+        """Register a job: `@app.job` or `@app.job(retries=3, timeout="30s", ...)`."""
+        return self._decorator("job", fn, options)
+
+    def workflow(self, fn: Fn | None = None, **options: Any) -> Any:
+        """Register a workflow: an async function whose `ctx.step(...)` calls are durable."""
+        return self._decorator("workflow", fn, options)
+
+    def _decorator(self, kind: str, fn: Fn | None, options: dict[str, Any]) -> Any:
+        def register(f: Fn) -> Fn:
+            self.add(f, kind=kind, **options)
+            return f
+
+        return register(fn) if fn is not None else register
+
+    def add(
+        self, fn: Fn, *, kind: str = "job", name: str | None = None, trigger: TriggerArg = None,
+        schedule: TriggerArg = None, retries: int = 0, timeout: Duration | None = None,
+        retry_backoff: Duration = "1s", run_as: str | None = None, priority: int = 0,
+        concurrency: int | None = None, concurrency_key: ConcurrencyKey = None,
+    ) -> JobDefinition:
+        if trigger is not None and schedule is not None:
+            raise ConfigError("pass trigger= or schedule= (a synonym), not both")
+        definition = define(
+            fn, kind=kind, name=name, trigger=trigger if trigger is not None else schedule,
+            retries=retries, timeout=timeout, retry_backoff=retry_backoff, run_as=run_as,
+            priority=priority, concurrency=concurrency, concurrency_key=concurrency_key,
+        )
+        if definition.name in self.definitions:
+            raise ConfigError(f"{definition.name!r} is defined twice; give one a name=...")
+        self.definitions[definition.name] = definition
+        return definition
+
+    def definition(self, name: str) -> JobDefinition:
+        try:
+            return self.definitions[name]
+        except KeyError:
+            raise UnknownJobError(name, list(self.definitions)) from None
+
+    # -- enqueueing --------------------------------------------------------------------
+
+    def run_now(
+        self, name: str, payload: Any = None, *, idempotency_key: str | None = None,
+        priority: int | None = None, delay: Duration = 0, run_as: str | None = None,
+        trigger: str = "manual",
+    ) -> RunHandle:
+        """Enqueue one run; a duplicate idempotency key returns the existing run."""
+        return self.run_many(
+            name, [payload], idempotency_keys=[idempotency_key], priority=priority,
+            delay=delay, run_as=run_as, trigger=trigger,
+        )[0]
+
+    def run_many(
+        self, name: str, payloads: Iterable[Any], *,
+        idempotency_keys: Sequence[str | None] | None = None, priority: int | None = None,
+        delay: Duration = 0, run_as: str | None = None, trigger: str = "manual",
+    ) -> list[RunHandle]:
+        """Enqueue many runs of one job in one transaction."""
+        definition = self.definition(name)
+        payloads = list(payloads)
+        keys = list(idempotency_keys) if idempotency_keys else [None] * len(payloads)
+        if len(keys) != len(payloads):
+            raise ConfigError("idempotency_keys must have one entry per payload")
+        now, delay_s = self.clock.now(), seconds(delay, what="delay")
+        runs = [
+            definition.new_run(p, now=now, trigger=trigger, idempotency_key=k,
+                               priority=priority, delay_s=delay_s, run_as=run_as)
+            for p, k in zip(payloads, keys, strict=True)
+        ]
+        created = self.store.enqueue(runs)
+        self._wake_local()
+        return [RunHandle(self, run_id, was_created) for run_id, was_created in created]
+
+    def emit(
+        self, event: str, payload: Any = None, *, idempotency_key: str | None = None,
+        source: str = "app",
+    ) -> Emitted:
+        """Store an event and enqueue a run of every job whose on_event trigger matches."""
+        if not isinstance(event, str) or not event:
+            raise ConfigError("emit needs an event name, e.g. app.emit('billing.event', {...})")
+        now = self.clock.now()
+        stored = Event(new_id(), event, payload, idempotency_key, source, now)
+        runs = [
+            d.new_run(payload, now=now, trigger="event", trigger_ref=stored.id,
+                      idempotency_key=f"event:{stored.id}")
+            for d in self.definitions.values()
+            if any(t.matches(event, payload) for t in d.event_triggers())
+        ]
+        event_id, created, run_ids = self.store.record_event(stored, runs)
+        self._wake_local()
+        return Emitted(event_id, created, [RunHandle(self, r, True) for r in run_ids])
+
+    def _wake_local(self) -> None:
+        for wake in list(self._wakers):
+            wake()
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> Run:
+        return self.store.get_run(run_id)
+
+    def runs(self, *, states: Sequence[str] = (), names: Sequence[str] = (),
+             limit: int = 50) -> list[Run]:
+        return self.store.list_runs(RunFilter(tuple(states), tuple(names), limit))
+
+    # -- working -----------------------------------------------------------------------
+
+    def worker(self, **options: Any) -> Worker:
+        return Worker(self, WorkerOptions(**options))
+
+    def drain(self, **options: Any) -> WorkerStats:
+        """Run a worker in this process until nothing is queued or running (scripts, tests)."""
+        return asyncio.run(self.worker(**options).run(until_idle=True))
+
+
+@dataclass(frozen=True)
+class Emitted:
+    event_id: str
+    created: bool  # False: an event with this idempotency key was stored before
+    runs: list[RunHandle]
+
+
+class RunHandle:
+    """A reference to a run; reads the store, never caches its state."""
+
+    def __init__(self, app: App, run_id: str, created: bool = True) -> None:
+        self.app = app
+        self.id = run_id
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.id!r})"
+
+    def get(self) -> Run:
+        return self.app.store.get_run(self.id)
+
+    @property
+    def state(self) -> str:
+        return self.get().state.value
+
+    def wait(self, timeout: float | None = None, poll: float = 0.05) -> Run:
+        """Block until the run has ended (SUCCEEDED, FAILED or CANCELLED)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            run = self.get()
+            if run.state.finished:
+                return run
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {self.id} is still {run.state} after {timeout}s")
+            time.sleep(poll)
+
+    def result(self, timeout: float | None = None) -> Any:
+        run = self.wait(timeout)
+        if run.state.value != "SUCCEEDED":
+            raise RunFailed(run.id, run.state.value, run.error)
+        return run.result

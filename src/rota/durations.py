@@ -1,0 +1,50 @@
+"""Durations as users write them: "30s", "5m", "4h", "1d", "1h30m", a number of seconds,
+or a timedelta."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from .errors import ConfigError
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+Duration = str | int | float | timedelta
+
+
+def seconds(value: Duration, *, what: str = "duration") -> float:
+    """Parse a duration into seconds; a clear ConfigError names what was wrong."""
+    if isinstance(value, timedelta):
+        result = value.total_seconds()
+    elif isinstance(value, bool):
+        raise ConfigError(f"{what} must be a duration like '30s', got {value!r}")
+    elif isinstance(value, int | float):
+        result = float(value)
+    elif isinstance(value, str):
+        result = _parse(value.strip().lower(), what)
+    else:
+        raise ConfigError(f"{what} must be a duration like '30s', got {value!r}")
+    if result < 0:
+        raise ConfigError(f"{what} must not be negative, got {value!r}")
+    return result
+
+
+def optional_seconds(value: Duration | None, *, what: str = "duration") -> float | None:
+    return None if value is None else seconds(value, what=what)
+
+
+def _parse(text: str, what: str) -> float:
+    pos, total = 0, 0.0
+    for match in _PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text):
+        raise ConfigError(
+            f"{what} {text!r} is not a duration; write e.g. '500ms', '30s', '5m', '4h', '1d' "
+            "or '1h30m'"
+        )
+    return total

@@ -1,0 +1,82 @@
+"""Every error rota raises on purpose derives from RotaError.
+
+Lookup errors carry the id they could not find; errors caused by a user mistake say what to
+do instead. Control-flow signals (a lost lease, a cancellation request) are not errors and
+live apart, derived from BaseException so that user code's `except Exception` cannot swallow
+them.
+"""
+
+from __future__ import annotations
+
+
+class RotaError(Exception):
+    """Root of every error rota raises on purpose."""
+
+
+class ConfigError(RotaError, ValueError):
+    """A definition or setting is wrong; the message says how to fix it."""
+
+
+class UnknownJobError(RotaError, LookupError):
+    def __init__(self, name: str, known: list[str] | tuple[str, ...] = ()) -> None:
+        self.name = name
+        hint = f"; known: {', '.join(sorted(known))}" if known else "; none are registered"
+        super().__init__(f"unknown job or workflow {name!r}{hint}")
+
+
+class RunNotFound(RotaError, LookupError):
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id {run_id!r}")
+
+
+class InvalidStateError(RotaError):
+    """An operation does not apply to a run in its current state."""
+
+
+class SerializationError(RotaError, TypeError):
+    """A payload or result cannot be stored as JSON."""
+
+
+class DatabaseError(RotaError):
+    """The database cannot be reached or used."""
+
+
+class SchemaVersionError(DatabaseError):
+    """The database schema is older or newer than this version of rota expects."""
+
+
+class RunFailed(RotaError):
+    """Raised by RunHandle.result() when the run ended in FAILED or CANCELLED."""
+
+    def __init__(self, run_id: str, state: str, error: dict | None) -> None:
+        self.run_id = run_id
+        self.state = state
+        self.error = error or {}
+        detail = self.error.get("message") or "no error recorded"
+        super().__init__(f"run {run_id} ended {state}: {self.error.get('type', '')} {detail}")
+
+
+class StepFailed(RotaError):
+    """A workflow step failed after its retries; the original error is the cause."""
+
+    def __init__(self, step: str, error_type: str, message: str) -> None:
+        self.step = step
+        self.error_type = error_type
+        self.message = message
+        super().__init__(f"step {step!r} failed: {error_type}: {message}")
+
+
+class StepTimeout(RotaError, TimeoutError):
+    """A step or run took longer than its timeout."""
+
+
+class RunInterrupted(BaseException):
+    """Control flow: this worker must stop executing the run (lease lost, cancel, shutdown).
+
+    Derived from BaseException so that `except Exception` in user code does not swallow it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

@@ -1,0 +1,117 @@
+"""Job and workflow definitions: what the decorators register and how a run is made."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import serialization
+from .durations import Duration, optional_seconds, seconds
+from .errors import ConfigError
+from .ids import new_id
+from .model import NewRun
+from .scheduling.triggers import OnEvent, Trigger
+
+ConcurrencyKey = str | Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class JobDefinition:
+    name: str
+    fn: Callable[..., Any]
+    kind: str  # "job" | "workflow"
+    triggers: tuple[Trigger, ...]
+    max_attempts: int
+    timeout_s: float | None
+    backoff_s: float
+    run_as: str | None
+    priority: int
+    concurrency: int | None
+    concurrency_key: ConcurrencyKey
+    takes_payload: bool
+
+    @property
+    def limited(self) -> bool:
+        return self.concurrency is not None
+
+    def event_triggers(self) -> list[OnEvent]:
+        return [t for t in self.triggers if isinstance(t, OnEvent)]
+
+    def new_run(
+        self, payload: Any, *, now: float, trigger: str, idempotency_key: str | None = None,
+        priority: int | None = None, delay_s: float = 0.0, run_as: str | None = None,
+        trigger_ref: str | None = None, parent_id: str | None = None,
+    ) -> NewRun:
+        text = serialization.dumps(payload, what=f"the payload for {self.name!r}")
+        return NewRun(
+            id=new_id(), name=self.name, kind=self.kind, payload=text, trigger=trigger,
+            created_at=now, run_after=now + delay_s,
+            priority=self.priority if priority is None else priority,
+            max_attempts=self.max_attempts, idempotency_key=idempotency_key,
+            concurrency_key=self._key_for(payload), concurrency_limit=self.concurrency,
+            principal=run_as or self.run_as, trigger_ref=trigger_ref, parent_id=parent_id,
+            timeout_s=self.timeout_s,
+        )
+
+    def _key_for(self, payload: Any) -> str | None:
+        if self.concurrency is None:
+            return None
+        if self.concurrency_key is None:
+            return self.name
+        if callable(self.concurrency_key):
+            return f"{self.name}:{self.concurrency_key(payload)}"
+        if not isinstance(payload, dict) or self.concurrency_key not in payload:
+            raise ConfigError(
+                f"{self.name!r} limits concurrency per {self.concurrency_key!r}, but the payload "
+                f"has no such field; pass a payload like {{{self.concurrency_key!r}: ...}}"
+            )
+        return f"{self.name}:{payload[self.concurrency_key]}"
+
+
+def define(
+    fn: Callable[..., Any], *, kind: str, name: str | None, trigger: Trigger | Sequence[Trigger]
+    | None, retries: int, timeout: Duration | None, retry_backoff: Duration, run_as: str | None,
+    priority: int, concurrency: int | None, concurrency_key: ConcurrencyKey,
+) -> JobDefinition:
+    """Validate decorator arguments at definition time, where a mistake is cheap to fix."""
+    job_name = name or fn.__name__
+    if not isinstance(retries, int) or retries < 0:
+        raise ConfigError(f"{job_name}: retries must be a whole number >= 0, got {retries!r}")
+    if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+        raise ConfigError(f"{job_name}: concurrency must be an int >= 1, got {concurrency!r}")
+    if concurrency_key is not None and concurrency is None:
+        raise ConfigError(f"{job_name}: concurrency_key needs concurrency=N (runs per key)")
+    if not isinstance(priority, int):
+        raise ConfigError(f"{job_name}: priority must be an int, got {priority!r}")
+    return JobDefinition(
+        name=job_name, fn=fn, kind=kind, triggers=_triggers(job_name, trigger),
+        max_attempts=retries + 1, timeout_s=optional_seconds(timeout, what=f"{job_name} timeout"),
+        backoff_s=seconds(retry_backoff, what=f"{job_name} retry_backoff"), run_as=run_as,
+        priority=priority, concurrency=concurrency, concurrency_key=concurrency_key,
+        takes_payload=_takes_payload(fn),
+    )
+
+
+def _triggers(name: str, trigger: Trigger | Sequence[Trigger] | None) -> tuple[Trigger, ...]:
+    if trigger is None:
+        return ()
+    items = (trigger,) if isinstance(trigger, Trigger) else tuple(trigger)
+    for item in items:
+        if not isinstance(item, Trigger):
+            raise ConfigError(
+                f"{name}: trigger must be a trigger such as on_event('orders.created'), "
+                f"got {item!r}"
+            )
+    return items
+
+
+def _takes_payload(fn: Callable[..., Any]) -> bool:
+    params = list(inspect.signature(fn).parameters.values())
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not positional:
+        raise ConfigError(f"{fn.__name__} must accept the run context: def {fn.__name__}(ctx): ...")
+    return len(positional) >= 2

@@ -1,0 +1,142 @@
+"""Frozen records of what the store holds. Times are epoch seconds (UTC)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class RunState(StrEnum):
+    ENQUEUED = "ENQUEUED"
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED)
+
+
+FINISHED_STATES = tuple(s.value for s in RunState if s.finished)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """What it takes to enqueue a run; the store assigns nothing but what it must."""
+
+    id: str
+    name: str
+    kind: str
+    payload: str | None  # JSON text
+    trigger: str
+    created_at: float
+    run_after: float
+    priority: int = 0
+    max_attempts: int = 1
+    idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    principal: str | None = None
+    trigger_ref: str | None = None
+    parent_id: str | None = None
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    name: str
+    kind: str
+    state: RunState
+    payload: Any
+    result: Any
+    error: dict[str, Any] | None
+    priority: int
+    attempt: int
+    failures: int
+    max_attempts: int
+    reclaims: int
+    idempotency_key: str | None
+    concurrency_key: str | None
+    concurrency_limit: int | None
+    principal: str | None
+    trigger: str
+    trigger_ref: str | None
+    parent_id: str | None
+    run_after: float
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    lease_owner: str | None
+    lease_token: int
+    lease_expires_at: float | None
+    cancel_requested: bool
+    timeout_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    run_id: str
+    key: str
+    seq: int
+    name: str
+    state: str  # SUCCEEDED | FAILED
+    attempts: int
+    input_hash: str | None
+    result: Any
+    error: dict[str, Any] | None
+    started_at: float
+    finished_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """A step outcome to checkpoint, fenced by the lease token of the writer."""
+
+    run_id: str
+    lease_token: int
+    key: str
+    seq: int
+    name: str
+    state: str
+    attempts: int
+    input_hash: str | None
+    result: str | None  # JSON text
+    error: str | None  # JSON text
+    started_at: float
+    finished_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The outcome of one run attempt, written in batches by the worker."""
+
+    run_id: str
+    lease_token: int
+    state: RunState
+    finished_at: float | None
+    result: str | None = None
+    error: str | None = None
+    failures: int = 0
+    run_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    name: str
+    payload: Any
+    idempotency_key: str | None
+    source: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    states: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    limit: int = 50
+    before_id: str | None = None

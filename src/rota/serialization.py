@@ -1,0 +1,45 @@
+"""Payloads and results are stored as JSON. Values are round-tripped on the first run too,
+so that code sees the same value whether a step ran now or was replayed from its checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from .errors import SerializationError
+
+
+def dumps(value: Any, *, what: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"{what} is not JSON-serialisable ({exc}); return or pass only dict, list, str, "
+            "int, float, bool or None (convert objects first, e.g. model.model_dump())"
+        ) from None
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def roundtrip(value: Any, *, what: str) -> Any:
+    return json.loads(dumps(value, what=what))
+
+
+def parse_json_text(text: str, *, what: str) -> Any:
+    """Parse JSON typed by a user (CLI, HTTP) with an error that shows where it broke."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SerializationError(
+            f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}; "
+            """example: '{"customer": "acme", "amount": 5}'"""
+        ) from None
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of inputs, for spotting a step called with different inputs on resume."""
+    text = json.dumps(parts, sort_keys=True, default=repr, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

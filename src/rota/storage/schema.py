@@ -1,0 +1,99 @@
+"""Versioned schema migrations. One list of statements serves both databases: SQLite reads
+DOUBLE PRECISION as REAL and both support partial indexes and ON CONFLICT.
+
+Append a migration to add to the schema; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "runs, steps, events",
+        (
+            """CREATE TABLE rota_runs (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                state TEXT NOT NULL,
+                payload TEXT,
+                result TEXT,
+                error TEXT,
+                priority INTEGER NOT NULL DEFAULT 0,
+                attempt INTEGER NOT NULL DEFAULT 0,
+                failures INTEGER NOT NULL DEFAULT 0,
+                max_attempts INTEGER NOT NULL DEFAULT 1,
+                reclaims INTEGER NOT NULL DEFAULT 0,
+                idempotency_key TEXT,
+                concurrency_key TEXT,
+                concurrency_limit INTEGER,
+                principal TEXT,
+                trigger TEXT NOT NULL,
+                trigger_ref TEXT,
+                parent_id TEXT,
+                run_after DOUBLE PRECISION NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                started_at DOUBLE PRECISION,
+                finished_at DOUBLE PRECISION,
+                lease_owner TEXT,
+                lease_token INTEGER NOT NULL DEFAULT 0,
+                lease_expires_at DOUBLE PRECISION,
+                cancel_requested INTEGER NOT NULL DEFAULT 0,
+                timeout_s DOUBLE PRECISION
+            )""",
+            """CREATE UNIQUE INDEX rota_runs_idempotency ON rota_runs (name, idempotency_key)
+                WHERE idempotency_key IS NOT NULL""",
+            """CREATE INDEX rota_runs_ready ON rota_runs (priority DESC, run_after, id)
+                WHERE state = 'ENQUEUED'""",
+            """CREATE INDEX rota_runs_leases ON rota_runs (lease_expires_at)
+                WHERE state = 'RUNNING'""",
+            """CREATE INDEX rota_runs_limited ON rota_runs (concurrency_key, state)
+                WHERE concurrency_key IS NOT NULL""",
+            "CREATE INDEX rota_runs_name_created ON rota_runs (name, created_at)",
+            "CREATE INDEX rota_runs_created ON rota_runs (created_at)",
+            """CREATE TABLE rota_steps (
+                run_id TEXT NOT NULL REFERENCES rota_runs (id) ON DELETE CASCADE,
+                step_key TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                name TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                input_hash TEXT,
+                result TEXT,
+                error TEXT,
+                started_at DOUBLE PRECISION NOT NULL,
+                finished_at DOUBLE PRECISION NOT NULL,
+                lease_token INTEGER NOT NULL,
+                PRIMARY KEY (run_id, step_key)
+            )""",
+            """CREATE TABLE rota_events (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                payload TEXT,
+                idempotency_key TEXT,
+                source TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL
+            )""",
+            """CREATE UNIQUE INDEX rota_events_idempotency ON rota_events (name, idempotency_key)
+                WHERE idempotency_key IS NOT NULL""",
+            "CREATE INDEX rota_events_name_created ON rota_events (name, created_at)",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+META_TABLE = """CREATE TABLE IF NOT EXISTS rota_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+)"""

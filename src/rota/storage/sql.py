@@ -1,0 +1,451 @@
+"""The SQL store for SQLite and PostgreSQL. SQL is written once; see dialects.py for hooks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from .. import serialization
+from ..errors import DatabaseError, InvalidStateError, RunNotFound, SchemaVersionError
+from ..model import (
+    Completion,
+    Event,
+    NewRun,
+    Run,
+    RunFilter,
+    RunState,
+    Step,
+    StepRecord,
+)
+from . import schema
+from .dialects import Connection, Dialect, Row, dialect_for
+from .urls import DatabaseUrl, resolve
+
+_RUN_COLUMNS = (
+    "id, name, kind, payload, priority, max_attempts, idempotency_key, concurrency_key, "
+    "concurrency_limit, principal, trigger, trigger_ref, parent_id, run_after, created_at, "
+    "timeout_s"
+)
+_RUN_VALUES = ", ".join(f":{c.strip()}" for c in _RUN_COLUMNS.split(","))
+_INSERT_RUN = f"""
+    INSERT INTO rota_runs (state, {_RUN_COLUMNS}) VALUES ('ENQUEUED', {_RUN_VALUES})
+    ON CONFLICT (name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id"""
+_LEASE = """state = 'RUNNING', lease_owner = :owner, lease_token = lease_token + 1,
+    lease_expires_at = :expires, attempt = attempt + 1, started_at = COALESCE(started_at, :now)"""
+
+
+class SqlStore:
+    """Thread-safe: each thread uses its own connection."""
+
+    def __init__(self, url: str | DatabaseUrl | None = None) -> None:
+        self.url = url if isinstance(url, DatabaseUrl) else resolve(url)
+        self.dialect: Dialect = dialect_for(self.url)
+        self._local = threading.local()
+        self._all: list[Connection] = []
+        self._guard = threading.Lock()
+
+    # -- connections -------------------------------------------------------------------
+
+    def conn(self) -> Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.dialect.connect()
+            self._local.conn = conn
+            with self._guard:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        with self.conn().transaction() as conn:
+            yield conn
+
+    def close(self) -> None:
+        with self._guard:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except Exception:  # closing a broken connection must not hide the cause
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- schema ------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        conn = self.conn()
+        conn.execute(schema.META_TABLE)
+        rows = conn.execute("SELECT value FROM rota_meta WHERE key = 'schema_version'")
+        return int(rows[0]["value"]) if rows else 0
+
+    def migrate(self) -> tuple[int, int]:
+        with self.tx() as conn:
+            self.dialect.lock(conn, "rota_migrate")
+            conn.execute(schema.META_TABLE)
+            current = self.schema_version()
+            _refuse_newer(current)
+            for migration in schema.MIGRATIONS:
+                if migration.version > current:
+                    for statement in migration.statements:
+                        conn.execute(statement)
+            if current < schema.LATEST_VERSION:
+                conn.execute(
+                    "INSERT INTO rota_meta (key, value) VALUES ('schema_version', :v) "
+                    "ON CONFLICT (key) DO UPDATE SET value = :v",
+                    {"v": str(schema.LATEST_VERSION)},
+                )
+        return current, schema.LATEST_VERSION
+
+    def check_schema(self) -> None:
+        current = self.schema_version()
+        _refuse_newer(current)
+        if current < schema.LATEST_VERSION:
+            raise SchemaVersionError(
+                f"the database at {self.url.redacted()} has schema version {current}, this rota "
+                f"needs {schema.LATEST_VERSION}: run `rota db migrate`"
+            )
+
+    # -- enqueue -----------------------------------------------------------------------
+
+    def enqueue(self, runs: Sequence[NewRun]) -> list[tuple[str, bool]]:
+        with self.tx() as conn:
+            out = self._insert_runs(conn, runs)
+            if any(created for _, created in out):
+                self.dialect.notify(conn)
+        return out
+
+    def record_event(self, event: Event, runs: Sequence[NewRun]) -> tuple[str, bool, list[str]]:
+        with self.tx() as conn:
+            inserted = conn.execute(
+                """INSERT INTO rota_events (id, name, payload, idempotency_key, source, created_at)
+                VALUES (:id, :name, :payload, :idempotency_key, :source, :created_at)
+                ON CONFLICT (name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING id""",
+                {**asdict(event), "payload": serialization.dumps(event.payload, what="payload")},
+            )
+            if not inserted:
+                existing = conn.execute(
+                    "SELECT id FROM rota_events WHERE name = :name AND idempotency_key = :key",
+                    {"name": event.name, "key": event.idempotency_key},
+                )
+                return existing[0]["id"], False, []
+            run_ids = [run_id for run_id, _ in self._insert_runs(conn, runs)]
+            if run_ids:
+                self.dialect.notify(conn)
+        return event.id, True, run_ids
+
+    def _insert_runs(self, conn: Connection, runs: Sequence[NewRun]) -> list[tuple[str, bool]]:
+        out = []
+        for run in runs:
+            created = bool(conn.execute(_INSERT_RUN, asdict(run)))
+            if created:
+                out.append((run.id, True))
+            else:
+                existing = conn.execute(
+                    "SELECT id FROM rota_runs WHERE name = :name AND idempotency_key = :key",
+                    {"name": run.name, "key": run.idempotency_key},
+                )
+                out.append((existing[0]["id"], False))
+        return out
+
+    # -- claims and leases -------------------------------------------------------------
+
+    def claim(
+        self,
+        owner: str,
+        names: Sequence[str],
+        limit: int,
+        now: float,
+        lease_s: float,
+        *,
+        limited: bool = False,
+    ) -> list[Run]:
+        if limit <= 0 or not names:
+            return []
+        params = {
+            "owner": owner,
+            "names": self.dialect.list_param(names),
+            "limit": limit,
+            "now": now,
+            "expires": now + lease_s,
+        }
+        with self.tx() as conn:
+            if limited:
+                self.dialect.lock(conn, "rota_limited_claim")
+                ids = [r["id"] for r in conn.execute(self._limited_candidates(), params)]
+                if not ids:
+                    return []
+                params["ids"] = self.dialect.list_param(ids)
+                rows = conn.execute(
+                    f"UPDATE rota_runs SET {_LEASE} WHERE {self.dialect.any_of('id', 'ids')} "
+                    "RETURNING *",
+                    params,
+                )
+            else:
+                rows = conn.execute(self._claim_sql(), params)
+        runs = [_run(row) for row in rows]
+        runs.sort(key=lambda r: (-r.priority, r.run_after, r.id))
+        return runs
+
+    def _claim_sql(self) -> str:
+        d = self.dialect
+        return f"""
+            UPDATE rota_runs SET {_LEASE}
+            WHERE id IN (
+                SELECT id FROM rota_runs
+                WHERE state = 'ENQUEUED' AND run_after <= :now AND concurrency_key IS NULL
+                  AND {d.any_of('name', 'names')}
+                ORDER BY priority DESC, run_after, id
+                LIMIT :limit {d.skip_locked})
+            RETURNING *"""
+
+    def _limited_candidates(self) -> str:
+        # Runs sharing a concurrency key may take only the slots their key has left:
+        # rank the ready ones per key and keep those that fit beside the running ones.
+        return f"""
+            WITH running AS (
+                SELECT concurrency_key, COUNT(*) AS n FROM rota_runs
+                WHERE state = 'RUNNING' AND concurrency_key IS NOT NULL
+                GROUP BY concurrency_key),
+            ranked AS (
+                SELECT r.id, r.priority, r.run_after, r.concurrency_limit,
+                       COALESCE(running.n, 0) AS busy,
+                       ROW_NUMBER() OVER (PARTITION BY r.concurrency_key
+                                          ORDER BY r.priority DESC, r.run_after, r.id) AS rank
+                FROM rota_runs r LEFT JOIN running ON running.concurrency_key = r.concurrency_key
+                WHERE r.state = 'ENQUEUED' AND r.run_after <= :now
+                  AND r.concurrency_key IS NOT NULL AND {self.dialect.any_of('r.name', 'names')})
+            SELECT id FROM ranked WHERE busy + rank <= concurrency_limit
+            ORDER BY priority DESC, run_after, id LIMIT :limit"""
+
+    def heartbeat(self, owner: str, now: float, lease_s: float) -> list[tuple[str, int, bool]]:
+        rows = self.conn().execute(
+            """UPDATE rota_runs SET lease_expires_at = :expires
+            WHERE lease_owner = :owner AND state = 'RUNNING'
+            RETURNING id, lease_token, cancel_requested""",
+            {"owner": owner, "expires": now + lease_s},
+        )
+        return [(r["id"], r["lease_token"], bool(r["cancel_requested"])) for r in rows]
+
+    def reap_expired(self, now: float, max_reclaims: int) -> int:
+        error = serialization.dumps(
+            {
+                "type": "LeaseExpired",
+                "message": f"the run's worker stopped responding {max_reclaims} times "
+                "(killed or crashed); not retried again",
+            },
+            what="error",
+        )
+        with self.tx() as conn:
+            conn.execute(
+                """UPDATE rota_runs SET state = 'FAILED', error = :error, finished_at = :now,
+                    lease_owner = NULL, lease_expires_at = NULL
+                WHERE state = 'RUNNING' AND lease_expires_at < :now AND reclaims + 1 >= :max""",
+                {"now": now, "max": max_reclaims, "error": error},
+            )
+            failed = conn.rowcount
+            conn.execute(
+                """UPDATE rota_runs SET state = 'ENQUEUED', lease_owner = NULL,
+                    lease_expires_at = NULL, run_after = :now, reclaims = reclaims + 1
+                WHERE state = 'RUNNING' AND lease_expires_at < :now""",
+                {"now": now},
+            )
+            requeued = conn.rowcount
+            if requeued:
+                self.dialect.notify(conn)
+        return failed + requeued
+
+    def complete(self, completions: Sequence[Completion]) -> int:
+        rows = [
+            {**asdict(c), "state": c.state.value, "enqueued": c.state == RunState.ENQUEUED}
+            for c in completions
+        ]
+        with self.tx() as conn:
+            done = conn.execute_many(
+                """UPDATE rota_runs SET state = :state, result = :result, error = :error,
+                    finished_at = :finished_at, failures = :failures,
+                    run_after = COALESCE(:run_after, run_after),
+                    lease_owner = NULL, lease_expires_at = NULL
+                WHERE id = :run_id AND lease_token = :lease_token AND state = 'RUNNING'""",
+                rows,
+            )
+            if any(r["enqueued"] for r in rows):
+                self.dialect.notify(conn)
+        return done
+
+    def release(self, owner: str, run_ids: Sequence[str], now: float) -> int:
+        if not run_ids:
+            return 0
+        with self.tx() as conn:
+            conn.execute(
+                f"""UPDATE rota_runs SET state = 'ENQUEUED', lease_owner = NULL,
+                    lease_expires_at = NULL, run_after = :now
+                WHERE lease_owner = :owner AND state = 'RUNNING'
+                  AND {self.dialect.any_of('id', 'ids')}""",
+                {"owner": owner, "now": now, "ids": self.dialect.list_param(run_ids)},
+            )
+            self.dialect.notify(conn)
+            return conn.rowcount
+
+    # -- steps -------------------------------------------------------------------------
+
+    def save_step(self, record: StepRecord) -> bool:
+        # The EXISTS guard fences out a worker that lost its lease; a step that already
+        # succeeded is never overwritten.
+        conn = self.conn()
+        conn.execute(
+            """INSERT INTO rota_steps (run_id, step_key, seq, name, state, attempts, input_hash,
+                result, error, started_at, finished_at, lease_token)
+            SELECT :run_id, :key, :seq, :name, :state, :attempts, :input_hash, :result, :error,
+                :started_at, :finished_at, :lease_token
+            WHERE EXISTS (SELECT 1 FROM rota_runs WHERE id = :run_id
+                          AND lease_token = :lease_token AND state = 'RUNNING')
+            ON CONFLICT (run_id, step_key) DO UPDATE SET state = excluded.state,
+                attempts = rota_steps.attempts + excluded.attempts, result = excluded.result,
+                error = excluded.error, finished_at = excluded.finished_at,
+                lease_token = excluded.lease_token, input_hash = excluded.input_hash
+            WHERE rota_steps.state <> 'SUCCEEDED'""",
+            asdict(record),
+        )
+        return conn.rowcount == 1
+
+    def steps(self, run_id: str) -> list[Step]:
+        rows = self.conn().execute(
+            "SELECT * FROM rota_steps WHERE run_id = :id ORDER BY seq, started_at",
+            {"id": run_id},
+        )
+        return [_step(row) for row in rows]
+
+    # -- reading and operator actions --------------------------------------------------
+
+    def get_run(self, run_id: str) -> Run:
+        rows = self.conn().execute("SELECT * FROM rota_runs WHERE id = :id", {"id": run_id})
+        if not rows:
+            raise RunNotFound(run_id)
+        return _run(rows[0])
+
+    def list_runs(self, flt: RunFilter) -> list[Run]:
+        d = self.dialect
+        where, params = ["1 = 1"], {"limit": flt.limit}
+        if flt.states:
+            where.append(d.any_of("state", "states"))
+            params["states"] = d.list_param(flt.states)
+        if flt.names:
+            where.append(d.any_of("name", "names"))
+            params["names"] = d.list_param(flt.names)
+        if flt.before_id:
+            where.append("id < :before")
+            params["before"] = flt.before_id
+        rows = self.conn().execute(
+            f"SELECT * FROM rota_runs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit",
+            params,
+        )
+        return [_run(row) for row in rows]
+
+    def count_states(self, names: Sequence[str] = ()) -> dict[str, int]:
+        d = self.dialect
+        where = f"WHERE {d.any_of('name', 'names')}" if names else ""
+        rows = self.conn().execute(
+            f"SELECT state, COUNT(*) AS n FROM rota_runs {where} GROUP BY state",
+            {"names": d.list_param(names)} if names else {},
+        )
+        return {row["state"]: int(row["n"]) for row in rows}
+
+    def cancel(self, run_id: str, now: float) -> Run:
+        with self.tx() as conn:
+            run = self._locked_run(conn, run_id)
+            if run.state.finished:
+                raise InvalidStateError(f"run {run_id} already ended {run.state}; nothing to cancel")
+            if run.state == RunState.RUNNING:
+                conn.execute(
+                    "UPDATE rota_runs SET cancel_requested = 1 WHERE id = :id", {"id": run_id}
+                )
+            else:
+                conn.execute(
+                    """UPDATE rota_runs SET state = 'CANCELLED', finished_at = :now,
+                    cancel_requested = 1 WHERE id = :id""",
+                    {"id": run_id, "now": now},
+                )
+        return self.get_run(run_id)
+
+    def retry(self, run_id: str, now: float) -> Run:
+        with self.tx() as conn:
+            run = self._locked_run(conn, run_id)
+            if run.state not in (RunState.FAILED, RunState.CANCELLED):
+                raise InvalidStateError(
+                    f"run {run_id} is {run.state}; only FAILED or CANCELLED runs can be retried"
+                )
+            conn.execute(
+                """UPDATE rota_runs SET state = 'ENQUEUED', run_after = :now, failures = 0,
+                    reclaims = 0, cancel_requested = 0, error = NULL, finished_at = NULL
+                WHERE id = :id""",
+                {"id": run_id, "now": now},
+            )
+            self.dialect.notify(conn)
+        return self.get_run(run_id)
+
+    def _locked_run(self, conn: Connection, run_id: str) -> Run:
+        lock = " FOR UPDATE" if self.dialect.skip_locked else ""
+        rows = conn.execute(f"SELECT * FROM rota_runs WHERE id = :id{lock}", {"id": run_id})
+        if not rows:
+            raise RunNotFound(run_id)
+        return _run(rows[0])
+
+    def events(self, name: str | None = None, limit: int = 50) -> list[Event]:
+        where = "WHERE name = :name" if name else ""
+        rows = self.conn().execute(
+            f"SELECT * FROM rota_events {where} ORDER BY id DESC LIMIT :limit",
+            {"name": name, "limit": limit},
+        )
+        return [
+            Event(
+                id=r["id"], name=r["name"], payload=serialization.loads(r["payload"]),
+                idempotency_key=r["idempotency_key"], source=r["source"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
+
+
+def _refuse_newer(current: int) -> None:
+    if current > schema.LATEST_VERSION:
+        raise SchemaVersionError(
+            f"the database schema is version {current}, newer than this rota understands "
+            f"({schema.LATEST_VERSION}); upgrade rota instead of migrating down"
+        )
+
+
+def _run(row: Row) -> Run:
+    return Run(
+        **{
+            **row,
+            "state": RunState(row["state"]),
+            "payload": serialization.loads(row["payload"]),
+            "result": serialization.loads(row["result"]),
+            "error": serialization.loads(row["error"]),
+            "cancel_requested": bool(row["cancel_requested"]),
+        }
+    )
+
+
+def _step(row: Row) -> Step:
+    return Step(
+        run_id=row["run_id"], key=row["step_key"], seq=row["seq"], name=row["name"],
+        state=row["state"], attempts=row["attempts"], input_hash=row["input_hash"],
+        result=serialization.loads(row["result"]), error=serialization.loads(row["error"]),
+        started_at=row["started_at"], finished_at=row["finished_at"],
+    )
+
+
+def open_store(url: str | None = None) -> SqlStore:
+    """Open a store and fail fast, with a clear message, when it cannot be reached."""
+    store = SqlStore(url)
+    try:
+        store.conn()
+    except DatabaseError:
+        store.close()
+        raise
+    return store
+

@@ -1,0 +1,321 @@
+"""The worker: claims runs with a lease, executes them, heartbeats, and records outcomes.
+
+Claims and completions are batched: a claim asks for as many runs as there are free slots,
+and completions queue up while a write is in flight and go out together. A run whose lease
+expires (its worker was killed) is requeued by any worker's reaper and resumes from its
+checkpoints elsewhere; every write a worker makes is fenced by the run's lease token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from .. import serialization
+from ..calls import call_user, error_info
+from ..durable import RunContext
+from ..errors import RunInterrupted, SerializationError
+from ..ids import new_id
+from ..model import Completion, Run, RunState
+from .retry import backoff_delay
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("rota.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    concurrency: int = 16
+    lease_s: float = 30.0
+    poll_interval_s: float = 1.0
+    claim_batch: int = 200
+    shutdown_grace_s: float = 30.0
+    max_reclaims: int = 20
+    db_threads: int | None = None  # default: 1 for SQLite, 4 for PostgreSQL
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    released: int = 0
+    by_name: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Active:
+    run: Run
+    task: asyncio.Task[None]
+    interrupt: str | None = None
+
+
+class Worker:
+    def __init__(self, app: App, options: WorkerOptions | None = None, **overrides: Any) -> None:
+        self.app = app
+        self.options = options or WorkerOptions(**overrides)
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
+        self.store = app.store
+        self.clock = app.clock
+        self.stats = WorkerStats()
+        self._names = sorted(app.definitions)
+        self._limited = any(d.limited for d in app.definitions.values())
+        self._active: dict[str, _Active] = {}
+        self._pending: list[Completion] = []
+        self._stopping = False
+        self._db_pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- public ------------------------------------------------------------------------
+
+    async def run(self, *, until_idle: bool = False) -> WorkerStats:
+        """Work until stop() (or, with until_idle, until no queued or running run is left)."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._flush_wanted = asyncio.Event()
+        self._setup_threads()
+        self.app._wakers.add(self.wake)
+        background = [
+            asyncio.create_task(self._heartbeat_loop(), name="rota-heartbeat"),
+            asyncio.create_task(self._flush_loop(), name="rota-flush"),
+        ]
+        listener = self._start_listener()
+        try:
+            await self._claim_loop(until_idle)
+        finally:
+            await self._shutdown(background)
+            if listener:
+                listener.set()
+            self.app._wakers.discard(self.wake)
+            if self._db_pool:
+                self._db_pool.shutdown(wait=False)
+        return self.stats
+
+    def stop(self) -> None:
+        """Graceful: stop claiming, let running runs finish within the grace period."""
+        self._stopping = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Thread-safe nudge: runs may be ready."""
+        if self._loop and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._db_pool, partial(fn, *args))
+
+    # -- claiming ----------------------------------------------------------------------
+
+    async def _claim_loop(self, until_idle: bool) -> None:
+        while not self._stopping:
+            self._wake.clear()  # before claiming, so that a wake-up during the claim counts
+            free = self.options.concurrency - len(self._active)
+            got = await self._claim(free) if free > 0 else 0
+            if got and got >= min(free, self.options.claim_batch):
+                continue  # likely more ready: claim again straight away
+            if until_idle and not self._active and await self._idle():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.options.poll_interval_s)
+
+    async def _claim(self, free: int) -> int:
+        want = min(free, self.options.claim_batch)
+        now = self.clock.now()
+        runs = await self.db(
+            self.store.claim, self.id, self._names, want, now, self.options.lease_s
+        )
+        if self._limited and len(runs) < want:
+            runs += await self.db(
+                partial(self.store.claim, limited=True),
+                self.id, self._names, want - len(runs), now, self.options.lease_s,
+            )
+        for run in runs:
+            task = asyncio.create_task(self._execute(run), name=f"rota-run-{run.id}")
+            self._active[run.id] = _Active(run, task)
+        self.stats.claimed += len(runs)
+        return len(runs)
+
+    async def _idle(self) -> bool:
+        await self._flush_now()
+        counts = await self.db(self.store.count_states, self._names)
+        return not counts.get("ENQUEUED") and not counts.get("RUNNING")
+
+    # -- executing ---------------------------------------------------------------------
+
+    async def _execute(self, run: Run) -> None:
+        definition = self.app.definitions[run.name]
+        try:
+            checkpoints = {}
+            if run.attempt > 1:  # a first attempt cannot have checkpoints
+                checkpoints = {s.key: s for s in await self.db(self.store.steps, run.id)}
+            ctx = RunContext(run, self, checkpoints)
+            args = (ctx, run.payload) if definition.takes_payload else (ctx,)
+            value = await call_user(
+                definition.fn, args, {}, timeout=run.timeout_s, what=f"run of {run.name!r}"
+            )
+            text = serialization.dumps(value, what=f"the result of {run.name!r}")
+            self._finish(run, RunState.SUCCEEDED, result=text)
+        except (asyncio.CancelledError, RunInterrupted) as exc:
+            self._interrupted(run, exc)
+        except Exception as exc:
+            self._failed(run, exc, retryable=not isinstance(exc, SerializationError))
+        finally:
+            self._active.pop(run.id, None)
+            self._wake.set()
+
+    def _interrupted(self, run: Run, exc: BaseException) -> None:
+        active = self._active.get(run.id)
+        reason = (active.interrupt if active else None) or getattr(exc, "reason", "shutdown")
+        if reason == "cancelled":
+            self._finish(run, RunState.CANCELLED, error=_error("Cancelled", "cancelled by request"))
+        # lease_lost: another worker owns the run now; shutdown: released in _shutdown.
+
+    def _failed(self, run: Run, exc: Exception, *, retryable: bool) -> None:
+        failures = run.failures + 1
+        error = serialization.dumps(error_info(exc), what="error")
+        if retryable and failures < run.max_attempts:
+            base = self.app.definitions[run.name].backoff_s
+            delay = backoff_delay(failures, base)
+            log.info("run %s failed (%s); retry %d in %.1fs", run.id, exc, failures, delay)
+            self._finish(run, RunState.ENQUEUED, error=error, failures=failures,
+                         run_after=self.clock.now() + delay)
+        else:
+            log.warning("run %s of %s failed: %s", run.id, run.name, exc)
+            self._finish(run, RunState.FAILED, error=error, failures=failures)
+
+    def _finish(self, run: Run, state: RunState, *, result: str | None = None,
+                error: str | None = None, failures: int | None = None,
+                run_after: float | None = None) -> None:
+        finished = None if state == RunState.ENQUEUED else self.clock.now()
+        self._pending.append(Completion(
+            run_id=run.id, lease_token=run.lease_token, state=state, finished_at=finished,
+            result=result, error=error, failures=run.failures if failures is None else failures,
+            run_after=run_after,
+        ))
+        self._count(run, state)
+        self._flush_wanted.set()
+
+    def _count(self, run: Run, state: RunState) -> None:
+        s = self.stats
+        if state == RunState.SUCCEEDED:
+            s.succeeded += 1
+            s.by_name[run.name] = s.by_name.get(run.name, 0) + 1
+        elif state == RunState.FAILED:
+            s.failed += 1
+        elif state == RunState.ENQUEUED:
+            s.retried += 1
+        elif state == RunState.CANCELLED:
+            s.cancelled += 1
+
+    # -- background loops --------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            await self._flush_now()
+
+    async def _flush_now(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:1000], self._pending[1000:]
+            await self.db(self.store.complete, batch)
+
+    async def _heartbeat_loop(self) -> None:
+        every = max(0.05, self.options.lease_s / 3)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._heartbeat()
+                await self.db(self.store.reap_expired, self.clock.now(), self.options.max_reclaims)
+            except Exception:  # a database blip must not kill the worker; leases have slack
+                log.exception("heartbeat failed; retrying")
+
+    async def _heartbeat(self) -> None:
+        held = {
+            run_id: (token, cancel)
+            for run_id, token, cancel in await self.db(
+                self.store.heartbeat, self.id, self.clock.now(), self.options.lease_s
+            )
+        }
+        for run_id, active in list(self._active.items()):
+            lease = held.get(run_id)
+            if lease is None or lease[0] != active.run.lease_token:
+                self._interrupt(active, "lease_lost")
+            elif lease[1]:
+                self._interrupt(active, "cancelled")
+
+    def _interrupt(self, active: _Active, reason: str) -> None:
+        if active.interrupt is None:
+            log.info("interrupting run %s: %s", active.run.id, reason)
+            active.interrupt = reason
+            active.task.cancel()
+
+    # -- start and stop ----------------------------------------------------------------
+
+    def _setup_threads(self) -> None:
+        threads = self.options.db_threads or (1 if self.store.dialect.name == "sqlite" else 4)
+        self._db_pool = ThreadPoolExecutor(threads, thread_name_prefix="rota-db")
+        assert self._loop is not None
+        # Sync user functions run on the loop's default executor: size it to the concurrency.
+        self._loop.set_default_executor(
+            ThreadPoolExecutor(self.options.concurrency + 4, thread_name_prefix="rota-user")
+        )
+
+    def _start_listener(self) -> threading.Event | None:
+        listen = getattr(self.store.dialect, "listen", None)
+        if listen is None:
+            return None
+        stop = threading.Event()
+        threading.Thread(
+            target=self._listen, args=(listen, stop), name="rota-listen", daemon=True
+        ).start()
+        return stop
+
+    def _listen(self, listen: Callable[[], Any], stop: threading.Event) -> None:
+        # NOTIFY is only a hint to claim sooner; polling covers anything it misses.
+        while not stop.is_set():
+            try:
+                conn = listen()
+                with conn:
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.wake()
+            except Exception:
+                log.debug("wake-up listener reconnecting", exc_info=True)
+                stop.wait(1.0)
+
+    async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
+        if self._active:
+            _, pending = await asyncio.wait(
+                [a.task for a in self._active.values()], timeout=self.options.shutdown_grace_s
+            )
+            held = [a for a in self._active.values() if a.task in pending]
+            for active in held:
+                self._interrupt(active, "shutdown")
+            await asyncio.gather(*(a.task for a in held), return_exceptions=True)
+            released = await self.db(
+                self.store.release, self.id, [a.run.id for a in held], self.clock.now()
+            )
+            self.stats.released += released
+        await self._flush_now()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+
+
+def _error(kind: str, message: str) -> str:
+    return serialization.dumps({"type": kind, "message": message}, what="error")
