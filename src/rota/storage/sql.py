@@ -286,8 +286,9 @@ class SqlStore:
                   AND {self.dialect.any_of('id', 'ids')}""",
                 {"owner": owner, "now": now, "ids": self.dialect.list_param(run_ids)},
             )
+            released = conn.rowcount
             self.dialect.notify(conn)
-            return conn.rowcount
+        return released
 
     # -- steps -------------------------------------------------------------------------
 

@@ -1,0 +1,86 @@
+"""Shared fixtures: every storage-facing test runs on SQLite and on PostgreSQL.
+
+PostgreSQL tests use ROTA_TEST_POSTGRES_URL (default: the local server) and a fresh schema
+per test. Without a server they skip with a clear message, except when ROTA_REQUIRE_POSTGRES
+is set (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from rota import App
+from rota.storage import SqlStore
+
+PG_URL = os.environ.get("ROTA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = bool(os.environ.get("ROTA_REQUIRE_POSTGRES"))
+_pg_error: list[str] = []
+
+
+def _pg_reachable() -> str | None:
+    if not _pg_error:
+        try:
+            psycopg.connect(PG_URL, connect_timeout=5).close()
+            _pg_error.append("")
+        except psycopg.Error as exc:
+            _pg_error.append(str(exc).strip() or type(exc).__name__)
+    return _pg_error[0] or None
+
+
+def require_postgres() -> None:
+    error = _pg_reachable()
+    if error is None:
+        return
+    message = (
+        f"PostgreSQL tests need a server at {PG_URL} (set ROTA_TEST_POSTGRES_URL): {error}"
+    )
+    if REQUIRE_PG:
+        pytest.fail(message + " -- ROTA_REQUIRE_POSTGRES is set, so this is a failure")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh, empty schema, dropped afterwards."""
+    require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'rota.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_schema_url")
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SqlStore]:
+    s = SqlStore(database_url)
+    s.migrate()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[App]:
+    a = App(database_url)
+    yield a
+    a.close()
