@@ -38,9 +38,7 @@ def require_postgres() -> None:
     error = _pg_reachable()
     if error is None:
         return
-    message = (
-        f"PostgreSQL tests need a server at {PG_URL} (set ROTA_TEST_POSTGRES_URL): {error}"
-    )
+    message = f"PostgreSQL tests need a server at {PG_URL} (set ROTA_TEST_POSTGRES_URL): {error}"
     if REQUIRE_PG:
         pytest.fail(message + " -- ROTA_REQUIRE_POSTGRES is set, so this is a failure")
     pytest.skip(message)

@@ -28,7 +28,10 @@ class App:
     """Holds definitions; every process (scheduler, worker, CLI) builds the same App."""
 
     def __init__(
-        self, database_url: str | None = None, *, clock: Clock | None = None,
+        self,
+        database_url: str | None = None,
+        *,
+        clock: Clock | None = None,
         migrate: bool = True,
     ) -> None:
         self.database_url = resolve(database_url)
@@ -83,17 +86,35 @@ class App:
         return register(fn) if fn is not None else register
 
     def add(
-        self, fn: Fn, *, kind: str = "job", name: str | None = None, trigger: TriggerArg = None,
-        schedule: TriggerArg = None, retries: int = 0, timeout: Duration | None = None,
-        retry_backoff: Duration = "1s", run_as: str | None = None, priority: int = 0,
-        concurrency: int | None = None, concurrency_key: ConcurrencyKey = None,
+        self,
+        fn: Fn,
+        *,
+        kind: str = "job",
+        name: str | None = None,
+        trigger: TriggerArg = None,
+        schedule: TriggerArg = None,
+        retries: int = 0,
+        timeout: Duration | None = None,
+        retry_backoff: Duration = "1s",
+        run_as: str | None = None,
+        priority: int = 0,
+        concurrency: int | None = None,
+        concurrency_key: ConcurrencyKey = None,
     ) -> JobDefinition:
         if trigger is not None and schedule is not None:
             raise ConfigError("pass trigger= or schedule= (a synonym), not both")
         definition = define(
-            fn, kind=kind, name=name, trigger=trigger if trigger is not None else schedule,
-            retries=retries, timeout=timeout, retry_backoff=retry_backoff, run_as=run_as,
-            priority=priority, concurrency=concurrency, concurrency_key=concurrency_key,
+            fn,
+            kind=kind,
+            name=name,
+            trigger=trigger if trigger is not None else schedule,
+            retries=retries,
+            timeout=timeout,
+            retry_backoff=retry_backoff,
+            run_as=run_as,
+            priority=priority,
+            concurrency=concurrency,
+            concurrency_key=concurrency_key,
         )
         if definition.name in self.definitions:
             raise ConfigError(f"{definition.name!r} is defined twice; give one a name=...")
@@ -109,20 +130,37 @@ class App:
     # -- enqueueing --------------------------------------------------------------------
 
     def run_now(
-        self, name: str, payload: Any = None, *, idempotency_key: str | None = None,
-        priority: int | None = None, delay: Duration = 0, run_as: str | None = None,
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        priority: int | None = None,
+        delay: Duration = 0,
+        run_as: str | None = None,
         trigger: str = "manual",
     ) -> RunHandle:
         """Enqueue one run; a duplicate idempotency key returns the existing run."""
         return self.run_many(
-            name, [payload], idempotency_keys=[idempotency_key], priority=priority,
-            delay=delay, run_as=run_as, trigger=trigger,
+            name,
+            [payload],
+            idempotency_keys=[idempotency_key],
+            priority=priority,
+            delay=delay,
+            run_as=run_as,
+            trigger=trigger,
         )[0]
 
     def run_many(
-        self, name: str, payloads: Iterable[Any], *,
-        idempotency_keys: Sequence[str | None] | None = None, priority: int | None = None,
-        delay: Duration = 0, run_as: str | None = None, trigger: str = "manual",
+        self,
+        name: str,
+        payloads: Iterable[Any],
+        *,
+        idempotency_keys: Sequence[str | None] | None = None,
+        priority: int | None = None,
+        delay: Duration = 0,
+        run_as: str | None = None,
+        trigger: str = "manual",
     ) -> list[RunHandle]:
         """Enqueue many runs of one job in one transaction."""
         definition = self.definition(name)
@@ -132,8 +170,15 @@ class App:
             raise ConfigError("idempotency_keys must have one entry per payload")
         now, delay_s = self.clock.now(), seconds(delay, what="delay")
         runs = [
-            definition.new_run(p, now=now, trigger=trigger, idempotency_key=k,
-                               priority=priority, delay_s=delay_s, run_as=run_as)
+            definition.new_run(
+                p,
+                now=now,
+                trigger=trigger,
+                idempotency_key=k,
+                priority=priority,
+                delay_s=delay_s,
+                run_as=run_as,
+            )
             for p, k in zip(payloads, keys, strict=True)
         ]
         created = self.store.enqueue(runs)
@@ -141,7 +186,11 @@ class App:
         return [RunHandle(self, run_id, was_created) for run_id, was_created in created]
 
     def emit(
-        self, event: str, payload: Any = None, *, idempotency_key: str | None = None,
+        self,
+        event: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
         source: str = "app",
     ) -> Emitted:
         """Store an event and enqueue a run of every job whose on_event trigger matches."""
@@ -150,8 +199,13 @@ class App:
         now = self.clock.now()
         stored = Event(new_id(), event, payload, idempotency_key, source, now)
         runs = [
-            d.new_run(payload, now=now, trigger="event", trigger_ref=stored.id,
-                      idempotency_key=f"event:{stored.id}")
+            d.new_run(
+                payload,
+                now=now,
+                trigger="event",
+                trigger_ref=stored.id,
+                idempotency_key=f"event:{stored.id}",
+            )
             for d in self.definitions.values()
             if any(t.matches(event, payload) for t in d.event_triggers())
         ]
@@ -168,8 +222,9 @@ class App:
     def get_run(self, run_id: str) -> Run:
         return self.store.get_run(run_id)
 
-    def runs(self, *, states: Sequence[str] = (), names: Sequence[str] = (),
-             limit: int = 50) -> list[Run]:
+    def runs(
+        self, *, states: Sequence[str] = (), names: Sequence[str] = (), limit: int = 50
+    ) -> list[Run]:
         return self.store.list_runs(RunFilter(tuple(states), tuple(names), limit))
 
     # -- working -----------------------------------------------------------------------

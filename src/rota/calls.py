@@ -13,8 +13,12 @@ from .errors import StepTimeout
 
 
 async def call_user(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-    *, timeout: float | None, what: str,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    timeout: float | None,
+    what: str,
 ) -> Any:
     try:
         return await asyncio.wait_for(_invoke(fn, args, kwargs), timeout)

@@ -22,8 +22,12 @@ from .ids import new_id
 from .scheduling.triggers import on_event
 
 EVENT = "payments.webhook"
-KINDS = ("invoice.paid", "invoice.payment_failed", "customer.subscription.updated",
-         "charge.refunded")
+KINDS = (
+    "invoice.paid",
+    "invoice.payment_failed",
+    "customer.subscription.updated",
+    "charge.refunded",
+)
 SIGN = {"invoice.paid": 1, "charge.refunded": -1}
 
 
@@ -66,8 +70,10 @@ def run_demo(database_url: str | None, events: int, console: Console) -> dict[st
 
 
 def _run(app: App, events: int, console: Console) -> dict[str, Any]:
-    console.print(f"[bold]rota demo[/]: {events:,} webhook events -> deterministic ledger job "
-                  f"on {app.database_url.redacted()}")
+    console.print(
+        f"[bold]rota demo[/]: {events:,} webhook events -> deterministic ledger job "
+        f"on {app.database_url.redacted()}"
+    )
     batch = new_id()[-8:]
     app.store.migrate()
     worker = app.worker(concurrency=32, poll_interval_s=0.2)
@@ -89,8 +95,9 @@ def _ingest(app: App, batch: str, events: int, ingested: list[int]) -> None:
         ingested[0] = i + 1
 
 
-async def _work(worker: Any, producer: threading.Thread, progress: Progress, events: int,
-                ingested: list[int]) -> None:
+async def _work(
+    worker: Any, producer: threading.Thread, progress: Progress, events: int, ingested: list[int]
+) -> None:
     ingest_task = progress.add_task("webhooks stored", total=events)
     run_task = progress.add_task("runs succeeded ", total=events)
     producer.start()
@@ -108,8 +115,13 @@ async def _work(worker: Any, producer: threading.Thread, progress: Progress, eve
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def _summary(app: App, stats: Any, events: int, elapsed: float, batch: str) -> dict[str, Any]:

@@ -30,8 +30,11 @@ log = logging.getLogger("rota.run")
 class Runtime(Protocol):
     """What a run needs from the worker executing it."""
 
-    clock: Clock
-    store: Store
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def store(self) -> Store: ...
 
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a store call off the event loop."""
@@ -109,9 +112,18 @@ class RunContext:
             if done.input_hash not in (None, input_hash):
                 self.log.warning("step %r resumed with different inputs than it ran with", key)
             return done.result
-        return await self._execute(key, seq, name, fn, args, kwargs, input_hash,
-                                   retries, optional_seconds(timeout, what="step timeout"),
-                                   seconds(backoff, what="step backoff"))
+        return await self._execute(
+            key,
+            seq,
+            name,
+            fn,
+            args,
+            kwargs,
+            input_hash,
+            retries,
+            optional_seconds(timeout, what="step timeout"),
+            seconds(backoff, what="step backoff"),
+        )
 
     def _next_key(self, name: str) -> str:
         if not name or not isinstance(name, str):
@@ -121,8 +133,16 @@ class RunContext:
         return name if count == 1 else f"{name}#{count}"
 
     async def _execute(
-        self, key: str, seq: int, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
-        kwargs: dict[str, Any], input_hash: str, retries: int, timeout: float | None,
+        self,
+        key: str,
+        seq: int,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        input_hash: str,
+        retries: int,
+        timeout: float | None,
         backoff_s: float,
     ) -> Any:
         started = self._runtime.clock.now()
@@ -136,13 +156,13 @@ class RunContext:
                 text = serialization.dumps(value, what=f"the result of step {key!r}")
                 break
             except SerializationError as exc:
-                await self._save(key, seq, name, "FAILED", attempts, input_hash, None, exc,
-                                 started)
+                await self._save(key, seq, name, "FAILED", attempts, input_hash, None, exc, started)
                 raise
             except Exception as exc:
                 if attempts > retries:
-                    await self._save(key, seq, name, "FAILED", attempts, input_hash, None, exc,
-                                     started)
+                    await self._save(
+                        key, seq, name, "FAILED", attempts, input_hash, None, exc, started
+                    )
                     raise StepFailed(key, type(exc).__name__, str(exc)) from exc
                 await asyncio.sleep(backoff_delay(attempts, backoff_s, cap_s=300))
             finally:
@@ -151,14 +171,30 @@ class RunContext:
         return serialization.loads(text)
 
     async def _save(
-        self, key: str, seq: int, name: str, state: str, attempts: int, input_hash: str,
-        result: str | None, exc: BaseException | None, started: float,
+        self,
+        key: str,
+        seq: int,
+        name: str,
+        state: str,
+        attempts: int,
+        input_hash: str,
+        result: str | None,
+        exc: BaseException | None,
+        started: float,
     ) -> None:
         record = StepRecord(
-            run_id=self.run.id, lease_token=self.run.lease_token, key=key, seq=seq, name=name,
-            state=state, attempts=attempts, input_hash=input_hash, result=result,
+            run_id=self.run.id,
+            lease_token=self.run.lease_token,
+            key=key,
+            seq=seq,
+            name=name,
+            state=state,
+            attempts=attempts,
+            input_hash=input_hash,
+            result=result,
             error=serialization.dumps(error_info(exc), what="error") if exc else None,
-            started_at=started, finished_at=self._runtime.clock.now(),
+            started_at=started,
+            finished_at=self._runtime.clock.now(),
         )
         if not await self._runtime.db(self._runtime.store.save_step, record):
             raise RunInterrupted("lease_lost")

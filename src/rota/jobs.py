@@ -40,18 +40,35 @@ class JobDefinition:
         return [t for t in self.triggers if isinstance(t, OnEvent)]
 
     def new_run(
-        self, payload: Any, *, now: float, trigger: str, idempotency_key: str | None = None,
-        priority: int | None = None, delay_s: float = 0.0, run_as: str | None = None,
-        trigger_ref: str | None = None, parent_id: str | None = None,
+        self,
+        payload: Any,
+        *,
+        now: float,
+        trigger: str,
+        idempotency_key: str | None = None,
+        priority: int | None = None,
+        delay_s: float = 0.0,
+        run_as: str | None = None,
+        trigger_ref: str | None = None,
+        parent_id: str | None = None,
     ) -> NewRun:
         text = serialization.dumps(payload, what=f"the payload for {self.name!r}")
         return NewRun(
-            id=new_id(), name=self.name, kind=self.kind, payload=text, trigger=trigger,
-            created_at=now, run_after=now + delay_s,
+            id=new_id(),
+            name=self.name,
+            kind=self.kind,
+            payload=text,
+            trigger=trigger,
+            created_at=now,
+            run_after=now + delay_s,
             priority=self.priority if priority is None else priority,
-            max_attempts=self.max_attempts, idempotency_key=idempotency_key,
-            concurrency_key=self._key_for(payload), concurrency_limit=self.concurrency,
-            principal=run_as or self.run_as, trigger_ref=trigger_ref, parent_id=parent_id,
+            max_attempts=self.max_attempts,
+            idempotency_key=idempotency_key,
+            concurrency_key=self._key_for(payload),
+            concurrency_limit=self.concurrency,
+            principal=run_as or self.run_as,
+            trigger_ref=trigger_ref,
+            parent_id=parent_id,
             timeout_s=self.timeout_s,
         )
 
@@ -71,9 +88,18 @@ class JobDefinition:
 
 
 def define(
-    fn: Callable[..., Any], *, kind: str, name: str | None, trigger: Trigger | Sequence[Trigger]
-    | None, retries: int, timeout: Duration | None, retry_backoff: Duration, run_as: str | None,
-    priority: int, concurrency: int | None, concurrency_key: ConcurrencyKey,
+    fn: Callable[..., Any],
+    *,
+    kind: str,
+    name: str | None,
+    trigger: Trigger | Sequence[Trigger] | None,
+    retries: int,
+    timeout: Duration | None,
+    retry_backoff: Duration,
+    run_as: str | None,
+    priority: int,
+    concurrency: int | None,
+    concurrency_key: ConcurrencyKey,
 ) -> JobDefinition:
     """Validate decorator arguments at definition time, where a mistake is cheap to fix."""
     job_name = name or fn.__name__
@@ -86,10 +112,17 @@ def define(
     if not isinstance(priority, int):
         raise ConfigError(f"{job_name}: priority must be an int, got {priority!r}")
     return JobDefinition(
-        name=job_name, fn=fn, kind=kind, triggers=_triggers(job_name, trigger),
-        max_attempts=retries + 1, timeout_s=optional_seconds(timeout, what=f"{job_name} timeout"),
-        backoff_s=seconds(retry_backoff, what=f"{job_name} retry_backoff"), run_as=run_as,
-        priority=priority, concurrency=concurrency, concurrency_key=concurrency_key,
+        name=job_name,
+        fn=fn,
+        kind=kind,
+        triggers=_triggers(job_name, trigger),
+        max_attempts=retries + 1,
+        timeout_s=optional_seconds(timeout, what=f"{job_name} timeout"),
+        backoff_s=seconds(retry_backoff, what=f"{job_name} retry_backoff"),
+        run_as=run_as,
+        priority=priority,
+        concurrency=concurrency,
+        concurrency_key=concurrency_key,
         takes_payload=_takes_payload(fn),
     )
 

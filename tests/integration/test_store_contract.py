@@ -18,8 +18,13 @@ T0 = 1_000_000.0
 
 def new_run(name: str = "job", **kw: object) -> NewRun:
     fields: dict = {
-        "id": new_id(), "name": name, "kind": "job", "payload": "{}", "trigger": "manual",
-        "created_at": T0, "run_after": T0,
+        "id": new_id(),
+        "name": name,
+        "kind": "job",
+        "payload": "{}",
+        "trigger": "manual",
+        "created_at": T0,
+        "run_after": T0,
     }
     fields.update(kw)
     return NewRun(**fields)
@@ -31,9 +36,18 @@ def claim(store: SqlStore, owner: str = "w1", limit: int = 10, now: float = T0, 
 
 def step(run, key: str, state: str = "SUCCEEDED", token: int | None = None, result="1"):
     return StepRecord(
-        run_id=run.id, lease_token=run.lease_token if token is None else token, key=key, seq=0,
-        name=key, state=state, attempts=1, input_hash="h", result=result, error=None,
-        started_at=T0, finished_at=T0 + 1,
+        run_id=run.id,
+        lease_token=run.lease_token if token is None else token,
+        key=key,
+        seq=0,
+        name=key,
+        state=state,
+        attempts=1,
+        input_hash="h",
+        result=result,
+        error=None,
+        started_at=T0,
+        finished_at=T0 + 1,
     )
 
 
@@ -177,8 +191,9 @@ def test_retry_completion_requeues_with_a_later_start(store: SqlStore) -> None:
     store.enqueue([new_run()])
     (run,) = claim(store)
     error = serialization.dumps({"type": "X", "message": "boom"}, what="e")
-    store.complete([Completion(run.id, 1, RunState.ENQUEUED, None, error=error, failures=1,
-                               run_after=T0 + 5)])
+    store.complete(
+        [Completion(run.id, 1, RunState.ENQUEUED, None, error=error, failures=1, run_after=T0 + 5)]
+    )
     again = store.get_run(run.id)
     assert (again.state, again.failures, again.run_after) == (RunState.ENQUEUED, 1, T0 + 5)
     assert claim(store, now=T0 + 1) == []
@@ -193,8 +208,7 @@ def test_step_checkpoints_are_fenced_and_never_overwritten(store: SqlStore) -> N
     assert not store.save_step(step(run, "a", "SUCCEEDED", result='{"v":2}'))
     assert not store.save_step(step(run, "b", token=run.lease_token + 1))
     (saved,) = store.steps(run.id)
-    assert (saved.key, saved.state, saved.result, saved.attempts) == ("a", "SUCCEEDED",
-                                                                      {"v": 1}, 2)
+    assert (saved.key, saved.state, saved.result, saved.attempts) == ("a", "SUCCEEDED", {"v": 1}, 2)
 
 
 def test_cancel_and_retry(store: SqlStore) -> None:

@@ -54,7 +54,9 @@ def test_completed_steps_are_not_executed_again_on_retry(app: App) -> None:
     assert (run.attempt, run.failures) == (2, 1)
     steps = app.store.steps(handle.id)
     assert [(s.key, s.state, s.attempts) for s in steps] == [
-        ("one", "SUCCEEDED", 1), ("two", "SUCCEEDED", 1)]
+        ("one", "SUCCEEDED", 1),
+        ("two", "SUCCEEDED", 1),
+    ]
 
 
 def test_repeated_step_names_get_distinct_keys(app: App) -> None:
@@ -92,7 +94,10 @@ def test_step_retries_then_fails_with_a_recorded_error(app: App) -> None:
         handle.result()
     steps = {s.key: s for s in app.store.steps(handle.id)}
     assert (steps["flaky"].state, steps["flaky"].attempts, steps["flaky"].result) == (
-        "SUCCEEDED", 3, 7)
+        "SUCCEEDED",
+        3,
+        7,
+    )
     assert (steps["broken"].state, steps["broken"].attempts) == ("FAILED", 2)
     assert steps["broken"].error["type"] == "ValueError"
 

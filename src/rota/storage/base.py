@@ -25,16 +25,20 @@ class Store(Protocol):
         Returns (run id, created) per input, the existing id for duplicates."""
         ...
 
-    def record_event(
-        self, event: Event, runs: Sequence[NewRun]
-    ) -> tuple[str, bool, list[str]]:
+    def record_event(self, event: Event, runs: Sequence[NewRun]) -> tuple[str, bool, list[str]]:
         """Store an event and the runs it triggers in one transaction. A duplicate event
         (same name and idempotency key) enqueues nothing: returns (existing id, False, [])."""
         ...
 
     def claim(
-        self, owner: str, names: Sequence[str], limit: int, now: float, lease_s: float,
-        *, limited: bool = False,
+        self,
+        owner: str,
+        names: Sequence[str],
+        limit: int,
+        now: float,
+        lease_s: float,
+        *,
+        limited: bool = False,
     ) -> list[Run]:
         """Lease up to `limit` ready runs of the given names to `owner`. With `limited`,
         claims only runs with a concurrency key, never exceeding its limit across workers."""

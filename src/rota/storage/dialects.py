@@ -55,7 +55,10 @@ class Connection:
 
 class Dialect:
     name = ""
+    # Row-locking clauses; empty on SQLite, whose IMMEDIATE transactions lock the database.
     skip_locked = ""
+    row_lock = ""
+    share_lock = ""
 
     def __init__(self, url: DatabaseUrl) -> None:
         self.url = url
@@ -130,6 +133,8 @@ class PostgresDialect(Dialect):
 
     name = "postgresql"
     skip_locked = "FOR UPDATE SKIP LOCKED"
+    row_lock = "FOR UPDATE"
+    share_lock = "FOR SHARE"
 
     def connect(self) -> Connection:
         try:
@@ -137,9 +142,9 @@ class PostgresDialect(Dialect):
                 self.url.target, autocommit=True, row_factory=dict_row, connect_timeout=10
             )
         except psycopg.OperationalError as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no answer"
+            reason = " ".join(line.strip() for line in str(exc).strip().splitlines())
             raise DatabaseError(
-                f"cannot connect to PostgreSQL at {self.url.redacted()}: {reason}"
+                f"cannot connect to PostgreSQL at {self.url.redacted()}: {reason or 'no answer'}"
             ) from None
         return Connection(self, raw)
 

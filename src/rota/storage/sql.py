@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from typing import Any
+
 from .. import serialization
 from ..errors import DatabaseError, InvalidStateError, RunNotFound, SchemaVersionError
 from ..model import (
@@ -32,6 +34,21 @@ _INSERT_RUN = f"""
     INSERT INTO rota_runs (state, {_RUN_COLUMNS}) VALUES ('ENQUEUED', {_RUN_VALUES})
     ON CONFLICT (name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id"""
+# Lookups by id compare the state to a parameter, not a literal: with a literal, PostgreSQL's
+# generic plan for these prepared statements prefers the partial index on RUNNING rows over
+# the primary key, and that index fills with dead entries during a drain (quadratic time).
+_SAVE_STEP = """
+    INSERT INTO rota_steps (run_id, step_key, seq, name, state, attempts, input_hash,
+        result, error, started_at, finished_at, lease_token)
+    SELECT :run_id, :key, :seq, :name, :state, :attempts, :input_hash, :result, :error,
+        :started_at, :finished_at, :lease_token
+    WHERE EXISTS (SELECT 1 FROM rota_runs WHERE id = :run_id
+                  AND lease_token = :lease_token AND state = :running {share})
+    ON CONFLICT (run_id, step_key) DO UPDATE SET state = excluded.state,
+        attempts = rota_steps.attempts + excluded.attempts, result = excluded.result,
+        error = excluded.error, finished_at = excluded.finished_at,
+        lease_token = excluded.lease_token, input_hash = excluded.input_hash
+    WHERE rota_steps.state <> 'SUCCEEDED'"""
 _LEASE = """state = 'RUNNING', lease_owner = :owner, lease_token = lease_token + 1,
     lease_expires_at = :expires, attempt = attempt + 1, started_at = COALESCE(started_at, :now)"""
 
@@ -65,10 +82,8 @@ class SqlStore:
     def close(self) -> None:
         with self._guard:
             for conn in self._all:
-                try:
+                with contextlib.suppress(Exception):  # a broken connection must not hide why
                     conn.close()
-                except Exception:  # closing a broken connection must not hide the cause
-                    pass
             self._all.clear()
         self._local = threading.local()
 
@@ -123,7 +138,7 @@ class SqlStore:
                 VALUES (:id, :name, :payload, :idempotency_key, :source, :created_at)
                 ON CONFLICT (name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING id""",
-                {**asdict(event), "payload": serialization.dumps(event.payload, what="payload")},
+                {**_params(event), "payload": serialization.dumps(event.payload, what="payload")},
             )
             if not inserted:
                 existing = conn.execute(
@@ -137,9 +152,13 @@ class SqlStore:
         return event.id, True, run_ids
 
     def _insert_runs(self, conn: Connection, runs: Sequence[NewRun]) -> list[tuple[str, bool]]:
+        if all(run.idempotency_key is None for run in runs):
+            # Nothing can conflict: one batched statement instead of a round trip per run.
+            conn.execute_many(_INSERT_RUN.replace("RETURNING id", ""), [_params(r) for r in runs])
+            return [(run.id, True) for run in runs]
         out = []
         for run in runs:
-            created = bool(conn.execute(_INSERT_RUN, asdict(run)))
+            created = bool(conn.execute(_INSERT_RUN, _params(run)))
             if created:
                 out.append((run.id, True))
             else:
@@ -196,7 +215,7 @@ class SqlStore:
             WHERE id IN (
                 SELECT id FROM rota_runs
                 WHERE state = 'ENQUEUED' AND run_after <= :now AND concurrency_key IS NULL
-                  AND {d.any_of('name', 'names')}
+                  AND {d.any_of("name", "names")}
                 ORDER BY priority DESC, run_after, id
                 LIMIT :limit {d.skip_locked})
             RETURNING *"""
@@ -216,14 +235,17 @@ class SqlStore:
                                           ORDER BY r.priority DESC, r.run_after, r.id) AS rank
                 FROM rota_runs r LEFT JOIN running ON running.concurrency_key = r.concurrency_key
                 WHERE r.state = 'ENQUEUED' AND r.run_after <= :now
-                  AND r.concurrency_key IS NOT NULL AND {self.dialect.any_of('r.name', 'names')})
+                  AND r.concurrency_key IS NOT NULL AND {self.dialect.any_of("r.name", "names")})
             SELECT id FROM ranked WHERE busy + rank <= concurrency_limit
             ORDER BY priority DESC, run_after, id LIMIT :limit"""
 
     def heartbeat(self, owner: str, now: float, lease_s: float) -> list[tuple[str, int, bool]]:
+        # Rows are locked in id order everywhere a worker updates several at once
+        # (heartbeat, completions, release), so that those writers cannot deadlock.
         rows = self.conn().execute(
-            """UPDATE rota_runs SET lease_expires_at = :expires
-            WHERE lease_owner = :owner AND state = 'RUNNING'
+            f"""UPDATE rota_runs SET lease_expires_at = :expires
+            WHERE id IN (SELECT id FROM rota_runs WHERE lease_owner = :owner
+                         AND state = 'RUNNING' ORDER BY id {self.dialect.row_lock})
             RETURNING id, lease_token, cancel_requested""",
             {"owner": owner, "expires": now + lease_s},
         )
@@ -238,29 +260,35 @@ class SqlStore:
             },
             what="error",
         )
+        # SKIP LOCKED: a row locked right now is being completed or heartbeated by its owner.
+        expired = f"""id IN (SELECT id FROM rota_runs WHERE state = 'RUNNING'
+            AND lease_expires_at < :now ORDER BY id {self.dialect.skip_locked})"""
         with self.tx() as conn:
-            conn.execute(
-                """UPDATE rota_runs SET state = 'FAILED', error = :error, finished_at = :now,
+            failed = conn.execute(
+                f"""UPDATE rota_runs SET state = 'FAILED', error = :error, finished_at = :now,
                     lease_owner = NULL, lease_expires_at = NULL
-                WHERE state = 'RUNNING' AND lease_expires_at < :now AND reclaims + 1 >= :max""",
+                WHERE {expired} AND reclaims + 1 >= :max RETURNING id""",
                 {"now": now, "max": max_reclaims, "error": error},
             )
-            failed = conn.rowcount
-            conn.execute(
-                """UPDATE rota_runs SET state = 'ENQUEUED', lease_owner = NULL,
+            requeued = conn.execute(
+                f"""UPDATE rota_runs SET state = 'ENQUEUED', lease_owner = NULL,
                     lease_expires_at = NULL, run_after = :now, reclaims = reclaims + 1
-                WHERE state = 'RUNNING' AND lease_expires_at < :now""",
+                WHERE {expired} RETURNING id""",
                 {"now": now},
             )
-            requeued = conn.rowcount
             if requeued:
                 self.dialect.notify(conn)
-        return failed + requeued
+        return len(failed) + len(requeued)
 
     def complete(self, completions: Sequence[Completion]) -> int:
         rows = [
-            {**asdict(c), "state": c.state.value, "enqueued": c.state == RunState.ENQUEUED}
-            for c in completions
+            {
+                **_params(c),
+                "state": c.state.value,
+                "running": "RUNNING",
+                "enqueued": c.state == RunState.ENQUEUED,
+            }
+            for c in sorted(completions, key=lambda c: c.run_id)
         ]
         with self.tx() as conn:
             done = conn.execute_many(
@@ -268,7 +296,7 @@ class SqlStore:
                     finished_at = :finished_at, failures = :failures,
                     run_after = COALESCE(:run_after, run_after),
                     lease_owner = NULL, lease_expires_at = NULL
-                WHERE id = :run_id AND lease_token = :lease_token AND state = 'RUNNING'""",
+                WHERE id = :run_id AND lease_token = :lease_token AND state = :running""",
                 rows,
             )
             if any(r["enqueued"] for r in rows):
@@ -282,8 +310,9 @@ class SqlStore:
             conn.execute(
                 f"""UPDATE rota_runs SET state = 'ENQUEUED', lease_owner = NULL,
                     lease_expires_at = NULL, run_after = :now
-                WHERE lease_owner = :owner AND state = 'RUNNING'
-                  AND {self.dialect.any_of('id', 'ids')}""",
+                WHERE id IN (SELECT id FROM rota_runs WHERE lease_owner = :owner
+                    AND state = 'RUNNING' AND {self.dialect.any_of("id", "ids")}
+                    ORDER BY id {self.dialect.row_lock})""",
                 {"owner": owner, "now": now, "ids": self.dialect.list_param(run_ids)},
             )
             released = conn.rowcount
@@ -297,18 +326,8 @@ class SqlStore:
         # succeeded is never overwritten.
         conn = self.conn()
         conn.execute(
-            """INSERT INTO rota_steps (run_id, step_key, seq, name, state, attempts, input_hash,
-                result, error, started_at, finished_at, lease_token)
-            SELECT :run_id, :key, :seq, :name, :state, :attempts, :input_hash, :result, :error,
-                :started_at, :finished_at, :lease_token
-            WHERE EXISTS (SELECT 1 FROM rota_runs WHERE id = :run_id
-                          AND lease_token = :lease_token AND state = 'RUNNING')
-            ON CONFLICT (run_id, step_key) DO UPDATE SET state = excluded.state,
-                attempts = rota_steps.attempts + excluded.attempts, result = excluded.result,
-                error = excluded.error, finished_at = excluded.finished_at,
-                lease_token = excluded.lease_token, input_hash = excluded.input_hash
-            WHERE rota_steps.state <> 'SUCCEEDED'""",
-            asdict(record),
+            _SAVE_STEP.format(share=self.dialect.share_lock),
+            {**_params(record), "running": "RUNNING"},
         )
         return conn.rowcount == 1
 
@@ -329,7 +348,8 @@ class SqlStore:
 
     def list_runs(self, flt: RunFilter) -> list[Run]:
         d = self.dialect
-        where, params = ["1 = 1"], {"limit": flt.limit}
+        where: list[str] = ["1 = 1"]
+        params: dict[str, Any] = {"limit": flt.limit}
         if flt.states:
             where.append(d.any_of("state", "states"))
             params["states"] = d.list_param(flt.states)
@@ -358,7 +378,9 @@ class SqlStore:
         with self.tx() as conn:
             run = self._locked_run(conn, run_id)
             if run.state.finished:
-                raise InvalidStateError(f"run {run_id} already ended {run.state}; nothing to cancel")
+                raise InvalidStateError(
+                    f"run {run_id} already ended {run.state}; nothing to cancel"
+                )
             if run.state == RunState.RUNNING:
                 conn.execute(
                     "UPDATE rota_runs SET cancel_requested = 1 WHERE id = :id", {"id": run_id}
@@ -402,12 +424,20 @@ class SqlStore:
         )
         return [
             Event(
-                id=r["id"], name=r["name"], payload=serialization.loads(r["payload"]),
-                idempotency_key=r["idempotency_key"], source=r["source"],
+                id=r["id"],
+                name=r["name"],
+                payload=serialization.loads(r["payload"]),
+                idempotency_key=r["idempotency_key"],
+                source=r["source"],
                 created_at=r["created_at"],
             )
             for r in rows
         ]
+
+
+def _params(record: Any) -> dict[str, Any]:
+    """Shallow field dict of a slotted dataclass (dataclasses.asdict deep-copies: slow)."""
+    return {name: getattr(record, name) for name in record.__slots__}
 
 
 def _refuse_newer(current: int) -> None:
@@ -433,10 +463,17 @@ def _run(row: Row) -> Run:
 
 def _step(row: Row) -> Step:
     return Step(
-        run_id=row["run_id"], key=row["step_key"], seq=row["seq"], name=row["name"],
-        state=row["state"], attempts=row["attempts"], input_hash=row["input_hash"],
-        result=serialization.loads(row["result"]), error=serialization.loads(row["error"]),
-        started_at=row["started_at"], finished_at=row["finished_at"],
+        run_id=row["run_id"],
+        key=row["step_key"],
+        seq=row["seq"],
+        name=row["name"],
+        state=row["state"],
+        attempts=row["attempts"],
+        input_hash=row["input_hash"],
+        result=serialization.loads(row["result"]),
+        error=serialization.loads(row["error"]),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
     )
 
 
@@ -449,4 +486,3 @@ def open_store(url: str | None = None) -> SqlStore:
         store.close()
         raise
     return store
-

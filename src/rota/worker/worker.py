@@ -37,6 +37,7 @@ log = logging.getLogger("rota.worker")
 @dataclass(frozen=True)
 class WorkerOptions:
     concurrency: int = 16
+    prefetch: int | None = None  # runs leased ahead of free slots; default: = concurrency
     lease_s: float = 30.0
     poll_interval_s: float = 1.0
     claim_batch: int = 200
@@ -61,6 +62,7 @@ class _Active:
     run: Run
     task: asyncio.Task[None]
     interrupt: str | None = None
+    started: bool = False  # holds an execution slot (else still waiting in the prefetch buffer)
 
 
 class Worker:
@@ -86,7 +88,9 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._flush_wanted = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
         self._setup_threads()
+        self._slots = asyncio.Semaphore(self.options.concurrency)
         self.app._wakers.add(self.wake)
         background = [
             asyncio.create_task(self._heartbeat_loop(), name="rota-heartbeat"),
@@ -123,7 +127,7 @@ class Worker:
     async def _claim_loop(self, until_idle: bool) -> None:
         while not self._stopping:
             self._wake.clear()  # before claiming, so that a wake-up during the claim counts
-            free = self.options.concurrency - len(self._active)
+            free = self._capacity() - len(self._active)
             got = await self._claim(free) if free > 0 else 0
             if got and got >= min(free, self.options.claim_batch):
                 continue  # likely more ready: claim again straight away
@@ -131,6 +135,13 @@ class Worker:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.options.poll_interval_s)
+
+    def _capacity(self) -> int:
+        # Leasing a few runs ahead of the free slots hides the claim round trip.
+        prefetch = self.options.prefetch
+        return self.options.concurrency + (
+            self.options.concurrency if prefetch is None else prefetch
+        )
 
     async def _claim(self, free: int) -> int:
         want = min(free, self.options.claim_batch)
@@ -141,10 +152,14 @@ class Worker:
         if self._limited and len(runs) < want:
             runs += await self.db(
                 partial(self.store.claim, limited=True),
-                self.id, self._names, want - len(runs), now, self.options.lease_s,
+                self.id,
+                self._names,
+                want - len(runs),
+                now,
+                self.options.lease_s,
             )
         for run in runs:
-            task = asyncio.create_task(self._execute(run), name=f"rota-run-{run.id}")
+            task = asyncio.create_task(self._slotted(run), name=f"rota-run-{run.id}")
             self._active[run.id] = _Active(run, task)
         self.stats.claimed += len(runs)
         return len(runs)
@@ -155,6 +170,17 @@ class Worker:
         return not counts.get("ENQUEUED") and not counts.get("RUNNING")
 
     # -- executing ---------------------------------------------------------------------
+
+    async def _slotted(self, run: Run) -> None:
+        try:
+            async with self._slots:
+                self._active[run.id].started = True
+                await self._execute(run)
+        except asyncio.CancelledError as exc:  # interrupted while waiting for a slot
+            self._interrupted(run, exc)
+        finally:
+            self._active.pop(run.id, None)
+            self._wake.set()
 
     async def _execute(self, run: Run) -> None:
         definition = self.app.definitions[run.name]
@@ -173,9 +199,6 @@ class Worker:
             self._interrupted(run, exc)
         except Exception as exc:
             self._failed(run, exc, retryable=not isinstance(exc, SerializationError))
-        finally:
-            self._active.pop(run.id, None)
-            self._wake.set()
 
     def _interrupted(self, run: Run, exc: BaseException) -> None:
         active = self._active.get(run.id)
@@ -191,21 +214,40 @@ class Worker:
             base = self.app.definitions[run.name].backoff_s
             delay = backoff_delay(failures, base)
             log.info("run %s failed (%s); retry %d in %.1fs", run.id, exc, failures, delay)
-            self._finish(run, RunState.ENQUEUED, error=error, failures=failures,
-                         run_after=self.clock.now() + delay)
+            self._finish(
+                run,
+                RunState.ENQUEUED,
+                error=error,
+                failures=failures,
+                run_after=self.clock.now() + delay,
+            )
         else:
             log.warning("run %s of %s failed: %s", run.id, run.name, exc)
             self._finish(run, RunState.FAILED, error=error, failures=failures)
 
-    def _finish(self, run: Run, state: RunState, *, result: str | None = None,
-                error: str | None = None, failures: int | None = None,
-                run_after: float | None = None) -> None:
+    def _finish(
+        self,
+        run: Run,
+        state: RunState,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        failures: int | None = None,
+        run_after: float | None = None,
+    ) -> None:
         finished = None if state == RunState.ENQUEUED else self.clock.now()
-        self._pending.append(Completion(
-            run_id=run.id, lease_token=run.lease_token, state=state, finished_at=finished,
-            result=result, error=error, failures=run.failures if failures is None else failures,
-            run_after=run_after,
-        ))
+        self._pending.append(
+            Completion(
+                run_id=run.id,
+                lease_token=run.lease_token,
+                state=state,
+                finished_at=finished,
+                result=result,
+                error=error,
+                failures=run.failures if failures is None else failures,
+                run_after=run_after,
+            )
+        )
         self._count(run, state)
         self._flush_wanted.set()
 
@@ -230,9 +272,12 @@ class Worker:
             await self._flush_now()
 
     async def _flush_now(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[:1000], self._pending[1000:]
-            await self.db(self.store.complete, batch)
+        # One writer at a time: a flush at shutdown waits for the one in flight, which took
+        # its batch from _pending, instead of finding _pending empty and cancelling it.
+        async with self._flush_lock:
+            while self._pending:
+                batch, self._pending = self._pending[:1000], self._pending[1000:]
+                await self.db(self.store.complete, batch)
 
     async def _heartbeat_loop(self) -> None:
         every = max(0.05, self.options.lease_s / 3)
@@ -299,6 +344,9 @@ class Worker:
                 stop.wait(1.0)
 
     async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
+        for active in list(self._active.values()):
+            if not active.started:  # prefetched, never begun: hand back at once
+                self._interrupt(active, "shutdown")
         if self._active:
             _, pending = await asyncio.wait(
                 [a.task for a in self._active.values()], timeout=self.options.shutdown_grace_s
