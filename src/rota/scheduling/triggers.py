@@ -44,7 +44,7 @@ class OnEvent(Trigger):
         return f"event {self.name}"
 
 
-def on_event(name: str, filter: EventFilter = None) -> OnEvent:  # noqa: A002 - public API name
+def on_event(name: str, filter: EventFilter = None) -> OnEvent:
     """`filter` is a dict of fields the payload must equal, or a predicate on the payload."""
     if not isinstance(name, str) or not name.strip():
         raise ConfigError("on_event needs an event name, e.g. on_event('billing.event')")

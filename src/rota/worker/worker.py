@@ -344,17 +344,21 @@ class Worker:
                 stop.wait(1.0)
 
     async def _shutdown(self, background: list[asyncio.Task[None]]) -> None:
-        for active in list(self._active.values()):
-            if not active.started:  # prefetched, never begun: hand back at once
-                self._interrupt(active, "shutdown")
+        # Prefetched runs never begun are handed back at once; they leave _active as soon
+        # as they are interrupted, so remember them for the release below.
+        held = [a for a in self._active.values() if not a.started]
+        for active in held:
+            self._interrupt(active, "shutdown")
         if self._active:
             _, pending = await asyncio.wait(
                 [a.task for a in self._active.values()], timeout=self.options.shutdown_grace_s
             )
-            held = [a for a in self._active.values() if a.task in pending]
-            for active in held:
+            overdue = [a for a in self._active.values() if a.task in pending]
+            for active in overdue:
                 self._interrupt(active, "shutdown")
-            await asyncio.gather(*(a.task for a in held), return_exceptions=True)
+            await asyncio.gather(*(a.task for a in overdue), return_exceptions=True)
+            held += overdue
+        if held:
             released = await self.db(
                 self.store.release, self.id, [a.run.id for a in held], self.clock.now()
             )

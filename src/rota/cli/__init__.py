@@ -1,0 +1,79 @@
+"""The `rota` command. One module per noun; common.py holds what they share."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from .common import RotaGroup, Settings
+from .db import db_app
+from .demo import demo
+from .run import run
+from .runs import runs_app
+from .worker import dev, worker
+
+app = typer.Typer(
+    name="rota",
+    cls=RotaGroup,
+    help="rota: recurring backend work, durably, with every step visible.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals can hold database passwords and secrets
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rota {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="ROTA_DATABASE_URL",
+            show_envvar=True,
+            help="e.g. postgresql://user@host/db or sqlite:///rota.db; default: the "
+            "app's own, else sqlite:///rota.db.",
+        ),
+    ] = None,
+    app_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--app",
+            envvar="ROTA_APP",
+            show_envvar=True,
+            metavar="MODULE:ATTR",
+            help="The App to load, found like uvicorn does, from the current "
+            "directory. [default: app:app]",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    ctx.obj = Settings(database_url or None, app_spec or None)
+
+
+app.add_typer(runs_app, name="runs")
+app.add_typer(db_app, name="db")
+app.command("run")(run)
+app.command("worker")(worker)
+app.command("dev")(dev)
+app.command("demo")(demo)
+
+
+def main() -> None:
+    app(prog_name="rota")
+
+
+__all__ = ["app", "main"]

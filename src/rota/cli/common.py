@@ -1,0 +1,227 @@
+"""What every command shares: finding the user's app, opening the store, printing, and
+turning rota's errors into one red line and an exit code instead of a traceback."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
+
+from ..app import App
+from ..errors import (
+    ConfigError,
+    RotaError,
+    RunNotFound,
+    SerializationError,
+    UnknownJobError,
+)
+from ..storage import SqlStore
+from ..storage.urls import DEFAULT_URL, parse
+
+DEFAULT_APP = "app:app"
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+_piped = Console(width=1000, soft_wrap=True)
+
+# A user mistake (exit 2) says what to do instead; anything else is an operational failure.
+USER_ERRORS = (ConfigError, UnknownJobError, SerializationError, RunNotFound)
+
+
+class AppLoadError(ConfigError):
+    """--app does not name a rota App that can be imported."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The root options, handed to every command through the click context."""
+
+    database_url: str | None  # --database-url, else ROTA_DATABASE_URL
+    app_spec: str | None  # --app, else ROTA_APP; None: the implicit default app:app
+
+
+def settings(ctx: typer.Context) -> Settings:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, Settings) else Settings(None, None)
+
+
+# -- errors -----------------------------------------------------------------------------
+
+
+class RotaGroup(TyperGroup):
+    """The root group: every command runs inside it, so errors are handled once, here."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RotaError as exc:
+            fail(str(exc), code=2 if isinstance(exc, USER_ERRORS) else 1)
+        except (psycopg.Error, sqlite3.Error) as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            fail(f"database error ({type(exc).__name__}): {detail}", code=1)
+
+
+def fail(message: str, *, code: int = 1) -> NoReturn:
+    err.print(Text(f"error: {message}", style="red"))
+    raise typer.Exit(code)
+
+
+# -- the user's app ---------------------------------------------------------------------
+
+
+def load_app(spec: str) -> App:
+    """Import `module:attribute` like uvicorn does, with the current directory on sys.path."""
+    module_name, _, attr = spec.partition(":")
+    attr = attr or "app"
+    if not module_name or not all(part.isidentifier() for part in attr.split(".")):
+        raise AppLoadError(f"--app {spec!r} must look like module:attribute, e.g. billing.app:app")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only a missing app module is our business; a missing import inside it is the user's.
+        if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
+            raise
+        raise AppLoadError(
+            f"cannot import module {module_name!r} for --app {spec} (looked in {cwd}); "
+            "pass --app module:attribute or set ROTA_APP"
+        ) from None
+    target: Any = module
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise AppLoadError(
+                f"module {module_name!r} has no attribute {attr!r}; "
+                f"pass --app {module_name}:<the name of your App>"
+            ) from None
+    if not isinstance(target, App):
+        raise AppLoadError(
+            f"{spec} is a {type(target).__name__}, not a rota App; "
+            "point --app at the object made by rota.App(...)"
+        )
+    return target
+
+
+@contextmanager
+def loaded_app(ctx: typer.Context) -> Iterator[App]:
+    """The user's app, pointed at the CLI's database URL when one was given."""
+    s = settings(ctx)
+    app = load_app(s.app_spec or DEFAULT_APP)
+    if s.database_url:
+        app.use_database(s.database_url)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def store_url(ctx: typer.Context) -> str:
+    """--database-url > ROTA_DATABASE_URL > the app's own database_url > sqlite:///rota.db.
+
+    Store-only commands need no app: the implicit default app:app is consulted only when it
+    exists; an --app given explicitly must load.
+    """
+    s = settings(ctx)
+    if s.database_url:
+        return s.database_url
+    try:
+        app = load_app(s.app_spec or DEFAULT_APP)
+    except AppLoadError:
+        if s.app_spec is not None:
+            raise
+        return DEFAULT_URL
+    return app.database_url.original
+
+
+@contextmanager
+def read_store(ctx: typer.Context) -> Iterator[SqlStore]:
+    """A store whose schema is current, for commands that read and manage runs."""
+    url = parse(store_url(ctx))
+    if url.dialect == "sqlite" and url.target != ":memory:" and not Path(url.target).exists():
+        raise ConfigError(
+            f"there is no database at {url.target}; run `rota db migrate` to create one, "
+            "or pass --database-url (or set ROTA_DATABASE_URL)"
+        )
+    store = SqlStore(url)
+    try:
+        store.check_schema()
+        yield store
+    finally:
+        store.close()
+
+
+# -- output -----------------------------------------------------------------------------
+
+
+def print_table(table: Any) -> None:
+    """Full width when piped (nothing cut to 80 columns); the terminal's width otherwise."""
+    (out if out.is_terminal else _piped).print(table)
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 UTC with a Z, for --json."""
+    if ts is None:
+        return None
+    text = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+def when(ts: float | None) -> str:
+    """Epoch seconds as a compact UTC time, for tables."""
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def span(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+STATE_STYLES = {
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "CANCELLED": "yellow",
+    "RUNNING": "cyan",
+    "WAITING": "magenta",
+    "ENQUEUED": "default",
+}
+
+
+def state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLES.get(state, "default"))
+
+
+def compact(value: Any, limit: int = 300) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

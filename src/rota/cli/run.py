@@ -1,0 +1,89 @@
+"""`rota run NAME`: enqueue one run of a job or workflow through the user's app."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from ..model import RunState
+from ..serialization import parse_json_text
+from .common import compact, err, fail, loaded_app, out, print_json
+from .runs import run_json
+
+
+def run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The job or workflow to run.")],
+    payload: Annotated[
+        str | None,
+        typer.Option(
+            "--payload", "-p", help="""The payload as JSON, e.g. '{"customer": "acme"}'."""
+        ),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            "-k",
+            help="Enqueue at most once per key; a repeat returns the existing run.",
+        ),
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option(help="Higher runs first (default: the job's priority).")
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait", help="Wait for the run to end; a worker must be running elsewhere."
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(min=0, help="With --wait: give up after this many seconds.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Enqueue a run now and print its id (with --wait, its result)."""
+    value = parse_json_text(payload, what="--payload") if payload is not None else None
+    with loaded_app(ctx) as app:
+        handle = app.run_now(name, value, idempotency_key=idempotency_key, priority=priority)
+        if not as_json:
+            if handle.created:
+                out.print(f"enqueued run {handle.id} ({name})")
+            else:
+                out.print(
+                    f"run {handle.id} ({name}) already exists for idempotency key "
+                    f"{idempotency_key!r}; not enqueued again"
+                )
+        if not wait:
+            if as_json:
+                print_json({"id": handle.id, "name": name, "created": handle.created})
+            return
+        final = handle.get()
+        if not final.state.finished and not as_json:
+            err.print(
+                Text(
+                    "waiting for the run to end (a worker must be running: rota worker)",
+                    style="dim",
+                )
+            )
+        try:
+            final = final if final.state.finished else handle.wait(timeout, poll=0.25)
+        except TimeoutError:
+            fail(
+                f"run {handle.id} is still {handle.state} after {timeout:g}s; "
+                "is a worker running? (rota worker)"
+            )
+    _report(final, handle.created, as_json)
+
+
+def _report(run: Any, created: bool, as_json: bool) -> None:
+    if as_json:
+        print_json({**run_json(run), "created": created})
+    elif run.state == RunState.SUCCEEDED:
+        out.print(Text(compact(run.result, limit=100_000)))
+    if run.state != RunState.SUCCEEDED:
+        error = run.error or {}
+        detail = f"{error.get('type', '')}: {error.get('message', 'no error recorded')}"
+        fail(f"run {run.id} ended {run.state}: {detail}")

@@ -1,0 +1,249 @@
+"""`rota runs list|show|cancel|retry`: read and manage runs straight from the store.
+
+These commands need no user app, only the database, so an operator can use them anywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..clock import system_clock
+from ..model import Run, RunFilter, RunState, Step
+from .common import (
+    compact,
+    err,
+    iso,
+    out,
+    print_json,
+    print_table,
+    read_store,
+    span,
+    state_text,
+    when,
+)
+
+runs_app = typer.Typer(help="Inspect and manage runs.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+RunId = Annotated[str, typer.Argument(help="The run's id (see `rota runs list`).")]
+
+
+@runs_app.command("list")
+def list_runs(
+    ctx: typer.Context,
+    state: Annotated[
+        list[RunState] | None,
+        typer.Option(
+            "--state",
+            "-s",
+            case_sensitive=False,
+            help="Only runs in this state (repeat for several).",
+        ),
+    ] = None,
+    name: Annotated[
+        list[str] | None,
+        typer.Option("--name", "-n", help="Only runs of this job or workflow (repeatable)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List runs, newest first."""
+    flt = RunFilter(tuple(s.value for s in state or ()), tuple(name or ()), limit)
+    with read_store(ctx) as store:
+        runs = store.list_runs(flt)
+    if as_json:
+        print_json([run_json(r) for r in runs])
+        return
+    if not runs:
+        err.print("no runs match")
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("id", no_wrap=True)
+    table.add_column("name")
+    table.add_column("state", no_wrap=True)
+    for column in ("attempt", "trigger", "principal", "created (UTC)"):
+        table.add_column(column)
+    table.add_column("duration", justify="right")
+    for run in runs:
+        table.add_row(
+            run.id,
+            run.name,
+            state_text(run.state.value),
+            str(run.attempt),
+            run.trigger,
+            run.principal or "-",
+            when(run.created_at),
+            span(duration(run)),
+        )
+    print_table(table)
+
+
+@runs_app.command("show")
+def show(ctx: typer.Context, run_id: RunId, as_json: JsonFlag = False) -> None:
+    """Show one run and the timeline of its steps."""
+    with read_store(ctx) as store:
+        run = store.get_run(run_id)
+        steps = store.steps(run_id)
+    if as_json:
+        print_json({**run_json(run), "steps": [step_json(run, s) for s in steps]})
+        return
+    out.print(_details(run))
+    if run.error:
+        out.print(
+            Text(f"error: {run.error.get('type', '')}: {run.error.get('message', '')}", style="red")
+        )
+        if run.error.get("traceback"):
+            out.print(Text(run.error["traceback"].rstrip(), style="dim"))
+    if not steps:
+        out.print(Text("no steps recorded", style="dim"))
+        return
+    table = Table(title="steps", title_justify="left", box=None, header_style="bold")
+    for column in ("#", "key", "state", "attempts"):
+        table.add_column(column)
+    table.add_column("start", justify="right")
+    table.add_column("duration", justify="right")
+    table.add_column("error")
+    for step in steps:
+        offset = step_offset(run, step)
+        table.add_row(
+            str(step.seq),
+            step.key,
+            state_text(step.state),
+            str(step.attempts),
+            "-" if offset is None else f"+{span(offset)}",
+            span(step.finished_at - step.started_at),
+            _error_line(step.error),
+        )
+    print_table(table)
+
+
+@runs_app.command("cancel")
+def cancel(ctx: typer.Context, run_id: RunId, as_json: JsonFlag = False) -> None:
+    """Cancel a queued run now, or ask the worker running it to stop it."""
+    with read_store(ctx) as store:
+        run = store.cancel(run_id, system_clock.now())
+    if as_json:
+        print_json(run_json(run))
+    elif run.state == RunState.CANCELLED:
+        out.print(f"cancelled run {run.id} ({run.name})")
+    else:
+        out.print(
+            f"cancel requested for run {run.id} ({run.name}, {run.state}); "
+            "the worker running it will stop it"
+        )
+
+
+@runs_app.command("retry")
+def retry(ctx: typer.Context, run_id: RunId, as_json: JsonFlag = False) -> None:
+    """Queue a FAILED or CANCELLED run again; its completed steps are not re-executed."""
+    with read_store(ctx) as store:
+        run = store.retry(run_id, system_clock.now())
+    if as_json:
+        print_json(run_json(run))
+    else:
+        out.print(
+            f"run {run.id} ({run.name}) is {run.state} again; "
+            "completed steps keep their checkpoints"
+        )
+
+
+# -- shapes -----------------------------------------------------------------------------
+
+
+def duration(run: Run) -> float | None:
+    if run.started_at is None:
+        return None
+    end = run.finished_at if run.finished_at is not None else system_clock.now()
+    return max(0.0, end - run.started_at)
+
+
+def step_offset(run: Run, step: Step) -> float | None:
+    return None if run.started_at is None else step.started_at - run.started_at
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "name": run.name,
+        "kind": run.kind,
+        "state": run.state.value,
+        "attempt": run.attempt,
+        "max_attempts": run.max_attempts,
+        "failures": run.failures,
+        "reclaims": run.reclaims,
+        "trigger": run.trigger,
+        "trigger_ref": run.trigger_ref,
+        "principal": run.principal,
+        "priority": run.priority,
+        "idempotency_key": run.idempotency_key,
+        "concurrency_key": run.concurrency_key,
+        "parent_id": run.parent_id,
+        "created_at": iso(run.created_at),
+        "run_after": iso(run.run_after),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "duration_s": duration(run),
+        "lease_owner": run.lease_owner,
+        "lease_expires_at": iso(run.lease_expires_at),
+        "cancel_requested": run.cancel_requested,
+        "payload": run.payload,
+        "result": run.result,
+        "error": run.error,
+    }
+
+
+def step_json(run: Run, step: Step) -> dict[str, Any]:
+    return {
+        "key": step.key,
+        "name": step.name,
+        "seq": step.seq,
+        "state": step.state,
+        "attempts": step.attempts,
+        "started_at": iso(step.started_at),
+        "finished_at": iso(step.finished_at),
+        "offset_s": step_offset(run, step),
+        "duration_s": step.finished_at - step.started_at,
+        "result": step.result,
+        "error": step.error,
+    }
+
+
+def _details(run: Run) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    attempts = f"attempt {run.attempt} of {run.max_attempts}"
+    if run.reclaims:
+        attempts += f", reclaimed {run.reclaims}x after its worker stopped responding"
+    grid.add_row("run", Text(f"{run.id}  {run.name} ({run.kind})"))
+    grid.add_row("state", Text.assemble(state_text(run.state.value), f"  {attempts}"))
+    if run.cancel_requested and not run.state.finished:
+        grid.add_row("", Text("cancel requested", style="yellow"))
+    trigger = run.trigger + (f" ({run.trigger_ref})" if run.trigger_ref else "")
+    grid.add_row("trigger", trigger)
+    grid.add_row("principal", run.principal or "-")
+    grid.add_row("priority", str(run.priority))
+    if run.idempotency_key:
+        grid.add_row("idempotency key", run.idempotency_key)
+    grid.add_row("created", f"{when(run.created_at)} UTC")
+    if run.started_at is not None:
+        waited = run.started_at - run.created_at
+        grid.add_row("started", f"{when(run.started_at)} UTC (queued {span(max(0.0, waited))})")
+    if run.finished_at is not None:
+        grid.add_row("finished", f"{when(run.finished_at)} UTC (took {span(duration(run))})")
+    if run.lease_owner:
+        grid.add_row("worker", run.lease_owner)
+    grid.add_row("payload", Text(compact(run.payload)))
+    if run.state == RunState.SUCCEEDED:
+        grid.add_row("result", Text(compact(run.result)))
+    return grid
+
+
+def _error_line(error: dict[str, Any] | None) -> Text:
+    if not error:
+        return Text("")
+    return Text(f"{error.get('type', '')}: {error.get('message', '')}", style="red")

@@ -1,0 +1,188 @@
+"""`rota worker` and `rota dev`: execute runs of the user's app until a signal says stop.
+
+The first SIGTERM or SIGINT stops gracefully: no new claims, running runs get the grace period
+to finish, and whatever is still running then goes back to the queue. A second signal stops
+at once: runs still held are handed back to the queue, then the process exits; an interrupted
+step runs again elsewhere (at-least-once), completed steps keep their checkpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+from rich.logging import RichHandler
+from rich.text import Text
+
+from ..app import App
+from ..clock import system_clock
+from ..errors import ConfigError
+from ..storage import SqlStore
+from ..worker import Worker, WorkerOptions, WorkerStats
+from .common import err, loaded_app, out
+
+Concurrency = Annotated[int, typer.Option(min=1, help="Runs executed at the same time.")]
+Lease = Annotated[
+    float,
+    typer.Option(
+        min=1, help="Lease seconds; a run whose worker stops heartbeating is requeued after this."
+    ),
+]
+Grace = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        help="On SIGTERM: seconds running runs get to finish before "
+        "they are handed back to the queue.",
+    ),
+]
+Poll = Annotated[
+    float, typer.Option(min=0.01, help="Seconds between polls when nothing wakes the worker.")
+]
+
+
+def worker(
+    ctx: typer.Context,
+    concurrency: Concurrency = 16,
+    lease: Lease = 30.0,
+    poll: Poll = 1.0,
+    grace: Grace = 30.0,
+) -> None:
+    """Execute runs of the app's jobs and workflows until SIGTERM or Ctrl-C."""
+    with loaded_app(ctx) as app:
+        serve(
+            app,
+            WorkerOptions(
+                concurrency=concurrency, lease_s=lease, poll_interval_s=poll, shutdown_grace_s=grace
+            ),
+        )
+
+
+def dev(
+    ctx: typer.Context,
+    concurrency: Concurrency = 16,
+    lease: Lease = 30.0,
+    poll: Poll = 0.5,
+    grace: Grace = 30.0,
+) -> None:
+    """Develop locally: migrate the app's database (SQLite by default) and run a worker."""
+    with loaded_app(ctx) as app:
+        store = SqlStore(app.database_url)  # also when the App says migrate=False
+        try:
+            before, after = store.migrate()
+        finally:
+            store.close()
+        change = f"schema version {after}"
+        if before != after:
+            change = f"migrated from schema version {before} to {after}"
+        out.print(f"database {app.database_url.redacted()} ({change})")
+        out.print(
+            Text(
+                "note: this version of `rota dev` runs a worker only; the scheduler, "
+                "HTTP API and dashboard come in later versions",
+                style="dim",
+            )
+        )
+        serve(
+            app,
+            WorkerOptions(
+                concurrency=concurrency, lease_s=lease, poll_interval_s=poll, shutdown_grace_s=grace
+            ),
+        )
+
+
+def serve(app: App, options: WorkerOptions) -> WorkerStats:
+    if not app.definitions:
+        raise ConfigError(
+            "the app defines no jobs or workflows, so a worker has nothing to "
+            "run; add one with @app.job or @app.workflow"
+        )
+    w = Worker(app, options)
+    out.print(
+        f"rota worker {w.id} on {app.database_url.redacted()}: serving "
+        f"{', '.join(sorted(app.definitions))} (concurrency {options.concurrency})"
+    )
+    with _log_to_stderr():
+        stats = asyncio.run(_run_until_signalled(w))
+    out.print(
+        f"worker {w.id} stopped: claimed {stats.claimed}, succeeded {stats.succeeded}, "
+        f"failed {stats.failed}, retried {stats.retried}, cancelled {stats.cancelled}, "
+        f"released {stats.released}"
+    )
+    return stats
+
+
+async def _run_until_signalled(w: Worker) -> WorkerStats:
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        name = signal.Signals(signum).name
+        if len(received) == 1:
+            err.print(
+                f"{name}: stopping; claiming no more runs, runs in progress get up to "
+                f"{w.options.shutdown_grace_s:g}s to finish, then go back to the queue "
+                "(signal again to stop now)"
+            )
+            w.stop()
+        else:
+            _stop_now(w, signum)
+
+    handled = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+            loop.add_signal_handler(signum, on_signal, signum)
+            handled.append(signum)
+    try:
+        return await w.run()
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
+def _stop_now(w: Worker, signum: int) -> None:
+    """Hand held runs back to the queue, then exit without waiting for user code."""
+    try:
+        now = system_clock.now()
+        held = [run_id for run_id, _, _ in w.store.heartbeat(w.id, now, w.options.lease_s)]
+        released = w.store.release(w.id, held, now)
+        err.print(
+            f"{signal.Signals(signum).name} again: stopping now; {released} running "
+            "run(s) went back to the queue"
+        )
+    except Exception as exc:  # the leases expire on their own; say so and still exit
+        err.print(
+            Text(
+                f"could not release held runs ({exc}); they are requeued when their "
+                f"lease expires ({w.options.lease_s:g}s)",
+                style="red",
+            )
+        )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(128 + signum)
+
+
+@contextlib.contextmanager
+def _log_to_stderr() -> Iterator[None]:
+    """Show rota's own log lines (failures, retries) while a worker runs, then remove them."""
+    logger = logging.getLogger("rota")
+    handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+    handler.setLevel(logging.INFO)
+    previous = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
