@@ -13,7 +13,12 @@ from .errors import SerializationError
 def dumps(value: Any, *, what: str) -> str:
     try:
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except ValueError:
+        raise SerializationError(
+            f"{what} contains NaN or Infinity, which JSON cannot represent; use null or a "
+            "string instead"
+        ) from None
+    except TypeError as exc:
         raise SerializationError(
             f"{what} is not JSON-serialisable ({exc}); return or pass only dict, list, str, "
             "int, float, bool or None (convert objects first, e.g. model.model_dump())"

@@ -298,7 +298,7 @@ def test_a_payload_that_is_not_json_enqueues_nothing(env: Env) -> None:
 def test_a_payload_that_cannot_be_stored_enqueues_nothing(env: Env) -> None:
     before = env.count_runs()
     result = env.rota("run", "greet", "--payload", '{"amount": NaN}')
-    assert_error(result, 2, "the payload for 'greet' is not JSON-serialisable")
+    assert_error(result, 2, "the payload for 'greet' contains NaN or Infinity")
     assert env.count_runs() == before
 
 

@@ -311,3 +311,27 @@ def test_a_worker_that_lost_its_lease_cannot_record_a_result(app: App) -> None:
     asyncio.run(scenario())
     run = handle.get()
     assert (run.state, run.lease_owner, run.result) == (RunState.RUNNING, "thief", None)
+
+
+def test_shutdown_hands_back_prefetched_runs_that_never_started(app: App) -> None:
+    started = threading.Event()
+
+    @app.job
+    async def busy(ctx, payload):
+        started.set()
+        await asyncio.sleep(60)
+
+    app.run_many("busy", [{}] * 3)
+
+    async def scenario() -> Any:
+        # One slot and a prefetch of two: one run executes, two wait in the buffer.
+        worker = app.worker(concurrency=1, prefetch=2, shutdown_grace_s=0.05)
+        task = asyncio.create_task(worker.run())
+        await asyncio.to_thread(started.wait, 10)
+        worker.stop()
+        return await asyncio.wait_for(task, 20)
+
+    stats = asyncio.run(scenario())
+    assert (stats.claimed, stats.released) == (3, 3)
+    runs = app.runs(names=["busy"])
+    assert {(r.state, r.lease_owner) for r in runs} == {(RunState.ENQUEUED, None)}

@@ -78,6 +78,9 @@ class Dialect:
     def transaction(self, raw: Any) -> Any:
         raise NotImplementedError
 
+    def table_exists(self, conn: Connection, table: str) -> bool:
+        raise NotImplementedError
+
     def lock(self, conn: Connection, name: str) -> None:
         """Serialise a critical section across processes until the transaction ends."""
 
@@ -116,6 +119,10 @@ class SQLiteDialect(Dialect):
 
     def any_of(self, column: str, param: str) -> str:
         return f"{column} IN (SELECT value FROM json_each(:{param}))"
+
+    def table_exists(self, conn: Connection, table: str) -> bool:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :t"
+        return bool(conn.execute(query, {"t": table}))
 
     @contextmanager
     def transaction(self, raw: sqlite3.Connection) -> Iterator[None]:
@@ -156,6 +163,10 @@ class PostgresDialect(Dialect):
 
     def transaction(self, raw: psycopg.Connection) -> Any:
         return raw.transaction()
+
+    def table_exists(self, conn: Connection, table: str) -> bool:
+        # to_regclass follows search_path, like the unqualified names rota uses.
+        return conn.execute("SELECT to_regclass(:t) AS t", {"t": table})[0]["t"] is not None
 
     def lock(self, conn: Connection, name: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(:name))", {"name": name})

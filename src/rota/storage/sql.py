@@ -90,8 +90,10 @@ class SqlStore:
     # -- schema ------------------------------------------------------------------------
 
     def schema_version(self) -> int:
+        """0 for an empty database; reading it never writes."""
         conn = self.conn()
-        conn.execute(schema.META_TABLE)
+        if not self.dialect.table_exists(conn, "rota_meta"):
+            return 0
         rows = conn.execute("SELECT value FROM rota_meta WHERE key = 'schema_version'")
         return int(rows[0]["value"]) if rows else 0
 
