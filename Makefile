@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BENCH_VENV ?= .venv-bench
 
-.PHONY: demo test lint format typecheck test-fast bench venv clean
+.PHONY: demo test lint format test-fast bench bench-queue bench-steps venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,8 +39,12 @@ $(BENCH_VENV)/.installed-stamp: pyproject.toml bench/requirements-peers.txt
 	$(BENCH_VENV)/bin/python -m pip install -q -e . -r bench/requirements-peers.txt
 	touch $@
 
-bench: $(BENCH_VENV)/.installed-stamp
+bench: bench-queue bench-steps
+
+bench-queue: $(BENCH_VENV)/.installed-stamp
 	$(BENCH_VENV)/bin/python -m bench.queue_throughput
+
+bench-steps: $(BENCH_VENV)/.installed-stamp
 	$(BENCH_VENV)/bin/python -m bench.step_overhead
 
 clean:

@@ -7,7 +7,16 @@ import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
-DEFAULT_TIMEOUT_S = 600.0  # every phase of a run must finish within this
+DEFAULT_TIMEOUT_S = 600.0  # a whole run must finish within this
+_deadline = time.monotonic() + DEFAULT_TIMEOUT_S
+
+# A freshly created database has no planner statistics, so right after a bulk
+# enqueue the planner may pick a plan that scans every queued row per dequeue
+# (seen with procrastinate: ~4 ms per fetch at 5000 rows, quadratic overall).
+# Autovacuum would fix this only after its first naptime (1 min). We therefore
+# run a plain ANALYZE between enqueue and drain (untimed), for every peer alike;
+# rota's half should do the same. ``run_peer --no-analyze`` turns it off.
+ANALYZE_AFTER_ENQUEUE = True
 
 
 def is_sqlite(dsn: str) -> bool:
@@ -36,6 +45,17 @@ def reset_database(dsn: str) -> None:
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(ident))
 
 
+def analyze(dsn: str) -> bool:
+    """ANALYZE the whole database (see ANALYZE_AFTER_ENQUEUE); return whether it ran."""
+    if not ANALYZE_AFTER_ENQUEUE or is_sqlite(dsn):
+        return False
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+    return True
+
+
 class Counter:
     """Thread-safe record of which job ids ran (and how many times in total)."""
 
@@ -62,12 +82,24 @@ def rate(n: int, seconds: float) -> float:
     return round(n / seconds, 1) if seconds > 0 else float("inf")
 
 
-def wait_until(predicate, timeout: float = DEFAULT_TIMEOUT_S, interval: float = 0.005) -> float:
+def start_clock(timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    """Start the run's time budget (run_peer calls this)."""
+    global _deadline
+    _deadline = time.monotonic() + timeout
+
+
+def remaining() -> float:
+    """Seconds left in the run's budget; TimeoutError once it is spent."""
+    left = _deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("benchmark run exceeded its time budget")
+    return left
+
+
+def wait_until(predicate, interval: float = 0.005) -> float:
     """Poll ``predicate`` until true; return the perf_counter() when it became
-    true. Raise TimeoutError after ``timeout`` seconds."""
-    deadline = time.perf_counter() + timeout
+    true. TimeoutError when the run's budget is spent."""
     while not predicate():
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"condition not reached within {timeout}s")
+        remaining()
         time.sleep(interval)
     return time.perf_counter()

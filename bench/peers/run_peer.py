@@ -37,7 +37,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--peer", required=True, choices=PEERS)
+    # "rota" (bench/peers/rota_peer.py) runs rota itself through the same harness.
+    p.add_argument("--peer", required=True, choices=(*PEERS, "rota"))
     p.add_argument("--bench", required=True, choices=("queue", "steps"))
     p.add_argument("--dsn", required=True)
     p.add_argument("--jobs", type=int, default=20000)
@@ -45,9 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workflows", type=int, default=200)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--timeout", type=float, default=common.DEFAULT_TIMEOUT_S)
+    p.add_argument(
+        "--no-analyze",
+        action="store_true",
+        help="skip the untimed ANALYZE between enqueue and drain",
+    )
     args = p.parse_args(argv)
 
-    common.DEFAULT_TIMEOUT_S = args.timeout
+    common.start_clock(args.timeout)
+    common.ANALYZE_AFTER_ENQUEUE = not args.no_analyze
     # Hard backstop: dump stacks and exit if anything hangs past the timeout.
     faulthandler.dump_traceback_later(args.timeout + 60, exit=True)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -80,12 +87,22 @@ def invoke(
     **params: int,
 ) -> dict | None:
     """Run one benchmark in a fresh subprocess and return its parsed result."""
-    cmd = [python, "-m", "bench.peers.run_peer", "--peer", peer, "--bench", bench,
-           "--dsn", dsn, "--timeout", str(timeout)]
+    cmd = [
+        python,
+        "-m",
+        "bench.peers.run_peer",
+        "--peer",
+        peer,
+        "--bench",
+        bench,
+        "--dsn",
+        dsn,
+        "--timeout",
+        str(timeout),
+    ]
     for key, value in params.items():
         cmd += [f"--{key}", str(value)]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=timeout + 120)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout + 120)
     lines = proc.stdout.strip().splitlines()
     if not lines:
         raise RuntimeError(f"{peer}/{bench} printed nothing; stderr:\n{proc.stderr[-2000:]}")
