@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a file: make ``bench.peers`` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     __package__ = "bench.peers"
 
-from bench.peers import PEERS, common  # noqa: E402
+from bench.peers import PEERS, common
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             result = module.queue_throughput(args.dsn, args.jobs, args.concurrency)
         else:
             result = module.step_overhead(args.dsn, args.workflows, args.steps)
-    except BaseException as exc:  # noqa: BLE001 - report any failure as JSON
+    except BaseException as exc:
         print(json.dumps({"tool": args.peer, "bench": args.bench, "error": repr(exc)}), flush=True)
         sys.stdout.flush()
         os._exit(1)  # don't wait for a peer's non-daemon threads
