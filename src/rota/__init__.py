@@ -17,7 +17,7 @@ from .errors import (
     UnknownJobError,
 )
 from .model import Run, RunState, Step
-from .scheduling import on_event
+from .scheduling import at, cron, every, on_event, on_webhook
 from .worker import Worker, WorkerOptions
 
 __version__ = "0.1.0"
@@ -46,6 +46,10 @@ __all__ = [
     "UnknownJobError",
     "Worker",
     "WorkerOptions",
+    "at",
+    "cron",
     "current_step",
+    "every",
     "on_event",
+    "on_webhook",
 ]

@@ -1,5 +1,21 @@
 """Triggers and the scheduler that turns them into runs."""
 
+from .cron import Cron, cron
+from .interval import At, Every, at, every
 from .triggers import OnEvent, Trigger, on_event
+from .webhooks import OnWebhook, WebhookRejected, on_webhook
 
-__all__ = ["OnEvent", "Trigger", "on_event"]
+__all__ = [
+    "At",
+    "Cron",
+    "Every",
+    "OnEvent",
+    "OnWebhook",
+    "Trigger",
+    "WebhookRejected",
+    "at",
+    "cron",
+    "every",
+    "on_event",
+    "on_webhook",
+]
