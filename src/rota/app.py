@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .clock import Clock, system_clock
 from .durations import Duration, seconds
-from .errors import ConfigError, RunFailed, UnknownJobError
+from .errors import ConfigError, RunFailed, UnknownJobError, UnknownWebhook
 from .ids import new_id
 from .jobs import ConcurrencyKey, JobDefinition, define
-from .model import Event, Run, RunFilter
-from .scheduling.triggers import Trigger
+from .model import Event, NewRun, Rejection, Run, RunFilter
+from .scheduling.triggers import OnEvent, Trigger
+from .scheduling.webhooks import OnWebhook, WebhookRejected, verify
 from .storage.sql import SqlStore
 from .storage.urls import resolve
 from .worker import Worker, WorkerOptions, WorkerStats
@@ -196,22 +197,75 @@ class App:
         """Store an event and enqueue a run of every job whose on_event trigger matches."""
         if not isinstance(event, str) or not event:
             raise ConfigError("emit needs an event name, e.g. app.emit('billing.event', {...})")
+        return self._ingest(
+            Event(new_id(), event, payload, idempotency_key, source, self.clock.now())
+        )
+
+    def receive_webhook(self, name: str, headers: Mapping[str, str], body: bytes) -> Emitted:
+        """Verify a delivery to POST /hooks/{name}, store it, enqueue the runs it triggers.
+
+        A refused delivery raises WebhookRejected (with its HTTP status) and is recorded; a
+        redelivered id is stored once and enqueues nothing the second time."""
+        hooks = self.webhooks()
+        if name not in hooks:
+            raise UnknownWebhook(name, list(hooks))
         now = self.clock.now()
-        stored = Event(new_id(), event, payload, idempotency_key, source, now)
-        runs = [
-            d.new_run(
-                payload,
-                now=now,
-                trigger="event",
-                trigger_ref=stored.id,
-                idempotency_key=f"event:{stored.id}",
+        try:
+            delivery = verify(hooks[name], headers, body, now=now)
+        except WebhookRejected as exc:
+            self.store.record_rejection(
+                Rejection(
+                    new_id(),
+                    name,
+                    exc.status,
+                    exc.reason,
+                    str(exc),
+                    _header(headers, "webhook-id", "x-github-delivery"),
+                    len(body),
+                    now,
+                )
             )
-            for d in self.definitions.values()
-            if any(t.matches(event, payload) for t in d.event_triggers())
-        ]
-        event_id, created, run_ids = self.store.record_event(stored, runs)
+            raise
+        return self._ingest(
+            Event(new_id(), name, delivery.payload, delivery.delivery_id, WEBHOOK_SOURCE, now)
+        )
+
+    def webhooks(self) -> dict[str, OnWebhook]:
+        """Webhook triggers by name; jobs sharing a name share its verification settings."""
+        hooks: dict[str, OnWebhook] = {}
+        for definition in self.definitions.values():
+            for trigger in definition.triggers:
+                if isinstance(trigger, OnWebhook):
+                    hooks.setdefault(trigger.name, trigger)
+        return hooks
+
+    def replay_event(self, event_id: str) -> Emitted:
+        """Enqueue the runs a stored event triggers, again (e.g. after fixing a bug)."""
+        event = self.store.get_event(event_id)
+        runs = self._runs_for(event, idempotency_key=f"replay:{event.id}:{new_id()}")
+        created = self.store.enqueue(runs)
+        self._wake_local()
+        return Emitted(event.id, False, [RunHandle(self, r, c) for r, c in created])
+
+    def _ingest(self, event: Event) -> Emitted:
+        runs = self._runs_for(event, idempotency_key=f"event:{event.id}")
+        event_id, created, run_ids = self.store.record_event(event, runs)
         self._wake_local()
         return Emitted(event_id, created, [RunHandle(self, r, True) for r in run_ids])
+
+    def _runs_for(self, event: Event, *, idempotency_key: str) -> list[NewRun]:
+        now = self.clock.now()
+        return [
+            d.new_run(
+                event.payload,
+                now=now,
+                trigger=event.source,
+                trigger_ref=event.id,
+                idempotency_key=idempotency_key,
+            )
+            for d in self.definitions.values()
+            if any(_matches(t, event) for t in d.triggers)
+        ]
 
     def _wake_local(self) -> None:
         for wake in list(self._wakers):
@@ -235,6 +289,26 @@ class App:
     def drain(self, **options: Any) -> WorkerStats:
         """Run a worker in this process until nothing is queued or running (scripts, tests)."""
         return asyncio.run(self.worker(**options).run(until_idle=True))
+
+
+WEBHOOK_SOURCE = "webhook"
+
+
+def _matches(trigger: Trigger, event: Event) -> bool:
+    if isinstance(trigger, OnWebhook):
+        return (
+            event.source == WEBHOOK_SOURCE
+            and trigger.name == event.name
+            and (trigger.matches(event.payload))
+        )
+    if isinstance(trigger, OnEvent):
+        return event.source != WEBHOOK_SOURCE and trigger.matches(event.name, event.payload)
+    return False
+
+
+def _header(headers: Mapping[str, str], *names: str) -> str | None:
+    lower = {k.lower(): v for k, v in headers.items()}
+    return next((lower[n][:256] for n in names if n in lower), None)
 
 
 @dataclass(frozen=True)

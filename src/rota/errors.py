@@ -30,6 +30,19 @@ class RunNotFound(RotaError, LookupError):
         super().__init__(f"no run with id {run_id!r}")
 
 
+class EventNotFound(RotaError, LookupError):
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        super().__init__(f"no event with id {event_id!r}")
+
+
+class UnknownWebhook(RotaError, LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        hint = f"; known: {', '.join(sorted(known))}" if known else "; none are defined"
+        super().__init__(f"no webhook named {name!r}{hint}")
+
+
 class InvalidStateError(RotaError):
     """An operation does not apply to a run in its current state."""
 

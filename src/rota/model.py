@@ -140,3 +140,17 @@ class RunFilter:
     names: tuple[str, ...] = ()
     limit: int = 50
     before_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A webhook delivery that was refused, kept so that operators can see who knocked."""
+
+    id: str
+    hook: str
+    status: int
+    reason: str
+    message: str
+    delivery_id: str | None
+    body_bytes: int
+    received_at: float

@@ -152,10 +152,15 @@ def test_heartbeat_extends_leases_and_reports_cancel_requests(store: SqlStore) -
     store.enqueue([new_run(), new_run()])
     a, b = claim(store)
     store.cancel(b.id, T0)
-    beats = {rid: (tok, cancel) for rid, tok, cancel in store.heartbeat("w1", T0 + 10, 30)}
+    beats = {
+        rid: (tok, cancel) for rid, tok, cancel in store.heartbeat("w1", [a.id, b.id], T0 + 10, 30)
+    }
     assert beats == {a.id: (1, False), b.id: (1, True)}
     assert store.get_run(a.id).lease_expires_at == T0 + 40
-    assert store.heartbeat("someone-else", T0, 30) == []
+    assert store.heartbeat("someone-else", [a.id], T0, 30) == []
+    # A run the worker no longer names is not renewed: it expires and is reclaimed.
+    assert [rid for rid, _, _ in store.heartbeat("w1", [a.id], T0 + 20, 30)] == [a.id]
+    assert store.get_run(b.id).lease_expires_at == T0 + 40
 
 
 def test_expired_leases_are_requeued_then_failed_after_too_many(store: SqlStore) -> None:

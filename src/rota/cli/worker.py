@@ -22,7 +22,6 @@ from rich.logging import RichHandler
 from rich.text import Text
 
 from ..app import App
-from ..clock import system_clock
 from ..errors import ConfigError
 from ..storage import SqlStore
 from ..worker import Worker, WorkerOptions, WorkerStats
@@ -151,9 +150,7 @@ async def _run_until_signalled(w: Worker) -> WorkerStats:
 def _stop_now(w: Worker, signum: int) -> None:
     """Hand held runs back to the queue, then exit without waiting for user code."""
     try:
-        now = system_clock.now()
-        held = [run_id for run_id, _, _ in w.store.heartbeat(w.id, now, w.options.lease_s)]
-        released = w.store.release(w.id, held, now)
+        released = w.abandon()
         err.print(
             f"{signal.Signals(signum).name} again: stopping now; {released} running "
             "run(s) went back to the queue"

@@ -44,8 +44,11 @@ class Store(Protocol):
         claims only runs with a concurrency key, never exceeding its limit across workers."""
         ...
 
-    def heartbeat(self, owner: str, now: float, lease_s: float) -> list[tuple[str, int, bool]]:
-        """Extend the owner's leases; returns (run id, lease token, cancel requested)."""
+    def heartbeat(
+        self, owner: str, run_ids: Sequence[str], now: float, lease_s: float
+    ) -> list[tuple[str, int, bool]]:
+        """Extend the owner's leases on these runs; returns (run id, lease token, cancel
+        requested) for those it still holds. Runs it owns but no longer names expire."""
         ...
 
     def reap_expired(self, now: float, max_reclaims: int) -> int:

@@ -91,6 +91,53 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        2,
+        "schedules, ticks, rejected webhook deliveries",
+        (
+            """CREATE TABLE rota_schedules (
+                name TEXT PRIMARY KEY,
+                job TEXT NOT NULL,
+                definition TEXT NOT NULL,
+                description TEXT NOT NULL,
+                paused INTEGER NOT NULL DEFAULT 0,
+                cursor_at DOUBLE PRECISION NOT NULL,
+                next_fire_at DOUBLE PRECISION,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX rota_schedules_due ON rota_schedules (next_fire_at)",
+            """CREATE TABLE rota_ticks (
+                id TEXT PRIMARY KEY,
+                schedule TEXT NOT NULL,
+                fire_at DOUBLE PRECISION NOT NULL,
+                last_fire_at DOUBLE PRECISION NOT NULL,
+                ticks INTEGER NOT NULL DEFAULT 1,
+                outcome TEXT NOT NULL,
+                reason TEXT,
+                run_id TEXT,
+                decided_at DOUBLE PRECISION NOT NULL,
+                decided_by TEXT
+            )""",
+            "CREATE INDEX rota_ticks_schedule ON rota_ticks (schedule, fire_at)",
+            """CREATE INDEX rota_runs_scheduled_active ON rota_runs (trigger_ref)
+                WHERE trigger = 'schedule' AND state IN ('ENQUEUED', 'RUNNING', 'WAITING')""",
+            """CREATE TABLE rota_rejections (
+                id TEXT PRIMARY KEY,
+                hook TEXT NOT NULL,
+                status INTEGER NOT NULL,
+                reason TEXT NOT NULL,
+                message TEXT NOT NULL,
+                delivery_id TEXT,
+                body_bytes INTEGER NOT NULL,
+                received_at DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX rota_rejections_hook ON rota_rejections (hook, received_at)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 META_TABLE = """CREATE TABLE IF NOT EXISTS rota_meta (

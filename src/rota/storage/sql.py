@@ -9,11 +9,18 @@ from contextlib import contextmanager
 from typing import Any
 
 from .. import serialization
-from ..errors import DatabaseError, InvalidStateError, RunNotFound, SchemaVersionError
+from ..errors import (
+    DatabaseError,
+    EventNotFound,
+    InvalidStateError,
+    RunNotFound,
+    SchemaVersionError,
+)
 from ..model import (
     Completion,
     Event,
     NewRun,
+    Rejection,
     Run,
     RunFilter,
     RunState,
@@ -241,15 +248,25 @@ class SqlStore:
             SELECT id FROM ranked WHERE busy + rank <= concurrency_limit
             ORDER BY priority DESC, run_after, id LIMIT :limit"""
 
-    def heartbeat(self, owner: str, now: float, lease_s: float) -> list[tuple[str, int, bool]]:
+    def heartbeat(
+        self, owner: str, run_ids: Sequence[str], now: float, lease_s: float
+    ) -> list[tuple[str, int, bool]]:
+        if not run_ids:
+            return []
         # Rows are locked in id order everywhere a worker updates several at once
         # (heartbeat, completions, release), so that those writers cannot deadlock.
         rows = self.conn().execute(
             f"""UPDATE rota_runs SET lease_expires_at = :expires
             WHERE id IN (SELECT id FROM rota_runs WHERE lease_owner = :owner
-                         AND state = 'RUNNING' ORDER BY id {self.dialect.row_lock})
+                         AND state = :running AND {self.dialect.any_of("id", "ids")}
+                         ORDER BY id {self.dialect.row_lock})
             RETURNING id, lease_token, cancel_requested""",
-            {"owner": owner, "expires": now + lease_s},
+            {
+                "owner": owner,
+                "expires": now + lease_s,
+                "running": "RUNNING",
+                "ids": self.dialect.list_param(run_ids),
+            },
         )
         return [(r["id"], r["lease_token"], bool(r["cancel_requested"])) for r in rows]
 
@@ -418,23 +435,36 @@ class SqlStore:
             raise RunNotFound(run_id)
         return _run(rows[0])
 
+    def record_rejection(self, rejection: Rejection) -> None:
+        self.conn().execute(
+            """INSERT INTO rota_rejections (id, hook, status, reason, message, delivery_id,
+                body_bytes, received_at)
+            VALUES (:id, :hook, :status, :reason, :message, :delivery_id, :body_bytes,
+                :received_at)""",
+            _params(rejection),
+        )
+
+    def rejections(self, hook: str | None = None, limit: int = 50) -> list[Rejection]:
+        where = "WHERE hook = :hook" if hook else ""
+        rows = self.conn().execute(
+            f"SELECT * FROM rota_rejections {where} ORDER BY id DESC LIMIT :limit",
+            {"hook": hook, "limit": limit},
+        )
+        return [Rejection(**row) for row in rows]
+
+    def get_event(self, event_id: str) -> Event:
+        rows = self.conn().execute("SELECT * FROM rota_events WHERE id = :id", {"id": event_id})
+        if not rows:
+            raise EventNotFound(event_id)
+        return _event(rows[0])
+
     def events(self, name: str | None = None, limit: int = 50) -> list[Event]:
         where = "WHERE name = :name" if name else ""
         rows = self.conn().execute(
             f"SELECT * FROM rota_events {where} ORDER BY id DESC LIMIT :limit",
             {"name": name, "limit": limit},
         )
-        return [
-            Event(
-                id=r["id"],
-                name=r["name"],
-                payload=serialization.loads(r["payload"]),
-                idempotency_key=r["idempotency_key"],
-                source=r["source"],
-                created_at=r["created_at"],
-            )
-            for r in rows
-        ]
+        return [_event(row) for row in rows]
 
 
 def _params(record: Any) -> dict[str, Any]:
@@ -461,6 +491,10 @@ def _run(row: Row) -> Run:
             "cancel_requested": bool(row["cancel_requested"]),
         }
     )
+
+
+def _event(row: Row) -> Event:
+    return Event(**{**row, "payload": serialization.loads(row["payload"])})
 
 
 def _step(row: Row) -> Step:

@@ -77,6 +77,7 @@ class Worker:
         self._limited = any(d.limited for d in app.definitions.values())
         self._active: dict[str, _Active] = {}
         self._pending: list[Completion] = []
+        self._flushing: list[Completion] = []  # the batch being written right now
         self._stopping = False
         self._db_pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -128,7 +129,11 @@ class Worker:
         while not self._stopping:
             self._wake.clear()  # before claiming, so that a wake-up during the claim counts
             free = self._capacity() - len(self._active)
-            got = await self._claim(free) if free > 0 else 0
+            try:
+                got = await self._claim(free) if free > 0 else 0
+            except Exception:  # a database blip: wait a poll interval and try again
+                log.exception("claiming runs failed; retrying")
+                got = 0
             if got and got >= min(free, self.options.claim_batch):
                 continue  # likely more ready: claim again straight away
             if until_idle and not self._active and await self._idle():
@@ -269,15 +274,41 @@ class Worker:
         while True:
             await self._flush_wanted.wait()
             self._flush_wanted.clear()
-            await self._flush_now()
+            try:
+                await self._flush_now()
+            except Exception:  # keep the outcomes and try again; their leases are renewed
+                log.exception("recording run outcomes failed; retrying")
+                await asyncio.sleep(self.options.poll_interval_s)
+                self._flush_wanted.set()
 
     async def _flush_now(self) -> None:
         # One writer at a time: a flush at shutdown waits for the one in flight, which took
         # its batch from _pending, instead of finding _pending empty and cancelling it.
         async with self._flush_lock:
             while self._pending:
-                batch, self._pending = self._pending[:1000], self._pending[1000:]
-                await self.db(self.store.complete, batch)
+                self._flushing, self._pending = self._pending[:1000], self._pending[1000:]
+                try:
+                    await self.db(self.store.complete, self._flushing)
+                except BaseException:
+                    self._pending = self._flushing + self._pending
+                    raise
+                finally:
+                    self._flushing = []
+
+    def held_run_ids(self) -> list[str]:
+        """Runs this worker is responsible for: executing, prefetched, or awaiting a write."""
+        ids = list(self._active)
+        ids += [c.run_id for c in self._flushing] + [c.run_id for c in self._pending]
+        return ids
+
+    def abandon(self) -> int:
+        """Stop-now path (a second signal): record finished outcomes, hand the rest back.
+
+        Synchronous, for a signal handler that exits right after; returns runs released."""
+        now = self.clock.now()
+        with contextlib.suppress(Exception):  # unrecorded outcomes are re-run: at-least-once
+            self.store.complete(self._flushing + self._pending)
+        return self.store.release(self.id, list(self._active), now)
 
     async def _heartbeat_loop(self) -> None:
         every = max(0.05, self.options.lease_s / 3)
@@ -290,13 +321,22 @@ class Worker:
                 log.exception("heartbeat failed; retrying")
 
     async def _heartbeat(self) -> None:
+        # Judge only runs claimed before this heartbeat was sent: a claim that commits while
+        # it is in flight (another db thread) is missing from its answer but not lost.
+        claimed_before = dict(self._active)
         held = {
             run_id: (token, cancel)
             for run_id, token, cancel in await self.db(
-                self.store.heartbeat, self.id, self.clock.now(), self.options.lease_s
+                self.store.heartbeat,
+                self.id,
+                self.held_run_ids(),
+                self.clock.now(),
+                self.options.lease_s,
             )
         }
-        for run_id, active in list(self._active.items()):
+        for run_id, active in claimed_before.items():
+            if self._active.get(run_id) is not active:
+                continue  # it ended while the heartbeat was in flight
             lease = held.get(run_id)
             if lease is None or lease[0] != active.run.lease_token:
                 self._interrupt(active, "lease_lost")
