@@ -13,7 +13,7 @@ from .clock import Clock, system_clock
 from .durations import Duration, seconds
 from .errors import ConfigError, RunFailed, UnknownJobError, UnknownWebhook
 from .ids import new_id
-from .jobs import ConcurrencyKey, JobDefinition, define
+from .jobs import JobDefinition, define
 from .model import Event, NewRun, Rejection, Run, RunFilter
 from .scheduling.triggers import OnEvent, Trigger
 from .scheduling.webhooks import OnWebhook, WebhookRejected, verify
@@ -91,31 +91,17 @@ class App:
         fn: Fn,
         *,
         kind: str = "job",
-        name: str | None = None,
         trigger: TriggerArg = None,
         schedule: TriggerArg = None,
-        retries: int = 0,
-        timeout: Duration | None = None,
-        retry_backoff: Duration = "1s",
-        run_as: str | None = None,
-        priority: int = 0,
-        concurrency: int | None = None,
-        concurrency_key: ConcurrencyKey = None,
+        **options: Any,
     ) -> JobDefinition:
+        """Register a function; `options` are those of `rota.jobs.define` (retries, timeout,
+        retry_backoff, run_as, priority, concurrency, concurrency_key, misfire,
+        max_catch_up, misfire_grace, overlap)."""
         if trigger is not None and schedule is not None:
             raise ConfigError("pass trigger= or schedule= (a synonym), not both")
         definition = define(
-            fn,
-            kind=kind,
-            name=name,
-            trigger=trigger if trigger is not None else schedule,
-            retries=retries,
-            timeout=timeout,
-            retry_backoff=retry_backoff,
-            run_as=run_as,
-            priority=priority,
-            concurrency=concurrency,
-            concurrency_key=concurrency_key,
+            fn, kind=kind, trigger=trigger if trigger is not None else schedule, **options
         )
         if definition.name in self.definitions:
             raise ConfigError(f"{definition.name!r} is defined twice; give one a name=...")

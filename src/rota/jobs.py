@@ -31,6 +31,10 @@ class JobDefinition:
     concurrency: int | None
     concurrency_key: ConcurrencyKey
     takes_payload: bool
+    misfire: str = "run_once"
+    max_catch_up: int = 10
+    misfire_grace_s: float = 60.0
+    overlap: str = "skip"
 
     @property
     def limited(self) -> bool:
@@ -91,15 +95,19 @@ def define(
     fn: Callable[..., Any],
     *,
     kind: str,
-    name: str | None,
-    trigger: Trigger | Sequence[Trigger] | None,
-    retries: int,
-    timeout: Duration | None,
-    retry_backoff: Duration,
-    run_as: str | None,
-    priority: int,
-    concurrency: int | None,
-    concurrency_key: ConcurrencyKey,
+    name: str | None = None,
+    trigger: Trigger | Sequence[Trigger] | None = None,
+    retries: int = 0,
+    timeout: Duration | None = None,
+    retry_backoff: Duration = "1s",
+    run_as: str | None = None,
+    priority: int = 0,
+    concurrency: int | None = None,
+    concurrency_key: ConcurrencyKey = None,
+    misfire: str = "run_once",
+    max_catch_up: int = 10,
+    misfire_grace: Duration = "60s",
+    overlap: str = "skip",
 ) -> JobDefinition:
     """Validate decorator arguments at definition time, where a mistake is cheap to fix."""
     job_name = name or fn.__name__
@@ -111,6 +119,10 @@ def define(
         raise ConfigError(f"{job_name}: concurrency_key needs concurrency=N (runs per key)")
     if not isinstance(priority, int):
         raise ConfigError(f"{job_name}: priority must be an int, got {priority!r}")
+    _one_of(job_name, "misfire", misfire, MISFIRE_POLICIES)
+    _one_of(job_name, "overlap", overlap, OVERLAP_POLICIES)
+    if not isinstance(max_catch_up, int) or max_catch_up < 1:
+        raise ConfigError(f"{job_name}: max_catch_up must be an int >= 1, got {max_catch_up!r}")
     return JobDefinition(
         name=job_name,
         fn=fn,
@@ -124,7 +136,21 @@ def define(
         concurrency=concurrency,
         concurrency_key=concurrency_key,
         takes_payload=_takes_payload(fn),
+        misfire=misfire,
+        max_catch_up=max_catch_up,
+        misfire_grace_s=seconds(misfire_grace, what=f"{job_name} misfire_grace"),
+        overlap=overlap,
     )
+
+
+MISFIRE_POLICIES = ("skip", "run_once", "catch_up")
+OVERLAP_POLICIES = ("allow", "skip", "queue_one", "cancel_previous")
+
+
+def _one_of(job: str, option: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        choices = ", ".join(repr(a) for a in allowed)
+        raise ConfigError(f"{job}: {option}={value!r} is not one of {choices}")
 
 
 def _triggers(name: str, trigger: Trigger | Sequence[Trigger] | None) -> tuple[Trigger, ...]:

@@ -154,3 +154,48 @@ class Rejection:
     delivery_id: str | None
     body_bytes: int
     received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A time trigger of a job as the scheduler tracks it: fire times before `cursor_at` are
+    decided (a run, or a recorded skip); `next_fire_at` is when it is next due."""
+
+    name: str
+    job: str
+    definition: str
+    description: str
+    paused: bool
+    cursor_at: float
+    next_fire_at: float | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One decision about a schedule's fire time(s): a run enqueued, or ticks skipped with
+    their reason (misfire, overlap, paused, suppressed). A skip may cover a range of ticks."""
+
+    id: str
+    schedule: str
+    fire_at: float
+    last_fire_at: float
+    ticks: int
+    outcome: str  # "enqueued" | "skipped"
+    reason: str | None
+    run_id: str | None
+    decided_at: float
+    decided_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TickPlan:
+    """What the scheduler decided for one due schedule, written in one transaction."""
+
+    schedule: str
+    cursor_at: float
+    next_fire_at: float | None
+    runs: tuple[NewRun, ...]
+    ticks: tuple[Tick, ...]
+    cancel_run_ids: tuple[str, ...] = ()

@@ -29,6 +29,7 @@ from ..model import (
 )
 from . import schema
 from .dialects import Connection, Dialect, Row, dialect_for
+from .schedules import ScheduleQueries
 from .urls import DatabaseUrl, resolve
 
 _RUN_COLUMNS = (
@@ -60,7 +61,7 @@ _LEASE = """state = 'RUNNING', lease_owner = :owner, lease_token = lease_token +
     lease_expires_at = :expires, attempt = attempt + 1, started_at = COALESCE(started_at, :now)"""
 
 
-class SqlStore:
+class SqlStore(ScheduleQueries):
     """Thread-safe: each thread uses its own connection."""
 
     def __init__(self, url: str | DatabaseUrl | None = None) -> None:

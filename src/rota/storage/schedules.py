@@ -1,0 +1,211 @@
+"""Schedule and tick queries, mixed into SqlStore (one store, one connection handling).
+
+A scheduler pass locks the due schedule rows (SKIP LOCKED on PostgreSQL, the database on
+SQLite), lets a Python function decide each one, and writes the ticks, the runs and the new
+cursors in the same transaction. Any number of schedulers may run: a row is decided by one
+at a time, its cursor moves past every fire time it decided, and tick ids and run
+idempotency keys are deterministic and unique, so each (schedule, fire time) is decided once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..model import NewRun, Schedule, Tick, TickPlan
+from .dialects import Connection, Row
+
+if TYPE_CHECKING:
+    from .dialects import Dialect
+
+ACTIVE_STATES = ("ENQUEUED", "RUNNING", "WAITING")
+Decide = Callable[[Schedule, list[dict[str, Any]]], TickPlan]
+
+
+class ScheduleQueries:
+    dialect: Dialect
+
+    # Provided by SqlStore:
+    def conn(self) -> Connection:
+        raise NotImplementedError
+
+    def tx(self) -> Any:
+        raise NotImplementedError
+
+    def _insert_runs(self, conn: Connection, runs: Sequence[NewRun]) -> list[tuple[str, bool]]:
+        raise NotImplementedError
+
+    def sync_schedules(self, wanted: Sequence[Schedule]) -> list[str]:
+        """Create or update schedule rows from code. A schedule whose definition changed
+        starts afresh from now (its cursor moves to the new row's cursor): editing a schedule
+        and restarting never fires the ticks the old definition would have had. Returns the
+        names of schedules created or redefined."""
+        changed = []
+        with self.tx() as conn:
+            existing = {s.name: s for s in self._schedules(conn, [w.name for w in wanted])}
+            for row in wanted:
+                old = existing.get(row.name)
+                if old is None:
+                    conn.execute(
+                        """INSERT INTO rota_schedules (name, job, definition, description,
+                            paused, cursor_at, next_fire_at, created_at, updated_at)
+                        VALUES (:name, :job, :definition, :description, 0, :cursor_at,
+                            :next_fire_at, :created_at, :updated_at)
+                        ON CONFLICT (name) DO NOTHING""",
+                        _schedule_params(row),
+                    )
+                    changed.append(row.name)
+                elif old.definition != row.definition:
+                    conn.execute(
+                        """UPDATE rota_schedules SET job = :job, definition = :definition,
+                            description = :description, cursor_at = :cursor_at,
+                            next_fire_at = :next_fire_at, updated_at = :updated_at
+                        WHERE name = :name""",
+                        _schedule_params(row),
+                    )
+                    changed.append(row.name)
+        return changed
+
+    def schedules(self, names: Sequence[str] | None = None) -> list[Schedule]:
+        return self._schedules(self.conn(), names)
+
+    def _schedules(self, conn: Connection, names: Sequence[str] | None) -> list[Schedule]:
+        where = f"WHERE {self.dialect.any_of('name', 'names')}" if names is not None else ""
+        rows = conn.execute(
+            f"SELECT * FROM rota_schedules {where} ORDER BY name",
+            {"names": self.dialect.list_param(names or [])},
+        )
+        return [_schedule(row) for row in rows]
+
+    def set_paused(self, name: str, paused: bool, now: float) -> bool:
+        conn = self.conn()
+        conn.execute(
+            "UPDATE rota_schedules SET paused = :p, updated_at = :now WHERE name = :name",
+            {"p": int(paused), "now": now, "name": name},
+        )
+        return conn.rowcount == 1
+
+    def next_due(self, names: Sequence[str]) -> float | None:
+        rows = self.conn().execute(
+            f"""SELECT MIN(next_fire_at) AS due FROM rota_schedules
+            WHERE {self.dialect.any_of("name", "names")}""",
+            {"names": self.dialect.list_param(names)},
+        )
+        return rows[0]["due"] if rows else None
+
+    def process_due(self, names: Sequence[str], now: float, limit: int, decide: Decide) -> int:
+        """Decide every due schedule among `names` (up to `limit`) in one transaction."""
+        d = self.dialect
+        with self.tx() as conn:
+            rows = conn.execute(
+                f"""SELECT * FROM rota_schedules
+                WHERE next_fire_at <= :now AND {d.any_of("name", "names")}
+                ORDER BY next_fire_at, name LIMIT :limit {d.skip_locked}""",
+                {"now": now, "names": d.list_param(names), "limit": limit},
+            )
+            if not rows:
+                return 0
+            due = [_schedule(row) for row in rows]
+            active = self._active_runs(conn, [s.name for s in due])
+            plans = [decide(s, active.get(s.name, [])) for s in due]
+            self._write_plans(conn, plans, now)
+        return len(plans)
+
+    def _active_runs(self, conn: Connection, names: list[str]) -> dict[str, list[Row]]:
+        d = self.dialect
+        rows = conn.execute(
+            f"""SELECT id, trigger_ref, state FROM rota_runs
+            WHERE trigger = 'schedule' AND state IN ('ENQUEUED', 'RUNNING', 'WAITING')
+              AND {d.any_of("trigger_ref", "names")}
+            ORDER BY id""",
+            {"names": d.list_param(names)},
+        )
+        out: dict[str, list[Row]] = {}
+        for row in rows:
+            out.setdefault(row["trigger_ref"], []).append(row)
+        return out
+
+    def _write_plans(self, conn: Connection, plans: list[TickPlan], now: float) -> None:
+        runs = [run for plan in plans for run in plan.runs]
+        if runs:
+            self._insert_runs(conn, runs)
+        ticks = [tick for plan in plans for tick in plan.ticks]
+        conn.execute_many(
+            """INSERT INTO rota_ticks (id, schedule, fire_at, last_fire_at, ticks, outcome,
+                reason, run_id, decided_at, decided_by)
+            VALUES (:id, :schedule, :fire_at, :last_fire_at, :ticks, :outcome, :reason,
+                :run_id, :decided_at, :decided_by)
+            ON CONFLICT (id) DO NOTHING""",
+            [_tick_params(t) for t in ticks],
+        )
+        conn.execute_many(
+            """UPDATE rota_schedules SET cursor_at = :cursor_at, next_fire_at = :next_fire_at
+            WHERE name = :schedule""",
+            [
+                {"cursor_at": p.cursor_at, "next_fire_at": p.next_fire_at, "schedule": p.schedule}
+                for p in plans
+            ],
+        )
+        cancel = sorted(run_id for plan in plans for run_id in plan.cancel_run_ids)
+        if cancel:
+            self._cancel_for_overlap(conn, cancel, now)
+        if runs:
+            self.dialect.notify(conn)
+
+    def _cancel_for_overlap(self, conn: Connection, run_ids: list[str], now: float) -> None:
+        d = self.dialect
+        params = {"ids": d.list_param(run_ids), "now": now}
+        conn.execute(
+            f"""UPDATE rota_runs SET state = 'CANCELLED', finished_at = :now,
+                cancel_requested = 1
+            WHERE state IN ('ENQUEUED', 'WAITING') AND {d.any_of("id", "ids")}""",
+            params,
+        )
+        conn.execute(
+            f"""UPDATE rota_runs SET cancel_requested = 1
+            WHERE state = 'RUNNING' AND {d.any_of("id", "ids")}""",
+            params,
+        )
+
+    def record_ticks(self, runs: Sequence[NewRun], ticks: Sequence[Tick]) -> int:
+        """Backfill: enqueue runs with their tick records; returns how many runs are new."""
+        with self.tx() as conn:
+            created = self._insert_runs(conn, runs)
+            conn.execute_many(
+                """INSERT INTO rota_ticks (id, schedule, fire_at, last_fire_at, ticks, outcome,
+                    reason, run_id, decided_at, decided_by)
+                VALUES (:id, :schedule, :fire_at, :last_fire_at, :ticks, :outcome, :reason,
+                    :run_id, :decided_at, :decided_by)
+                ON CONFLICT (id) DO NOTHING""",
+                [_tick_params(t) for t in ticks],
+            )
+            if any(c for _, c in created):
+                self.dialect.notify(conn)
+        return sum(1 for _, c in created if c)
+
+    def ticks(
+        self, schedule: str | None = None, *, outcome: str | None = None, limit: int = 100
+    ) -> list[Tick]:
+        where, params = ["1 = 1"], {"limit": limit, "schedule": schedule, "outcome": outcome}
+        if schedule:
+            where.append("schedule = :schedule")
+        if outcome:
+            where.append("outcome = :outcome")
+        rows = self.conn().execute(
+            f"""SELECT * FROM rota_ticks WHERE {" AND ".join(where)}
+            ORDER BY fire_at DESC LIMIT :limit""",
+            params,
+        )
+        return [Tick(**row) for row in rows]
+
+
+def _schedule(row: Row) -> Schedule:
+    return Schedule(**{**row, "paused": bool(row["paused"])})
+
+
+def _schedule_params(s: Schedule) -> dict[str, Any]:
+    return {name: getattr(s, name) for name in Schedule.__slots__ if name != "paused"}
+
+
+def _tick_params(t: Tick) -> dict[str, Any]:
+    return {name: getattr(t, name) for name in Tick.__slots__}
