@@ -6,6 +6,7 @@ that into what its driver runs and opens connections configured the way rota rel
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
@@ -51,6 +52,11 @@ class Connection:
 
     def close(self) -> None:
         self.raw.close()
+
+    def __del__(self) -> None:
+        # The thread that owned this connection ended: close it rather than leak it.
+        with contextlib.suppress(Exception):
+            self.raw.close()
 
 
 class Dialect:

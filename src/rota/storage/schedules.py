@@ -93,8 +93,16 @@ class ScheduleQueries:
         )
         return rows[0]["due"] if rows else None
 
-    def process_due(self, names: Sequence[str], now: float, limit: int, decide: Decide) -> int:
-        """Decide every due schedule among `names` (up to `limit`) in one transaction."""
+    def process_due(
+        self,
+        names: Sequence[str],
+        now: float,
+        limit: int,
+        decide: Decide,
+        watch_overlap: Sequence[str] = (),
+    ) -> int:
+        """Decide every due schedule among `names` (up to `limit`) in one transaction;
+        the unfinished runs of those in `watch_overlap` are handed to `decide`."""
         d = self.dialect
         with self.tx() as conn:
             rows = conn.execute(
@@ -106,12 +114,15 @@ class ScheduleQueries:
             if not rows:
                 return 0
             due = [_schedule(row) for row in rows]
-            active = self._active_runs(conn, [s.name for s in due])
+            watched = set(watch_overlap)
+            active = self._active_runs(conn, [s.name for s in due if s.name in watched])
             plans = [decide(s, active.get(s.name, [])) for s in due]
             self._write_plans(conn, plans, now)
         return len(plans)
 
     def _active_runs(self, conn: Connection, names: list[str]) -> dict[str, list[Row]]:
+        if not names:
+            return {}
         d = self.dialect
         rows = conn.execute(
             f"""SELECT id, trigger_ref, state FROM rota_runs

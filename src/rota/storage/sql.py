@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -40,8 +41,7 @@ _RUN_COLUMNS = (
 _RUN_VALUES = ", ".join(f":{c.strip()}" for c in _RUN_COLUMNS.split(","))
 _INSERT_RUN = f"""
     INSERT INTO rota_runs (state, {_RUN_COLUMNS}) VALUES ('ENQUEUED', {_RUN_VALUES})
-    ON CONFLICT (name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING id"""
+    ON CONFLICT (name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"""
 # Lookups by id compare the state to a parameter, not a literal: with a literal, PostgreSQL's
 # generic plan for these prepared statements prefers the partial index on RUNNING rows over
 # the primary key, and that index fills with dead entries during a drain (quadratic time).
@@ -62,24 +62,31 @@ _LEASE = """state = 'RUNNING', lease_owner = :owner, lease_token = lease_token +
 
 
 class SqlStore(ScheduleQueries):
-    """Thread-safe: each thread uses its own connection."""
+    """Thread-safe: each thread uses its own connection, closed when the thread ends (so that
+    short-lived threads calling the store do not pile up connections) or at close()."""
 
     def __init__(self, url: str | DatabaseUrl | None = None) -> None:
         self.url = url if isinstance(url, DatabaseUrl) else resolve(url)
         self.dialect: Dialect = dialect_for(self.url)
         self._local = threading.local()
-        self._all: list[Connection] = []
+        self._all: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._guard = threading.Lock()
 
     # -- connections -------------------------------------------------------------------
 
     def conn(self) -> Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(conn.raw, "closed", False):
+            # psycopg marks a connection the server dropped (restart, failover) as closed; it
+            # never works again, so open a new one instead of failing every call from now on.
+            with self._guard:
+                self._all.discard(conn)
+            conn = None
         if conn is None:
             conn = self.dialect.connect()
             self._local.conn = conn
             with self._guard:
-                self._all.append(conn)
+                self._all.add(conn)
         return conn
 
     @contextmanager
@@ -89,7 +96,7 @@ class SqlStore(ScheduleQueries):
 
     def close(self) -> None:
         with self._guard:
-            for conn in self._all:
+            for conn in list(self._all):
                 with contextlib.suppress(Exception):  # a broken connection must not hide why
                     conn.close()
             self._all.clear()
@@ -162,21 +169,27 @@ class SqlStore(ScheduleQueries):
         return event.id, True, run_ids
 
     def _insert_runs(self, conn: Connection, runs: Sequence[NewRun]) -> list[tuple[str, bool]]:
-        if all(run.idempotency_key is None for run in runs):
-            # Nothing can conflict: one batched statement instead of a round trip per run.
-            conn.execute_many(_INSERT_RUN.replace("RETURNING id", ""), [_params(r) for r in runs])
-            return [(run.id, True) for run in runs]
+        """Insert in one batched statement; then look up the runs that already existed under
+        the same idempotency key (one query per job name)."""
+        conn.execute_many(_INSERT_RUN, [_params(r) for r in runs])
+        keyed: dict[str, list[str]] = {}
+        for run in runs:
+            if run.idempotency_key is not None:
+                keyed.setdefault(run.name, []).append(run.idempotency_key)
+        stored: dict[tuple[str, str], str] = {}
+        for name, keys in keyed.items():
+            rows = conn.execute(
+                f"""SELECT id, idempotency_key FROM rota_runs
+                WHERE name = :name AND {self.dialect.any_of("idempotency_key", "keys")}""",
+                {"name": name, "keys": self.dialect.list_param(keys)},
+            )
+            stored.update({(name, r["idempotency_key"]): r["id"] for r in rows})
         out = []
         for run in runs:
-            created = bool(conn.execute(_INSERT_RUN, _params(run)))
-            if created:
-                out.append((run.id, True))
-            else:
-                existing = conn.execute(
-                    "SELECT id FROM rota_runs WHERE name = :name AND idempotency_key = :key",
-                    {"name": run.name, "key": run.idempotency_key},
-                )
-                out.append((existing[0]["id"], False))
+            run_id = (
+                run.id if run.idempotency_key is None else stored[(run.name, run.idempotency_key)]
+            )
+            out.append((run_id, run_id == run.id))
         return out
 
     # -- claims and leases -------------------------------------------------------------

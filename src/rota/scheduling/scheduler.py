@@ -1,0 +1,241 @@
+"""The scheduler: turns time triggers into runs, each (schedule, fire time) exactly once.
+
+Run any number of schedulers (`rota scheduler`, or inside `rota dev`) against one database:
+there is no leader. Each pass locks the due schedule rows it can get (SKIP LOCKED), decides
+their fire times since the row's cursor (see policies.py), and writes the runs, the tick
+records and the new cursor in one transaction. Tick ids are deterministic
+(`{schedule}@{fire time}`) and double as the runs' idempotency keys, so even a bug elsewhere
+could not make a second run for a tick. Every tick that does not run is recorded with why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from ..ids import new_id
+from ..jobs import JobDefinition
+from ..model import NewRun, Schedule, Tick, TickPlan
+from .cron import Cron
+from .interval import At, Every
+from .policies import Decision, decide
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("rota.scheduler")
+
+TimeTrigger = Cron | Every | At
+TIME_TRIGGERS = (Cron, Every, At)
+_US = timedelta(microseconds=1)
+PAUSED_RECHECK_S = 60.0  # a paused schedule records its skipped ticks in ranges this long
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    name: str
+    job: JobDefinition
+    trigger: TimeTrigger
+
+
+def schedule_specs(app: App) -> dict[str, ScheduleSpec]:
+    """One schedule per time trigger: named after the job (`job#2`, ... for more than one)."""
+    specs = {}
+    for job in app.definitions.values():
+        time_triggers = [t for t in job.triggers if isinstance(t, TIME_TRIGGERS)]
+        for index, trigger in enumerate(time_triggers, start=1):
+            name = job.name if index == 1 else f"{job.name}#{index}"
+            specs[name] = ScheduleSpec(name, job, trigger)
+    return specs
+
+
+class Scheduler:
+    def __init__(self, app: App, *, batch: int = 500, max_sleep_s: float = 1.0) -> None:
+        self.app = app
+        self.store = app.store
+        self.clock = app.clock
+        self.specs = schedule_specs(app)
+        self._watch_overlap = [n for n, s in self.specs.items() if s.job.overlap != "allow"]
+        self.batch = batch
+        self.max_sleep_s = max_sleep_s
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
+        self._stop = asyncio.Event()
+
+    # -- one pass ----------------------------------------------------------------------
+
+    def sync(self) -> list[str]:
+        """Register the app's schedules; new or redefined ones start from now."""
+        now = self.clock.now()
+        rows = [
+            Schedule(
+                name=s.name,
+                job=s.job.name,
+                definition=s.trigger.key(),
+                description=s.trigger.describe(),
+                paused=False,
+                cursor_at=now,
+                next_fire_at=_ts(s.trigger.next_fire(_dt(now) - _US)),
+                created_at=now,
+                updated_at=now,
+            )
+            for s in self.specs.values()
+        ]
+        changed = self.store.sync_schedules(rows)
+        for name in changed:
+            log.info("schedule %s registered: %s", name, self.specs[name].trigger.describe())
+        return changed
+
+    def tick(self) -> int:
+        """Decide every due schedule now; returns how many schedules were decided."""
+        if not self.specs:
+            return 0
+        names, total = list(self.specs), 0
+        now = self.clock.now()
+        while True:
+            done = self.store.process_due(
+                names, now, self.batch, self._plan_for(now), self._watch_overlap
+            )
+            total += done
+            if done < self.batch:
+                return total
+
+    def _plan_for(self, now: float) -> Callable[[Schedule, list[dict[str, Any]]], TickPlan]:
+        def plan(schedule: Schedule, active: list[dict[str, Any]]) -> TickPlan:
+            return self._plan(schedule, active, now)
+
+        return plan
+
+    def _plan(self, schedule: Schedule, active: list[dict[str, Any]], now: float) -> TickPlan:
+        spec = self.specs[schedule.name]
+        if spec.trigger.key() != schedule.definition:  # redefined elsewhere: sync decides
+            return TickPlan(schedule.name, schedule.cursor_at, None, (), ())
+        now_dt = _dt(now)
+        fires = spec.trigger.fire_times(_dt(schedule.cursor_at), now_dt + _US)
+        decision = decide(spec.job, fires, active, now_dt, paused=schedule.paused)
+        next_fire = _ts(spec.trigger.next_fire(now_dt))
+        if schedule.paused and next_fire is not None:
+            next_fire = max(next_fire, now + PAUSED_RECHECK_S)
+        runs = [self._run(spec, f, now) for f in decision.enqueue]
+        return TickPlan(
+            schedule=schedule.name,
+            cursor_at=now + 1e-6,
+            next_fire_at=next_fire,
+            runs=tuple(runs),
+            ticks=self._ticks(spec.name, decision, runs, now),
+            cancel_run_ids=tuple(decision.cancel),
+        )
+
+    def _run(self, spec: ScheduleSpec, fire: datetime, now: float) -> NewRun:
+        # Runs are due at their fire time, so lateness is started_at - run_after.
+        return spec.job.new_run(
+            None,
+            now=now,
+            trigger="schedule",
+            trigger_ref=spec.name,
+            idempotency_key=tick_id(spec.name, fire),
+            delay_s=fire.timestamp() - now,
+        )
+
+    def _ticks(
+        self, schedule: str, decision: Decision, runs: list[NewRun], now: float
+    ) -> tuple[Tick, ...]:
+        ticks = [
+            self._tick(schedule, [fire], "enqueued", None, run.id, now)
+            for fire, run in zip(decision.enqueue, runs, strict=True)
+        ]
+        for reason, times in decision.skipped.items():
+            ticks.append(self._tick(schedule, times, "skipped", reason, None, now))
+        return tuple(ticks)
+
+    def _tick(
+        self,
+        schedule: str,
+        times: list[datetime],
+        outcome: str,
+        reason: str | None,
+        run_id: str | None,
+        now: float,
+    ) -> Tick:
+        first, last = min(times), max(times)
+        return Tick(
+            id=tick_id(schedule, first),
+            schedule=schedule,
+            fire_at=first.timestamp(),
+            last_fire_at=last.timestamp(),
+            ticks=len(times),
+            outcome=outcome,
+            reason=reason,
+            run_id=run_id,
+            decided_at=now,
+            decided_by=self.id,
+        )
+
+    # -- running -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sync, then decide due schedules until stop(); sleeps until the next fire time."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.sync)
+        while not self._stop.is_set():
+            try:
+                await loop.run_in_executor(None, self.tick)
+                due = await loop.run_in_executor(None, self.store.next_due, list(self.specs))
+            except Exception:  # a database blip: the cursor makes the next pass catch up
+                log.exception("scheduler pass failed; retrying")
+                due = None
+            wait = self.max_sleep_s if due is None else due - self.clock.now()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), max(0.0, min(wait, self.max_sleep_s)))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- operator actions --------------------------------------------------------------
+
+    def backfill(
+        self,
+        name: str,
+        start: datetime,
+        end: datetime,
+        progress: Callable[[int, int], None] | None = None,
+        chunk: int = 500,
+    ) -> int:
+        """Enqueue a run for every fire time in [start, end) that has none yet."""
+        spec = self.specs.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self.specs)) or "none"
+            raise ConfigError(f"no schedule named {name!r}; known: {known}")
+        fires = spec.trigger.fire_times(start, end)
+        created = 0
+        for offset in range(0, len(fires), chunk):
+            part = fires[offset : offset + chunk]
+            now = self.clock.now()
+            runs = [self._run(spec, f, now) for f in part]
+            ticks = [
+                self._tick(name, [f], "enqueued", "backfill", run.id, now)
+                for f, run in zip(part, runs, strict=True)
+            ]
+            created += self.store.record_ticks(runs, ticks)
+            if progress:
+                progress(offset + len(part), len(fires))
+        return created
+
+
+def tick_id(schedule: str, fire: datetime) -> str:
+    return f"{schedule}@{fire.astimezone(UTC).isoformat()}"
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(round(ts, 6), tz=UTC)
+
+
+def _ts(dt: datetime | None) -> float | None:
+    return None if dt is None else dt.timestamp()
