@@ -92,11 +92,16 @@ def test_a_simulated_day_gives_exactly_one_run_per_tick_with_three_schedulers(
     [("skip", 0, 11), ("run_once", 1, 10), ("catch_up", 3, 8)],
 )
 def test_misfire_policies_after_an_outage(
-    database_url: str, clock: FakeClock, apps: list[App], policy: str, expected_runs: int,
+    database_url: str,
+    clock: FakeClock,
+    apps: list[App],
+    policy: str,
+    expected_runs: int,
     skipped: int,
 ) -> None:
-    app = make_app(database_url, clock, misfire=policy, max_catch_up=3, misfire_grace="30s",
-                   overlap="allow")
+    app = make_app(
+        database_url, clock, misfire=policy, max_catch_up=3, misfire_grace="30s", overlap="allow"
+    )
     apps.append(app)
     scheduler = Scheduler(app)
     scheduler.sync()
@@ -133,7 +138,11 @@ def test_late_but_within_grace_still_runs_every_tick(
     [("allow", 1, 0), ("skip", 0, 0), ("queue_one", 0, 0), ("cancel_previous", 1, 1)],
 )
 def test_overlap_policies(
-    database_url: str, clock: FakeClock, apps: list[App], policy: str, new_runs: int,
+    database_url: str,
+    clock: FakeClock,
+    apps: list[App],
+    policy: str,
+    new_runs: int,
     cancelled: int,
 ) -> None:
     app = make_app(database_url, clock, overlap=policy)
@@ -183,7 +192,6 @@ def test_pause_records_skips_and_resume_fires_no_backlog(
         scheduler.tick()
     assert len(scheduled_runs(app, "minutely")) == 1
     app.store.set_paused("minutely", False, clock.now())
-    app.store.conn().execute("UPDATE rota_schedules SET next_fire_at = :now", {"now": clock.now()})
     scheduler.tick()
     clock.advance(60)
     scheduler.tick()
@@ -226,8 +234,9 @@ def test_backfill_enqueues_each_missing_tick_once(
     scheduler.sync()
     start = START - timedelta(hours=1)
     seen: list[tuple[int, int]] = []
-    created = scheduler.backfill("minutely", start, START, progress=lambda d, t: seen.append((d, t)),
-                                 chunk=25)
+    created = scheduler.backfill(
+        "minutely", start, START, progress=lambda d, t: seen.append((d, t)), chunk=25
+    )
     assert created == 60 and seen[-1] == (60, 60)
     assert scheduler.backfill("minutely", start, START + timedelta(minutes=1)) == 1
     with pytest.raises(ConfigError, match="no schedule named 'nope'; known: minutely"):

@@ -10,8 +10,11 @@ from .. import __version__
 from .common import RotaGroup, Settings
 from .db import db_app
 from .demo import demo
+from .events import events_app
 from .run import run
 from .runs import runs_app
+from .schedules import scheduler, schedules_app
+from .serve import serve
 from .worker import dev, worker
 
 app = typer.Typer(
@@ -66,9 +69,13 @@ def root(
 
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
+app.add_typer(events_app, name="events")
+app.add_typer(schedules_app, name="schedules")
+app.command("scheduler")(scheduler)
 app.command("run")(run)
 app.command("worker")(worker)
 app.command("dev")(dev)
+app.command("serve")(serve)
 app.command("demo")(demo)
 
 

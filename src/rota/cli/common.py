@@ -24,10 +24,12 @@ from typer.core import TyperGroup
 from ..app import App
 from ..errors import (
     ConfigError,
+    EventNotFound,
     RotaError,
     RunNotFound,
     SerializationError,
     UnknownJobError,
+    UnknownWebhook,
 )
 from ..storage import SqlStore
 from ..storage.urls import DEFAULT_URL, parse
@@ -39,7 +41,14 @@ err = Console(stderr=True, soft_wrap=True)
 _piped = Console(width=1000, soft_wrap=True)
 
 # A user mistake (exit 2) says what to do instead; anything else is an operational failure.
-USER_ERRORS = (ConfigError, UnknownJobError, SerializationError, RunNotFound)
+USER_ERRORS = (
+    ConfigError,
+    UnknownJobError,
+    SerializationError,
+    RunNotFound,
+    EventNotFound,
+    UnknownWebhook,
+)
 
 
 class AppLoadError(ConfigError):

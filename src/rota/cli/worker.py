@@ -21,11 +21,15 @@ import typer
 from rich.logging import RichHandler
 from rich.text import Text
 
+from ..api import ApiServer
+from ..api.server import DEFAULT_HOST, DEFAULT_PORT
 from ..app import App
 from ..errors import ConfigError
+from ..scheduling.scheduler import Scheduler
 from ..storage import SqlStore
 from ..worker import Worker, WorkerOptions, WorkerStats
 from .common import err, loaded_app, out
+from .serve import Host, Port, announce
 
 Concurrency = Annotated[int, typer.Option(min=1, help="Runs executed at the same time.")]
 Lease = Annotated[
@@ -70,8 +74,14 @@ def dev(
     lease: Lease = 30.0,
     poll: Poll = 0.5,
     grace: Grace = 30.0,
+    host: Host = DEFAULT_HOST,
+    port: Port = DEFAULT_PORT,
+    no_api: Annotated[
+        bool, typer.Option("--no-api", help="Run the worker only, without the HTTP API.")
+    ] = False,
 ) -> None:
-    """Develop locally: migrate the app's database (SQLite by default) and run a worker."""
+    """Develop locally: migrate the app's database (SQLite by default), run a worker and
+    serve the HTTP API (webhooks at POST /hooks/{name})."""
     with loaded_app(ctx) as app:
         store = SqlStore(app.database_url)  # also when the App says migrate=False
         try:
@@ -84,20 +94,34 @@ def dev(
         out.print(f"database {app.database_url.redacted()} ({change})")
         out.print(
             Text(
-                "note: this version of `rota dev` runs a worker only; the scheduler, "
-                "HTTP API and dashboard come in later versions",
+                "note: this version of `rota dev` runs a worker, the scheduler and the "
+                "HTTP API; the dashboard comes in a later version",
                 style="dim",
             )
         )
+        scheduler = Scheduler(app)
+        if scheduler.specs:
+            out.print(f"scheduler: {', '.join(sorted(scheduler.specs))}")
+        api = None if no_api else ApiServer(app, host, port)
+        if api is not None:
+            api.bind()  # a busy port fails now, before the worker starts
+            announce(app, api)
         serve(
             app,
             WorkerOptions(
                 concurrency=concurrency, lease_s=lease, poll_interval_s=poll, shutdown_grace_s=grace
             ),
+            api,
+            scheduler if scheduler.specs else None,
         )
 
 
-def serve(app: App, options: WorkerOptions) -> WorkerStats:
+def serve(
+    app: App,
+    options: WorkerOptions,
+    api: ApiServer | None = None,
+    scheduler: Scheduler | None = None,
+) -> WorkerStats:
     if not app.definitions:
         raise ConfigError(
             "the app defines no jobs or workflows, so a worker has nothing to "
@@ -109,7 +133,7 @@ def serve(app: App, options: WorkerOptions) -> WorkerStats:
         f"{', '.join(sorted(app.definitions))} (concurrency {options.concurrency})"
     )
     with _log_to_stderr():
-        stats = asyncio.run(_run_until_signalled(w))
+        stats = asyncio.run(_run_until_signalled(w, api, scheduler))
     out.print(
         f"worker {w.id} stopped: claimed {stats.claimed}, succeeded {stats.succeeded}, "
         f"failed {stats.failed}, retried {stats.retried}, cancelled {stats.cancelled}, "
@@ -118,7 +142,9 @@ def serve(app: App, options: WorkerOptions) -> WorkerStats:
     return stats
 
 
-async def _run_until_signalled(w: Worker) -> WorkerStats:
+async def _run_until_signalled(
+    w: Worker, api: ApiServer | None = None, scheduler: Scheduler | None = None
+) -> WorkerStats:
     loop = asyncio.get_running_loop()
     received: list[int] = []
 
@@ -132,6 +158,10 @@ async def _run_until_signalled(w: Worker) -> WorkerStats:
                 "(signal again to stop now)"
             )
             w.stop()
+            if api is not None:
+                api.stop()
+            if scheduler is not None:
+                scheduler.stop()
         else:
             _stop_now(w, signum)
 
@@ -141,7 +171,17 @@ async def _run_until_signalled(w: Worker) -> WorkerStats:
             loop.add_signal_handler(signum, on_signal, signum)
             handled.append(signum)
     try:
-        return await w.run()
+        # The API and the worker stop together: a signal stops both, and should the API fail,
+        # the worker stops too rather than run on without it.
+        async with api.running(on_exit=w.stop) if api else contextlib.nullcontext():
+            if scheduler is None:
+                return await w.run()
+            ticking = asyncio.create_task(scheduler.run(), name="rota-scheduler")
+            try:
+                return await w.run()
+            finally:
+                scheduler.stop()
+                await ticking
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)

@@ -78,9 +78,13 @@ class ScheduleQueries:
         return [_schedule(row) for row in rows]
 
     def set_paused(self, name: str, paused: bool, now: float) -> bool:
+        """Pause or resume. Resuming makes the schedule due at once, so that the ticks of the
+        pause are recorded as skipped (reason "paused") and none of them runs."""
         conn = self.conn()
         conn.execute(
-            "UPDATE rota_schedules SET paused = :p, updated_at = :now WHERE name = :name",
+            """UPDATE rota_schedules SET paused = :p, updated_at = :now,
+                next_fire_at = CASE WHEN :p = 0 THEN :now ELSE next_fire_at END
+            WHERE name = :name""",
             {"p": int(paused), "now": now, "name": name},
         )
         return conn.rowcount == 1

@@ -1,0 +1,40 @@
+"""`GET /healthz`: 200 when the store answers, 503 when it does not (for load balancers)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .context import DB_ERRORS, ApiContext, context, problem
+
+log = logging.getLogger("rota.api")
+
+
+def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
+    return [Route("/healthz", healthz, methods=["GET"])]
+
+
+async def healthz(request: Request) -> Response:
+    ctx = context(request)
+    try:
+        version = await ctx.db(lambda: ctx.app.store.schema_version())
+    except DB_ERRORS as exc:
+        log.warning("health check: the database does not answer", exc_info=True)
+        return problem(
+            503,
+            "database_unavailable",
+            f"the database does not answer ({type(exc).__name__}); see the server log",
+        )
+    dialect = ctx.app.database_url.dialect
+    return JSONResponse(
+        {
+            "status": "ok",
+            "database": dialect,
+            "schema_version": version,
+            "message": f"the {dialect} database answers (schema version {version})",
+        }
+    )

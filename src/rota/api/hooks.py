@@ -1,0 +1,173 @@
+"""`POST /hooks/{name}`: webhook deliveries in, runs out.
+
+The body is read under the hook's `max_body` cap (a larger Content-Length is refused before
+reading, a streamed body is cut off once it passes the cap), then `App.receive_webhook`
+verifies it, stores the event and enqueues its runs in one transaction, before we answer:
+
+- 202 new delivery: `{"event_id", "runs", "duplicate": false}`
+- 200 a delivery id seen before (replay protection): `"duplicate": true`, nothing enqueued
+- 4xx/500 refused (`WebhookRejected`): `{"error": reason, "message"}`, and recorded, so
+  operators can see it with `rota events rejected`
+- 503 the database did not answer: nothing was stored, the sender should retry
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..app import Emitted
+from ..errors import UnknownWebhook
+from ..ids import new_id
+from ..model import Rejection
+from ..scheduling.webhooks import MAX_DELIVERY_ID, OnWebhook, WebhookRejected
+from .context import DB_ERRORS, ApiContext, context, problem
+
+log = logging.getLogger("rota.api")
+
+_MAX_RECORDED_NAME = 200  # an unknown hook's name comes from the URL: keep what we store small
+
+
+def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
+    return [Route("/hooks/{name}", receive, methods=["POST"])]
+
+
+class _Refused(WebhookRejected):
+    """Refused before `receive_webhook` saw it; `size` is what we know of the body's length."""
+
+    def __init__(self, status: int, reason: str, message: str, size: int) -> None:
+        super().__init__(status, reason, message)
+        self.size = size
+
+
+async def receive(request: Request) -> Response:
+    ctx = context(request)
+    name: str = request.path_params["name"]
+    headers = dict(request.headers.items())  # lower-case names, as verify() expects
+    try:
+        hook = _hook(ctx, name)
+        body = await _read_body(request, hook)
+    except _Refused as exc:
+        await _record(ctx, name, headers, exc)
+        log.info("webhook %s refused (%s %s): %s", name[:80], exc.status, exc.reason, exc)
+        # Closing the connection stops the server from reading (and discarding) the rest
+        # of a body we refused without reading it.
+        close = {"Connection": "close"} if exc.status == 413 else None
+        return problem(exc.status, exc.reason, exc.message, headers=close)
+    except ClientDisconnect:
+        log.info("webhook %s: the sender hung up before the body arrived", name)
+        return Response(status_code=400)  # nobody is left to read it
+
+    try:
+        emitted = await ctx.db(ctx.app.receive_webhook, name, headers, body)
+    except WebhookRejected as exc:  # already recorded by receive_webhook
+        log.info("webhook %s refused (%s %s): %s", name, exc.status, exc.reason, exc)
+        return problem(exc.status, exc.reason, exc.message)
+    except UnknownWebhook as exc:  # the app's definitions changed under us: rare
+        return problem(404, "unknown_hook", str(exc))
+    except DB_ERRORS:
+        log.exception("webhook %s: the database did not answer; the delivery was not stored", name)
+        return problem(
+            503,
+            "database_unavailable",
+            "the database did not answer, so the delivery was not stored; send it again later",
+            headers={"Retry-After": "5"},
+        )
+    except Exception:
+        # e.g. a user's filter function raised; the event and runs are stored together or
+        # not at all, so nothing is half-stored.
+        log.exception("webhook %s: the delivery could not be processed", name)
+        return problem(
+            500,
+            "internal_error",
+            "the delivery could not be processed and was not stored; see the server log",
+        )
+    return _accepted(name, emitted)
+
+
+def _hook(ctx: ApiContext, name: str) -> OnWebhook:
+    hooks = ctx.app.webhooks()
+    if name not in hooks:
+        raise _Refused(404, "unknown_hook", str(UnknownWebhook(name, list(hooks))), 0)
+    return hooks[name]
+
+
+async def _read_body(request: Request, hook: OnWebhook) -> bytes:
+    """The whole body, or _Refused as soon as it is known to be over the hook's cap."""
+    cap = hook.max_body
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise _Refused(
+                400,
+                "invalid_header",
+                f"Content-Length must be a number of bytes, got {declared[:40]!r}",
+                0,
+            )
+        if int(declared) > cap:
+            raise _Refused(
+                413,
+                "too_large",
+                f"body is {int(declared)} bytes (Content-Length); webhook {hook.name!r} accepts "
+                f"at most {cap} (raise max_body in on_webhook to allow more)",
+                int(declared),
+            )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:  # stop reading: a sender that lied or streams without a length
+            raise _Refused(
+                413,
+                "too_large",
+                f"body is over {cap} bytes (stopped reading at {len(body)}); webhook "
+                f"{hook.name!r} accepts at most {cap} (raise max_body in on_webhook to allow "
+                "more)",
+                len(body),
+            )
+    return bytes(body)
+
+
+async def _record(ctx: ApiContext, name: str, headers: Mapping[str, str], exc: _Refused) -> None:
+    delivery = headers.get("webhook-id") or headers.get("x-github-delivery")
+    rejection = Rejection(
+        new_id(),
+        name[:_MAX_RECORDED_NAME],
+        exc.status,
+        exc.reason,
+        exc.message,
+        delivery[:MAX_DELIVERY_ID] if delivery else None,
+        exc.size,
+        ctx.app.clock.now(),
+    )
+    try:
+        await ctx.db(lambda: ctx.app.store.record_rejection(rejection))
+    except DB_ERRORS:  # the refusal stands; only its record is lost
+        log.warning("could not record a refused delivery to webhook %s", name, exc_info=True)
+
+
+def _accepted(name: str, emitted: Emitted) -> JSONResponse:
+    runs = [run.id for run in emitted.runs]
+    if not emitted.created:
+        message = (
+            f"this delivery id was received before, as event {emitted.event_id}; "
+            "it was not stored or run again"
+        )
+        return JSONResponse(
+            {"event_id": emitted.event_id, "runs": runs, "duplicate": True, "message": message}
+        )
+    log.info("webhook %s: event %s, %d run(s) enqueued", name, emitted.event_id, len(runs))
+    if runs:
+        message = f"stored as event {emitted.event_id}; enqueued {len(runs)} run(s)"
+    else:
+        message = (
+            f"stored as event {emitted.event_id}; no job or workflow matched its payload, "
+            "so no run was enqueued"
+        )
+    return JSONResponse(
+        {"event_id": emitted.event_id, "runs": runs, "duplicate": False, "message": message},
+        status_code=202,
+    )

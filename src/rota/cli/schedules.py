@@ -1,0 +1,225 @@
+"""`rota scheduler` and `rota schedules list|pause|resume|backfill|ticks`."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from ..errors import ConfigError
+from ..scheduling.scheduler import Scheduler, ScheduleSpec
+from .common import err, iso, loaded_app, out, print_json, print_table, read_store, when
+
+schedules_app = typer.Typer(help="Inspect and manage schedules.", no_args_is_help=True)
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Name = Annotated[str, typer.Argument(help="The schedule's name (see `rota schedules list`).")]
+
+
+def scheduler(
+    ctx: typer.Context,
+    max_sleep: Annotated[
+        float, typer.Option(min=0.01, help="Longest wait between passes, in seconds.")
+    ] = 1.0,
+) -> None:
+    """Turn the app's schedules into runs until SIGTERM or Ctrl-C (run any number)."""
+    with loaded_app(ctx) as app:
+        s = Scheduler(app, max_sleep_s=max_sleep)
+        if not s.specs:
+            raise ConfigError(
+                "the app has no time triggers; give a job schedule=cron('*/5 * * * *') or "
+                "every('30s')"
+            )
+        out.print(
+            f"rota scheduler {s.id} on {app.database_url.redacted()}: {', '.join(sorted(s.specs))}"
+        )
+        asyncio.run(_until_signalled(s))
+        out.print(f"scheduler {s.id} stopped")
+
+
+async def _until_signalled(s: Scheduler) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, s.stop)
+    await s.run()
+
+
+@schedules_app.command("list")
+def list_schedules(
+    ctx: typer.Context,
+    count: Annotated[int, typer.Option(min=1, max=20, help="Next fire times to show.")] = 3,
+    as_json: JsonFlag = False,
+) -> None:
+    """Each schedule with its next fire times (in its zone and UTC), last tick and state."""
+    with loaded_app(ctx) as app:
+        specs = Scheduler(app).specs if app.definitions else {}
+        store = app.store
+        rows = {s.name: s for s in store.schedules()}
+        now = datetime.fromtimestamp(app.clock.now(), UTC)
+        items = []
+        for name in sorted(set(specs) | set(rows)):
+            spec, row = specs.get(name), rows.get(name)
+            last = store.ticks(name, limit=1)
+            items.append(_item(name, spec, row, last[0] if last else None, now, count))
+    if as_json:
+        print_json(items)
+        return
+    if not items:
+        err.print("no schedules: give a job schedule=cron(...) or every(...)")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "trigger", "state", "next (zone)", "next (UTC)", "last tick"):
+        table.add_column(column)
+    for item in items:
+        table.add_row(
+            item["name"],
+            item["trigger"],
+            item["state"],
+            "\n".join(item["next_local"]) or "-",
+            "\n".join(t.replace("T", " ")[:19] for t in item["next_utc"]) or "-",
+            item["last_tick"] or "-",
+        )
+    print_table(table)
+
+
+def _item(
+    name: str, spec: ScheduleSpec | None, row: Any, last: Any, now: datetime, count: int
+) -> dict[str, Any]:
+    state = (
+        "not registered yet (start a scheduler)"
+        if row is None
+        else ("paused" if row.paused else "active")
+    )
+    if spec is None:
+        state = "not in this app's code"
+    upcoming: list[datetime] = []
+    if spec is not None and not (row and row.paused):
+        after = now
+        while len(upcoming) < count and (fire := spec.trigger.next_fire(after)) is not None:
+            upcoming.append(fire)
+            after = fire
+    zone = ZoneInfo(getattr(spec.trigger, "tz", "UTC")) if spec else UTC
+    return {
+        "name": name,
+        "job": spec.job.name if spec else (row.job if row else None),
+        "trigger": spec.trigger.describe() if spec else (row.description if row else "-"),
+        "state": state,
+        "next_local": [f.astimezone(zone).isoformat() for f in upcoming],
+        "next_utc": [iso(f.timestamp()) for f in upcoming],
+        "last_tick": _tick_text(last),
+    }
+
+
+def _tick_text(tick: Any) -> str | None:
+    if tick is None:
+        return None
+    if tick.outcome == "enqueued":
+        return f"{when(tick.fire_at)} run {tick.run_id}"
+    return f"{when(tick.fire_at)} skipped x{tick.ticks} ({tick.reason})"
+
+
+@schedules_app.command("pause")
+def pause(ctx: typer.Context, name: Name) -> None:
+    """Stop a schedule from firing; its ticks are recorded as skipped (paused)."""
+    _set_paused(ctx, name, True)
+
+
+@schedules_app.command("resume")
+def resume(ctx: typer.Context, name: Name) -> None:
+    """Fire again from now on; ticks missed while paused are not run."""
+    _set_paused(ctx, name, False)
+
+
+def _set_paused(ctx: typer.Context, name: str, paused: bool) -> None:
+    with read_store(ctx) as store:
+        if not store.set_paused(name, paused, datetime.now(UTC).timestamp()):
+            known = ", ".join(s.name for s in store.schedules()) or "none registered yet"
+            raise ConfigError(f"no schedule named {name!r}; known: {known}")
+    out.print(f"schedule {name} {'paused' if paused else 'resumed'}")
+
+
+@schedules_app.command("ticks")
+def ticks(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Only this schedule.")] = None,
+    skipped: Annotated[
+        bool, typer.Option("--skipped", help="Only ticks that did not run.")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every decision about a fire time: the run it became, or why it was skipped."""
+    with read_store(ctx) as store:
+        rows = store.ticks(name, outcome="skipped" if skipped else None, limit=limit)
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": t.id,
+                    "schedule": t.schedule,
+                    "fire_at": iso(t.fire_at),
+                    "last_fire_at": iso(t.last_fire_at),
+                    "ticks": t.ticks,
+                    "outcome": t.outcome,
+                    "reason": t.reason,
+                    "run_id": t.run_id,
+                    "decided_at": iso(t.decided_at),
+                    "decided_by": t.decided_by,
+                }
+                for t in rows
+            ]
+        )
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("schedule", "fire time (UTC)", "to", "ticks", "outcome", "reason", "run"):
+        table.add_column(column)
+    for t in rows:
+        table.add_row(
+            t.schedule,
+            when(t.fire_at),
+            when(t.last_fire_at) if t.ticks > 1 else "",
+            str(t.ticks),
+            t.outcome,
+            t.reason or "",
+            t.run_id or "",
+        )
+    print_table(table)
+
+
+@schedules_app.command("backfill")
+def backfill(
+    ctx: typer.Context,
+    name: Name,
+    start: Annotated[
+        datetime, typer.Option("--from", help="First fire time (UTC unless an offset is given).")
+    ],
+    end: Annotated[datetime, typer.Option("--to", help="End, exclusive.")],
+) -> None:
+    """Enqueue a run for every fire time in [--from, --to) that has none yet."""
+    start, end = _aware(start), _aware(end)
+    if end <= start:
+        raise ConfigError("--to must be after --from, e.g. --from 2026-01-01 --to 2026-01-02")
+    with loaded_app(ctx) as app:
+        s = Scheduler(app)
+        with Progress(
+            TextColumn(f"backfill {name}"), BarColumn(), MofNCompleteColumn(), console=err
+        ) as progress:
+            task = progress.add_task("backfill", total=None)
+
+            def report(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            created = s.backfill(name, start, end, progress=report)
+    out.print(
+        f"backfill {name}: {created} run(s) enqueued for {iso(start.timestamp())} .. "
+        f"{iso(end.timestamp())} (fire times that already had a run were left alone)"
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

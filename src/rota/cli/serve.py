@@ -1,0 +1,103 @@
+"""`rota serve`: the HTTP API of the user's app (webhooks at POST /hooks/{name}, /healthz).
+
+`rota dev` serves the same API next to its worker; the options and the banner live here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from ..api import ApiServer
+from ..api.server import DEFAULT_HOST, DEFAULT_PORT
+from ..app import App
+from ..scheduling.webhooks import OnWebhook
+from .common import err, loaded_app, out
+
+Host = Annotated[
+    str,
+    typer.Option(help="Address to listen on; 0.0.0.0 for every interface (mind who can reach it)."),
+]
+Port = Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")]
+
+
+def serve(ctx: typer.Context, host: Host = DEFAULT_HOST, port: Port = DEFAULT_PORT) -> None:
+    """Serve the HTTP API: webhook deliveries at POST /hooks/{name}, and GET /healthz."""
+    with loaded_app(ctx) as app:
+        app.store.schema_version()  # open (and migrate) now: a bad database fails here, not later
+        server = ApiServer(app, host, port)
+        server.bind()
+        announce(app, server)
+        with log_to_stderr():
+            asyncio.run(_serve_until_signalled(server))
+        out.print("API stopped")
+
+
+def announce(app: App, server: ApiServer) -> None:
+    """Where the API listens and what it accepts, with a warning for each missing secret."""
+    out.print(f"rota API on {server.url} ({app.database_url.redacted()})")
+    hooks = app.webhooks()
+    if not hooks:
+        out.print(
+            Text(
+                "no webhooks defined (add a trigger=on_webhook(...) to a job); "
+                "serving GET /healthz only",
+                style="dim",
+            )
+        )
+    for name, hook in sorted(hooks.items()):
+        jobs = sorted(
+            d.name
+            for d in app.definitions.values()
+            if any(isinstance(t, OnWebhook) and t.name == name for t in d.triggers)
+        )
+        out.print(f"  {hook.describe()} -> {', '.join(jobs)}")
+        if hook.secret_env and not os.environ.get(hook.secret_env, "").strip():
+            err.print(
+                Text(
+                    f"warning: ${hook.secret_env} is not set, so deliveries to webhook "
+                    f"{name!r} are refused (500) until it is",
+                    style="yellow",
+                )
+            )
+
+
+def log_to_stderr() -> contextlib.AbstractContextManager[None]:
+    from .worker import _log_to_stderr  # one place decides how rota's log lines look
+
+    return _log_to_stderr()
+
+
+async def _serve_until_signalled(server: ApiServer) -> None:
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        name = signal.Signals(signum).name
+        if len(received) == 1:
+            err.print(
+                f"{name}: stopping; requests in progress get up to {server.graceful_s:g}s "
+                "to finish (signal again to stop now)"
+            )
+            server.stop()
+        else:
+            err.print(f"{name} again: stopping now")
+            server.stop(now=True)
+
+    handled = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+            loop.add_signal_handler(signum, on_signal, signum)
+            handled.append(signum)
+    try:
+        await server.serve()
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
