@@ -65,6 +65,7 @@ class Dialect:
     skip_locked = ""
     row_lock = ""
     share_lock = ""
+    arrays = False  # array parameters and unnest() for one-statement batch updates
 
     def __init__(self, url: DatabaseUrl) -> None:
         self.url = url
@@ -148,6 +149,7 @@ class PostgresDialect(Dialect):
     skip_locked = "FOR UPDATE SKIP LOCKED"
     row_lock = "FOR UPDATE"
     share_lock = "FOR SHARE"
+    arrays = True
 
     def connect(self) -> Connection:
         try:

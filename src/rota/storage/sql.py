@@ -314,27 +314,53 @@ class SqlStore(ScheduleQueries):
         return len(failed) + len(requeued)
 
     def complete(self, completions: Sequence[Completion]) -> int:
-        rows = [
-            {
-                **_params(c),
-                "state": c.state.value,
-                "running": "RUNNING",
-                "enqueued": c.state == RunState.ENQUEUED,
-            }
-            for c in sorted(completions, key=lambda c: c.run_id)
-        ]
+        ordered = sorted(completions, key=lambda c: c.run_id)  # lock order: by id
         with self.tx() as conn:
-            done = conn.execute_many(
-                """UPDATE rota_runs SET state = :state, result = :result, error = :error,
-                    finished_at = :finished_at, failures = :failures,
-                    run_after = COALESCE(:run_after, run_after),
-                    lease_owner = NULL, lease_expires_at = NULL
-                WHERE id = :run_id AND lease_token = :lease_token AND state = :running""",
-                rows,
-            )
-            if any(r["enqueued"] for r in rows):
+            if self.dialect.arrays:
+                done = self._complete_with_arrays(conn, ordered)
+            else:
+                done = conn.execute_many(
+                    """UPDATE rota_runs SET state = :state, result = :result, error = :error,
+                        finished_at = :finished_at, failures = :failures,
+                        run_after = COALESCE(:run_after, run_after),
+                        lease_owner = NULL, lease_expires_at = NULL
+                    WHERE id = :run_id AND lease_token = :lease_token AND state = :running""",
+                    [{**_params(c), "state": c.state.value, "running": "RUNNING"} for c in ordered],
+                )
+            if any(c.state == RunState.ENQUEUED for c in ordered):
                 self.dialect.notify(conn)
         return done
+
+    def _complete_with_arrays(self, conn: Connection, ordered: list[Completion]) -> int:
+        # One statement for the whole batch: far less server work than one UPDATE per run.
+        ids = [c.run_id for c in ordered]
+        conn.execute(
+            f"SELECT id FROM rota_runs WHERE id = ANY(:ids) ORDER BY id {self.dialect.row_lock}",
+            {"ids": ids},
+        )
+        conn.execute(
+            """UPDATE rota_runs AS r SET state = c.state, result = c.result, error = c.error,
+                finished_at = c.finished_at, failures = c.failures,
+                run_after = COALESCE(c.run_after, r.run_after),
+                lease_owner = NULL, lease_expires_at = NULL
+            FROM unnest(:ids::text[], :tokens::int[], :states::text[], :results::text[],
+                        :errors::text[], :finished::float8[], :failures::int[],
+                        :run_afters::float8[])
+                AS c(id, lease_token, state, result, error, finished_at, failures, run_after)
+            WHERE r.id = c.id AND r.lease_token = c.lease_token AND r.state = :running""",
+            {
+                "ids": ids,
+                "tokens": [c.lease_token for c in ordered],
+                "states": [c.state.value for c in ordered],
+                "results": [c.result for c in ordered],
+                "errors": [c.error for c in ordered],
+                "finished": [c.finished_at for c in ordered],
+                "failures": [c.failures for c in ordered],
+                "run_afters": [c.run_after for c in ordered],
+                "running": "RUNNING",
+            },
+        )
+        return conn.rowcount
 
     def release(self, owner: str, run_ids: Sequence[str], now: float) -> int:
         if not run_ids:
