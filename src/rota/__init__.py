@@ -17,7 +17,7 @@ from .errors import (
     UnknownJobError,
 )
 from .model import Run, RunState, Step
-from .scheduling import at, cron, every, on_event, on_webhook
+from .scheduling import at, combined, cron, every, on_event, on_webhook
 from .worker import Worker, WorkerOptions
 
 __version__ = "0.1.0"
@@ -47,6 +47,7 @@ __all__ = [
     "Worker",
     "WorkerOptions",
     "at",
+    "combined",
     "cron",
     "current_step",
     "every",

@@ -14,7 +14,8 @@ from .durations import Duration, seconds
 from .errors import ConfigError, RunFailed, UnknownJobError, UnknownWebhook
 from .ids import new_id
 from .jobs import JobDefinition, define
-from .model import Event, NewRun, Rejection, Run, RunFilter
+from .model import Debounced, Event, NewRun, Rejection, Run, RunFilter
+from .scheduling.combined import Combined
 from .scheduling.triggers import OnEvent, Trigger
 from .scheduling.webhooks import OnWebhook, WebhookRejected, verify
 from .storage.sql import SqlStore
@@ -221,37 +222,52 @@ class App:
         hooks: dict[str, OnWebhook] = {}
         for definition in self.definitions.values():
             for trigger in definition.triggers:
-                if isinstance(trigger, OnWebhook):
-                    hooks.setdefault(trigger.name, trigger)
+                inner = trigger.events if isinstance(trigger, Combined) else (trigger,)
+                for hook in inner:
+                    if isinstance(hook, OnWebhook):
+                        hooks.setdefault(hook.name, hook)
         return hooks
 
     def replay_event(self, event_id: str) -> Emitted:
         """Enqueue the runs a stored event triggers, again (e.g. after fixing a bug)."""
         event = self.store.get_event(event_id)
-        runs = self._runs_for(event, idempotency_key=f"replay:{event.id}:{new_id()}")
+        runs = [
+            self._event_run(d, event, f"replay:{event.id}:{new_id()}")
+            for d, _ in self._matching(event)
+        ]
         created = self.store.enqueue(runs)
         self._wake_local()
         return Emitted(event.id, False, [RunHandle(self, r, c) for r, c in created])
 
     def _ingest(self, event: Event) -> Emitted:
-        runs = self._runs_for(event, idempotency_key=f"event:{event.id}")
-        event_id, created, run_ids = self.store.record_event(event, runs)
+        runs, debounced = [], []
+        for definition, trigger in self._matching(event):
+            run = self._event_run(definition, event, f"event:{event.id}")
+            if isinstance(trigger, Combined) and trigger.debounce_s is not None:
+                debounced.append(Debounced(run, trigger.debounce_s, trigger.max_wait_s))
+            else:
+                runs.append(run)
+        event_id, created, run_ids = self.store.record_event(event, runs, debounced)
         self._wake_local()
         return Emitted(event_id, created, [RunHandle(self, r, True) for r in run_ids])
 
-    def _runs_for(self, event: Event, *, idempotency_key: str) -> list[NewRun]:
-        now = self.clock.now()
-        return [
-            d.new_run(
-                event.payload,
-                now=now,
-                trigger=event.source,
-                trigger_ref=event.id,
-                idempotency_key=idempotency_key,
-            )
-            for d in self.definitions.values()
-            if any(_matches(t, event) for t in d.triggers)
-        ]
+    def _matching(self, event: Event) -> list[tuple[JobDefinition, Trigger]]:
+        """Each job with a trigger that this event fires (its first such trigger)."""
+        found = []
+        for definition in self.definitions.values():
+            trigger = next((t for t in definition.triggers if _matches(t, event)), None)
+            if trigger is not None:
+                found.append((definition, trigger))
+        return found
+
+    def _event_run(self, definition: JobDefinition, event: Event, key: str) -> NewRun:
+        return definition.new_run(
+            event.payload,
+            now=self.clock.now(),
+            trigger="webhook" if event.source == WEBHOOK_SOURCE else "event",
+            trigger_ref=event.id,
+            idempotency_key=key,
+        )
 
     def _wake_local(self) -> None:
         for wake in list(self._wakers):
@@ -289,6 +305,8 @@ def _matches(trigger: Trigger, event: Event) -> bool:
         )
     if isinstance(trigger, OnEvent):
         return event.source != WEBHOOK_SOURCE and trigger.matches(event.name, event.payload)
+    if isinstance(trigger, Combined):
+        return any(_matches(inner, event) for inner in trigger.events)
     return False
 
 

@@ -46,6 +46,16 @@ class NewRun:
 
 
 @dataclass(frozen=True, slots=True)
+class Debounced:
+    """An event-run that waits for quiet: later events of a burst move it back, up to
+    `max_wait_s` after the first, instead of enqueueing runs of their own."""
+
+    run: NewRun
+    quiet_s: float
+    max_wait_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Run:
     id: str
     name: str

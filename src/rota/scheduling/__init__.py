@@ -1,5 +1,6 @@
 """Triggers and the scheduler that turns them into runs."""
 
+from .combined import Combined, combined
 from .cron import Cron, cron
 from .interval import At, Every, at, every
 from .triggers import OnEvent, Trigger, on_event
@@ -7,6 +8,7 @@ from .webhooks import OnWebhook, WebhookRejected, on_webhook
 
 __all__ = [
     "At",
+    "Combined",
     "Cron",
     "Every",
     "OnEvent",
@@ -14,6 +16,7 @@ __all__ = [
     "Trigger",
     "WebhookRejected",
     "at",
+    "combined",
     "cron",
     "every",
     "on_event",

@@ -32,14 +32,21 @@ def decide(
     now: datetime,
     *,
     paused: bool,
+    suppress: tuple[float, float] | None = None,
 ) -> Decision:
-    """Decide due fire times (ascending). `active` are the schedule's unfinished runs."""
+    """Decide due fire times (ascending). `active` are the schedule's unfinished runs;
+    `suppress` is (time of the last event-run, window): ticks within it are skipped."""
     decision = Decision()
     if not fires:
         return decision
     if paused:
         decision.skip("paused", fires)
         return decision
+    if suppress is not None:
+        last_event, window = suppress
+        quiet = [f for f in fires if 0 <= f.timestamp() - last_event <= window]
+        decision.skip("suppressed", quiet)
+        fires = [f for f in fires if f not in set(quiet)]
     chosen = _misfire(job, fires, now, decision)
     _overlap(job, chosen, active, decision)
     return decision

@@ -24,6 +24,8 @@ from ..errors import ConfigError
 from ..ids import new_id
 from ..jobs import JobDefinition
 from ..model import NewRun, Schedule, Tick, TickPlan
+from ..storage.schedules import Decide
+from .combined import Combined
 from .cron import Cron
 from .interval import At, Every
 from .policies import Decision, decide
@@ -44,16 +46,21 @@ class ScheduleSpec:
     name: str
     job: JobDefinition
     trigger: TimeTrigger
+    suppress_after_event_s: float | None = None  # from combined(..., suppress_after_event=)
 
 
 def schedule_specs(app: App) -> dict[str, ScheduleSpec]:
     """One schedule per time trigger: named after the job (`job#2`, ... for more than one)."""
     specs = {}
     for job in app.definitions.values():
-        time_triggers = [t for t in job.triggers if isinstance(t, TIME_TRIGGERS)]
-        for index, trigger in enumerate(time_triggers, start=1):
+        time_triggers = [
+            (t.schedule, t.suppress_after_event_s) if isinstance(t, Combined) else (t, None)
+            for t in job.triggers
+            if isinstance(t, TIME_TRIGGERS) or (isinstance(t, Combined) and t.schedule)
+        ]
+        for index, (trigger, suppress) in enumerate(time_triggers, start=1):
             name = job.name if index == 1 else f"{job.name}#{index}"
-            specs[name] = ScheduleSpec(name, job, trigger)
+            specs[name] = ScheduleSpec(name, job, trigger, suppress)  # type: ignore[arg-type]
     return specs
 
 
@@ -64,6 +71,9 @@ class Scheduler:
         self.clock = app.clock
         self.specs = schedule_specs(app)
         self._watch_overlap = [n for n, s in self.specs.items() if s.job.overlap != "allow"]
+        self._watch_events = {
+            n: s.job.name for n, s in self.specs.items() if s.suppress_after_event_s is not None
+        }
         self.batch = batch
         self.max_sleep_s = max_sleep_s
         self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
@@ -101,25 +111,45 @@ class Scheduler:
         now = self.clock.now()
         while True:
             done = self.store.process_due(
-                names, now, self.batch, self._plan_for(now), self._watch_overlap
+                names,
+                now,
+                self.batch,
+                self._plan_for(now),
+                self._watch_overlap,
+                self._watch_events,
             )
             total += done
             if done < self.batch:
                 return total
 
-    def _plan_for(self, now: float) -> Callable[[Schedule, list[dict[str, Any]]], TickPlan]:
-        def plan(schedule: Schedule, active: list[dict[str, Any]]) -> TickPlan:
-            return self._plan(schedule, active, now)
+    def _plan_for(self, now: float) -> Decide:
+        def plan(
+            schedule: Schedule, active: list[dict[str, Any]], last_event_at: float | None
+        ) -> TickPlan:
+            return self._plan(schedule, active, last_event_at, now)
 
         return plan
 
-    def _plan(self, schedule: Schedule, active: list[dict[str, Any]], now: float) -> TickPlan:
+    def _plan(
+        self,
+        schedule: Schedule,
+        active: list[dict[str, Any]],
+        last_event_at: float | None,
+        now: float,
+    ) -> TickPlan:
         spec = self.specs[schedule.name]
         if spec.trigger.key() != schedule.definition:  # redefined elsewhere: sync decides
             return TickPlan(schedule.name, schedule.cursor_at, None, (), ())
         now_dt = _dt(now)
         fires = spec.trigger.fire_times(_dt(schedule.cursor_at), now_dt + _US)
-        decision = decide(spec.job, fires, active, now_dt, paused=schedule.paused)
+        decision = decide(
+            spec.job,
+            fires,
+            active,
+            now_dt,
+            paused=schedule.paused,
+            suppress=_suppression(spec, last_event_at),
+        )
         next_fire = _ts(spec.trigger.next_fire(now_dt))
         if schedule.paused and next_fire is not None:
             next_fire = max(next_fire, now + PAUSED_RECHECK_S)
@@ -227,6 +257,12 @@ class Scheduler:
             if progress:
                 progress(offset + len(part), len(fires))
         return created
+
+
+def _suppression(spec: ScheduleSpec, last_event_at: float | None) -> tuple[float, float] | None:
+    if spec.suppress_after_event_s is None or last_event_at is None:
+        return None
+    return last_event_at, spec.suppress_after_event_s
 
 
 def tick_id(schedule: str, fire: datetime) -> str:

@@ -9,7 +9,7 @@ idempotency keys are deterministic and unique, so each (schedule, fire time) is 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..model import NewRun, Schedule, Tick, TickPlan
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from .dialects import Dialect
 
 ACTIVE_STATES = ("ENQUEUED", "RUNNING", "WAITING")
-Decide = Callable[[Schedule, list[dict[str, Any]]], TickPlan]
+# decide(schedule, its unfinished runs, when its job last ran for an event) -> plan
+Decide = Callable[[Schedule, list[dict[str, Any]], float | None], TickPlan]
 
 
 class ScheduleQueries:
@@ -104,6 +105,7 @@ class ScheduleQueries:
         limit: int,
         decide: Decide,
         watch_overlap: Sequence[str] = (),
+        watch_events: Mapping[str, str] | None = None,
     ) -> int:
         """Decide every due schedule among `names` (up to `limit`) in one transaction;
         the unfinished runs of those in `watch_overlap` are handed to `decide`."""
@@ -120,9 +122,26 @@ class ScheduleQueries:
             due = [_schedule(row) for row in rows]
             watched = set(watch_overlap)
             active = self._active_runs(conn, [s.name for s in due if s.name in watched])
-            plans = [decide(s, active.get(s.name, [])) for s in due]
+            events = self._last_event_runs(conn, due, watch_events or {})
+            plans = [decide(s, active.get(s.name, []), events.get(s.name)) for s in due]
             self._write_plans(conn, plans, now)
         return len(plans)
+
+    def _last_event_runs(
+        self, conn: Connection, due: list[Schedule], jobs: Mapping[str, str]
+    ) -> dict[str, float]:
+        """For schedules that are suppressed after events: when their job last had one."""
+        out = {}
+        for schedule in due:
+            if schedule.name in jobs:
+                rows = conn.execute(
+                    """SELECT MAX(created_at) AS at FROM rota_runs
+                    WHERE name = :job AND trigger IN ('event', 'webhook')""",
+                    {"job": jobs[schedule.name]},
+                )
+                if rows and rows[0]["at"] is not None:
+                    out[schedule.name] = float(rows[0]["at"])
+        return out
 
     def _active_runs(self, conn: Connection, names: list[str]) -> dict[str, list[Row]]:
         if not names:

@@ -7,6 +7,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from .. import serialization
@@ -19,6 +20,7 @@ from ..errors import (
 )
 from ..model import (
     Completion,
+    Debounced,
     Event,
     NewRun,
     Rejection,
@@ -148,7 +150,9 @@ class SqlStore(ScheduleQueries):
                 self.dialect.notify(conn)
         return out
 
-    def record_event(self, event: Event, runs: Sequence[NewRun]) -> tuple[str, bool, list[str]]:
+    def record_event(
+        self, event: Event, runs: Sequence[NewRun], debounced: Sequence[Debounced] = ()
+    ) -> tuple[str, bool, list[str]]:
         with self.tx() as conn:
             inserted = conn.execute(
                 """INSERT INTO rota_events (id, name, payload, idempotency_key, source, created_at)
@@ -164,9 +168,36 @@ class SqlStore(ScheduleQueries):
                 )
                 return existing[0]["id"], False, []
             run_ids = [run_id for run_id, _ in self._insert_runs(conn, runs)]
+            run_ids += [self._debounce(conn, d, event) for d in debounced]
             if run_ids:
                 self.dialect.notify(conn)
         return event.id, True, run_ids
+
+    def _debounce(self, conn: Connection, d: Debounced, event: Event) -> str:
+        """Push the job's waiting debounced run back, or start one; returns its id."""
+        self.dialect.lock(conn, f"rota_debounce:{d.run.name}")
+        now = event.created_at
+        waiting = conn.execute(
+            f"""SELECT id, created_at FROM rota_runs
+            WHERE name = :name AND state = 'ENQUEUED' AND idempotency_key LIKE 'debounce:%'
+            ORDER BY created_at DESC LIMIT 1 {self.dialect.row_lock}""",
+            {"name": d.run.name},
+        )
+        first = waiting[0]["created_at"] if waiting else now
+        due = now + d.quiet_s
+        if d.max_wait_s is not None:
+            due = min(due, first + d.max_wait_s)
+        if waiting:
+            conn.execute(
+                """UPDATE rota_runs SET run_after = :due, payload = :payload,
+                    trigger_ref = :event WHERE id = :id""",
+                {"due": due, "payload": d.run.payload, "event": event.id, "id": waiting[0]["id"]},
+            )
+            return str(waiting[0]["id"])
+        self._insert_runs(
+            conn, [replace(d.run, run_after=due, idempotency_key=f"debounce:{event.id}")]
+        )
+        return d.run.id
 
     def _insert_runs(self, conn: Connection, runs: Sequence[NewRun]) -> list[tuple[str, bool]]:
         """Insert in one batched statement; then look up the runs that already existed under

@@ -1,0 +1,70 @@
+"""combined(): a time baseline with event overrides, the hybrid most real systems need.
+
+    combined(cron("0 * * * *"), on_event("inventory.changed"),
+             debounce="30s", max_wait="5m", suppress_after_event="10m")
+
+runs hourly, and also when inventory changes; a burst of events becomes one run once they
+have been quiet for 30 s (but no later than 5 min after the first), and an hourly tick that
+comes within 10 min of an event-run is skipped, recorded with the reason "suppressed".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..durations import Duration, optional_seconds
+from ..errors import ConfigError
+from .cron import Cron
+from .interval import At, Every
+from .triggers import OnEvent, Trigger
+from .webhooks import OnWebhook
+
+EXAMPLE = 'e.g. combined(cron("0 * * * *"), on_event("orders.changed"), debounce="30s")'
+
+
+@dataclass(frozen=True)
+class Combined(Trigger):
+    schedule: Cron | Every | At | None
+    events: tuple[OnEvent | OnWebhook, ...]
+    debounce_s: float | None = None
+    max_wait_s: float | None = None
+    suppress_after_event_s: float | None = None
+    kind = "combined"
+
+    def matches_event(self, source_matches: Any) -> bool:
+        return any(source_matches(trigger) for trigger in self.events)
+
+    def describe(self) -> str:
+        parts = [self.schedule.describe()] if self.schedule else []
+        parts += [t.describe() for t in self.events]
+        extras = []
+        if self.debounce_s is not None:
+            extras.append(f"debounce {self.debounce_s:g}s")
+        if self.suppress_after_event_s is not None:
+            extras.append(f"suppress {self.suppress_after_event_s:g}s after an event")
+        return " + ".join(parts) + (f" ({', '.join(extras)})" if extras else "")
+
+
+def combined(
+    schedule: Trigger | None = None,
+    *events: Trigger,
+    debounce: Duration | None = None,
+    max_wait: Duration | None = None,
+    suppress_after_event: Duration | None = None,
+) -> Combined:
+    if schedule is not None and not isinstance(schedule, Cron | Every | At):
+        if isinstance(schedule, OnEvent | OnWebhook):  # no time baseline, events only
+            events, schedule = (schedule, *events), None
+        else:
+            raise ConfigError(f"combined() takes a cron/every/at schedule first; {EXAMPLE}")
+    if not events or not all(isinstance(e, OnEvent | OnWebhook) for e in events):
+        raise ConfigError(f"combined() needs on_event(...) or on_webhook(...) triggers; {EXAMPLE}")
+    debounce_s = optional_seconds(debounce, what="debounce")
+    max_wait_s = optional_seconds(max_wait, what="max_wait")
+    suppress_s = optional_seconds(suppress_after_event, what="suppress_after_event")
+    if max_wait_s is not None and (debounce_s is None or max_wait_s < debounce_s):
+        raise ConfigError("max_wait bounds a debounce: give debounce= too, no longer than max_wait")
+    if suppress_s is not None and schedule is None:
+        raise ConfigError("suppress_after_event skips scheduled ticks: give a schedule first")
+    return Combined(schedule, tuple(events), debounce_s, max_wait_s, suppress_s)  # type: ignore[arg-type]
