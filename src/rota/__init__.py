@@ -17,7 +17,7 @@ from .errors import (
     UnknownJobError,
 )
 from .model import Run, RunState, Step
-from .scheduling import at, combined, cron, every, on_event, on_webhook
+from .scheduling import at, combined, cron, every, on_event, on_notify, on_webhook
 from .worker import Worker, WorkerOptions
 
 __version__ = "0.1.0"
@@ -52,5 +52,6 @@ __all__ = [
     "current_step",
     "every",
     "on_event",
+    "on_notify",
     "on_webhook",
 ]

@@ -16,6 +16,7 @@ from .ids import new_id
 from .jobs import JobDefinition, define
 from .model import Debounced, Event, NewRun, Rejection, Run, RunFilter
 from .scheduling.combined import Combined
+from .scheduling.notify import NOTIFY_SOURCE, OnNotify
 from .scheduling.triggers import OnEvent, Trigger
 from .scheduling.webhooks import OnWebhook, WebhookRejected, verify
 from .storage.sql import SqlStore
@@ -217,6 +218,15 @@ class App:
             Event(new_id(), name, delivery.payload, delivery.delivery_id, WEBHOOK_SOURCE, now)
         )
 
+    def notify_channels(self) -> list[str]:
+        """PostgreSQL NOTIFY channels that on_notify triggers listen on."""
+        channels = set()
+        for definition in self.definitions.values():
+            for trigger in definition.triggers:
+                inner = trigger.events if isinstance(trigger, Combined) else (trigger,)
+                channels |= {t.channel for t in inner if isinstance(t, OnNotify)}
+        return sorted(channels)
+
     def webhooks(self) -> dict[str, OnWebhook]:
         """Webhook triggers by name; jobs sharing a name share its verification settings."""
         hooks: dict[str, OnWebhook] = {}
@@ -303,8 +313,12 @@ def _matches(trigger: Trigger, event: Event) -> bool:
             and trigger.name == event.name
             and (trigger.matches(event.payload))
         )
+    if isinstance(trigger, OnNotify):
+        return event.source == NOTIFY_SOURCE and trigger.matches(event.name, event.payload)
     if isinstance(trigger, OnEvent):
-        return event.source != WEBHOOK_SOURCE and trigger.matches(event.name, event.payload)
+        return event.source not in (WEBHOOK_SOURCE, NOTIFY_SOURCE) and trigger.matches(
+            event.name, event.payload
+        )
     if isinstance(trigger, Combined):
         return any(_matches(inner, event) for inner in trigger.events)
     return False

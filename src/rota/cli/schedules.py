@@ -30,10 +30,10 @@ def scheduler(
     """Turn the app's schedules into runs until SIGTERM or Ctrl-C (run any number)."""
     with loaded_app(ctx) as app:
         s = Scheduler(app, max_sleep_s=max_sleep)
-        if not s.specs:
+        if not s.specs and not app.notify_channels():
             raise ConfigError(
-                "the app has no time triggers; give a job schedule=cron('*/5 * * * *') or "
-                "every('30s')"
+                "the app has no time or on_notify triggers; give a job "
+                "schedule=cron('*/5 * * * *') or every('30s')"
             )
         out.print(
             f"rota scheduler {s.id} on {app.database_url.redacted()}: {', '.join(sorted(s.specs))}"

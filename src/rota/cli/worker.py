@@ -112,7 +112,7 @@ def dev(
                 concurrency=concurrency, lease_s=lease, poll_interval_s=poll, shutdown_grace_s=grace
             ),
             api,
-            scheduler if scheduler.specs else None,
+            scheduler if scheduler.specs or app.notify_channels() else None,
         )
 
 

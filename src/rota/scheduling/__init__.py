@@ -3,6 +3,7 @@
 from .combined import Combined, combined
 from .cron import Cron, cron
 from .interval import At, Every, at, every
+from .notify import OnNotify, on_notify
 from .triggers import OnEvent, Trigger, on_event
 from .webhooks import OnWebhook, WebhookRejected, on_webhook
 
@@ -12,6 +13,7 @@ __all__ = [
     "Cron",
     "Every",
     "OnEvent",
+    "OnNotify",
     "OnWebhook",
     "Trigger",
     "WebhookRejected",
@@ -20,5 +22,6 @@ __all__ = [
     "cron",
     "every",
     "on_event",
+    "on_notify",
     "on_webhook",
 ]

@@ -17,6 +17,7 @@ from ..durations import Duration, optional_seconds
 from ..errors import ConfigError
 from .cron import Cron
 from .interval import At, Every
+from .notify import OnNotify
 from .triggers import OnEvent, Trigger
 from .webhooks import OnWebhook
 
@@ -26,7 +27,7 @@ EXAMPLE = 'e.g. combined(cron("0 * * * *"), on_event("orders.changed"), debounce
 @dataclass(frozen=True)
 class Combined(Trigger):
     schedule: Cron | Every | At | None
-    events: tuple[OnEvent | OnWebhook, ...]
+    events: tuple[OnEvent | OnWebhook | OnNotify, ...]
     debounce_s: float | None = None
     max_wait_s: float | None = None
     suppress_after_event_s: float | None = None
@@ -54,11 +55,11 @@ def combined(
     suppress_after_event: Duration | None = None,
 ) -> Combined:
     if schedule is not None and not isinstance(schedule, Cron | Every | At):
-        if isinstance(schedule, OnEvent | OnWebhook):  # no time baseline, events only
+        if isinstance(schedule, OnEvent | OnWebhook | OnNotify):  # events only
             events, schedule = (schedule, *events), None
         else:
             raise ConfigError(f"combined() takes a cron/every/at schedule first; {EXAMPLE}")
-    if not events or not all(isinstance(e, OnEvent | OnWebhook) for e in events):
+    if not events or not all(isinstance(e, OnEvent | OnWebhook | OnNotify) for e in events):
         raise ConfigError(f"combined() needs on_event(...) or on_webhook(...) triggers; {EXAMPLE}")
     debounce_s = optional_seconds(debounce, what="debounce")
     max_wait_s = optional_seconds(max_wait, what="max_wait")

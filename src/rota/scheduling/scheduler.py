@@ -28,6 +28,7 @@ from ..storage.schedules import Decide
 from .combined import Combined
 from .cron import Cron
 from .interval import At, Every
+from .notify import NOTIFY_SOURCE, NotifyListener
 from .policies import Decision, decide
 
 if TYPE_CHECKING:
@@ -214,6 +215,28 @@ class Scheduler:
         """Sync, then decide due schedules until stop(); sleeps until the next fire time."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.sync)
+        listener = self._start_listener()
+        try:
+            await self._loop(loop)
+        finally:
+            if listener is not None:
+                await loop.run_in_executor(None, listener.stop)
+
+    def _start_listener(self) -> NotifyListener | None:
+        channels = self.app.notify_channels()
+        listen = getattr(self.store.dialect, "listen_on", None)
+        if not channels:
+            return None
+        if listen is None:
+            log.warning("on_notify triggers need PostgreSQL; %s is not", self.store.url.dialect)
+            return None
+
+        def deliver(channel: str, payload: Any) -> None:
+            self.app.emit(channel, payload, source=NOTIFY_SOURCE)
+
+        return NotifyListener(listen, channels, deliver).start()
+
+    async def _loop(self, loop: asyncio.AbstractEventLoop) -> None:
         while not self._stop.is_set():
             try:
                 await loop.run_in_executor(None, self.tick)

@@ -182,6 +182,10 @@ class PostgresDialect(Dialect):
     def notify(self, conn: Connection) -> None:
         conn.execute(f"NOTIFY {WAKE_CHANNEL}")
 
+    def listen_on(self) -> psycopg.Connection:
+        """A separate autocommit connection for LISTEN (user channels, see on_notify)."""
+        return psycopg.connect(self.url.target, autocommit=True, connect_timeout=10)
+
     def listen(self) -> psycopg.Connection:
         raw = psycopg.connect(self.url.target, autocommit=True)
         raw.execute(f"LISTEN {WAKE_CHANNEL}")
