@@ -3,13 +3,15 @@ turning rota's errors into one red line and an exit code instead of a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import os
+import signal
 import sqlite3
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -234,3 +236,32 @@ def state_text(state: str) -> Text:
 def compact(value: Any, limit: int = 300) -> str:
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@contextmanager
+def on_stop_signals(
+    first: Callable[[str], None], again: Callable[[str, int], None] | None = None
+) -> Iterator[None]:
+    """SIGTERM/SIGINT handling for long-running commands: the first signal calls
+    `first(name)` (stop gracefully), any later one `again(name, signum)` (stop now)."""
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def handle(signum: int) -> None:
+        received.append(signum)
+        name = signal.Signals(signum).name
+        if len(received) == 1 or again is None:
+            first(name)
+        else:
+            again(name, signum)
+
+    handled = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with suppress(NotImplementedError, RuntimeError):  # not on Windows
+            loop.add_signal_handler(signum, handle, signum)
+            handled.append(signum)
+    try:
+        yield
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)

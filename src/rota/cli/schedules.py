@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -14,7 +13,17 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from ..scheduling.scheduler import Scheduler, ScheduleSpec
-from .common import err, iso, loaded_app, out, print_json, print_table, read_store, when
+from .common import (
+    err,
+    iso,
+    loaded_app,
+    on_stop_signals,
+    out,
+    print_json,
+    print_table,
+    read_store,
+    when,
+)
 
 schedules_app = typer.Typer(help="Inspect and manage schedules.", no_args_is_help=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -43,10 +52,8 @@ def scheduler(
 
 
 async def _until_signalled(s: Scheduler) -> None:
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, s.stop)
-    await s.run()
+    with on_stop_signals(lambda name: s.stop()):
+        await s.run()
 
 
 @schedules_app.command("list")

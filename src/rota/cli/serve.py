@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 from typing import Annotated
 
 import typer
@@ -18,7 +17,7 @@ from ..api import ApiServer
 from ..api.server import DEFAULT_HOST, DEFAULT_PORT
 from ..app import App
 from ..scheduling.webhooks import OnWebhook
-from .common import err, loaded_app, out
+from .common import err, loaded_app, on_stop_signals, out
 
 Host = Annotated[
     str,
@@ -75,29 +74,16 @@ def log_to_stderr() -> contextlib.AbstractContextManager[None]:
 
 
 async def _serve_until_signalled(server: ApiServer) -> None:
-    loop = asyncio.get_running_loop()
-    received: list[int] = []
+    def first(name: str) -> None:
+        err.print(
+            f"{name}: stopping; requests in progress get up to {server.graceful_s:g}s "
+            "to finish (signal again to stop now)"
+        )
+        server.stop()
 
-    def on_signal(signum: int) -> None:
-        received.append(signum)
-        name = signal.Signals(signum).name
-        if len(received) == 1:
-            err.print(
-                f"{name}: stopping; requests in progress get up to {server.graceful_s:g}s "
-                "to finish (signal again to stop now)"
-            )
-            server.stop()
-        else:
-            err.print(f"{name} again: stopping now")
-            server.stop(now=True)
+    def again(name: str, signum: int) -> None:
+        err.print(f"{name} again: stopping now")
+        server.stop(now=True)
 
-    handled = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
-            loop.add_signal_handler(signum, on_signal, signum)
-            handled.append(signum)
-    try:
+    with on_stop_signals(first, again):
         await server.serve()
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..scheduling.scheduler import Scheduler
 from ..storage import SqlStore
 from ..worker import Worker, WorkerOptions, WorkerStats
-from .common import err, loaded_app, out
+from .common import err, loaded_app, on_stop_signals, out
 from .serve import Host, Port, announce
 
 Concurrency = Annotated[int, typer.Option(min=1, help="Runs executed at the same time.")]
@@ -145,32 +145,19 @@ def serve(
 async def _run_until_signalled(
     w: Worker, api: ApiServer | None = None, scheduler: Scheduler | None = None
 ) -> WorkerStats:
-    loop = asyncio.get_running_loop()
-    received: list[int] = []
+    def first(name: str) -> None:
+        err.print(
+            f"{name}: stopping; claiming no more runs, runs in progress get up to "
+            f"{w.options.shutdown_grace_s:g}s to finish, then go back to the queue "
+            "(signal again to stop now)"
+        )
+        w.stop()
+        if api is not None:
+            api.stop()
+        if scheduler is not None:
+            scheduler.stop()
 
-    def on_signal(signum: int) -> None:
-        received.append(signum)
-        name = signal.Signals(signum).name
-        if len(received) == 1:
-            err.print(
-                f"{name}: stopping; claiming no more runs, runs in progress get up to "
-                f"{w.options.shutdown_grace_s:g}s to finish, then go back to the queue "
-                "(signal again to stop now)"
-            )
-            w.stop()
-            if api is not None:
-                api.stop()
-            if scheduler is not None:
-                scheduler.stop()
-        else:
-            _stop_now(w, signum)
-
-    handled = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
-            loop.add_signal_handler(signum, on_signal, signum)
-            handled.append(signum)
-    try:
+    with on_stop_signals(first, lambda name, signum: _stop_now(w, signum)):
         # The API and the worker stop together: a signal stops both, and should the API fail,
         # the worker stops too rather than run on without it.
         async with api.running(on_exit=w.stop) if api else contextlib.nullcontext():
@@ -182,9 +169,6 @@ async def _run_until_signalled(
             finally:
                 scheduler.stop()
                 await ticking
-    finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
 
 
 def _stop_now(w: Worker, signum: int) -> None:

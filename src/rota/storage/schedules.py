@@ -164,14 +164,7 @@ class ScheduleQueries:
         if runs:
             self._insert_runs(conn, runs)
         ticks = [tick for plan in plans for tick in plan.ticks]
-        conn.execute_many(
-            """INSERT INTO rota_ticks (id, schedule, fire_at, last_fire_at, ticks, outcome,
-                reason, run_id, decided_at, decided_by)
-            VALUES (:id, :schedule, :fire_at, :last_fire_at, :ticks, :outcome, :reason,
-                :run_id, :decided_at, :decided_by)
-            ON CONFLICT (id) DO NOTHING""",
-            [_tick_params(t) for t in ticks],
-        )
+        _insert_ticks(conn, ticks)
         conn.execute_many(
             """UPDATE rota_schedules SET cursor_at = :cursor_at, next_fire_at = :next_fire_at
             WHERE name = :schedule""",
@@ -205,14 +198,7 @@ class ScheduleQueries:
         """Backfill: enqueue runs with their tick records; returns how many runs are new."""
         with self.tx() as conn:
             created = self._insert_runs(conn, runs)
-            conn.execute_many(
-                """INSERT INTO rota_ticks (id, schedule, fire_at, last_fire_at, ticks, outcome,
-                    reason, run_id, decided_at, decided_by)
-                VALUES (:id, :schedule, :fire_at, :last_fire_at, :ticks, :outcome, :reason,
-                    :run_id, :decided_at, :decided_by)
-                ON CONFLICT (id) DO NOTHING""",
-                [_tick_params(t) for t in ticks],
-            )
+            _insert_ticks(conn, ticks)
             if any(c for _, c in created):
                 self.dialect.notify(conn)
         return sum(1 for _, c in created if c)
@@ -239,6 +225,18 @@ def _schedule(row: Row) -> Schedule:
 
 def _schedule_params(s: Schedule) -> dict[str, Any]:
     return {name: getattr(s, name) for name in Schedule.__slots__ if name != "paused"}
+
+
+def _insert_ticks(conn: Connection, ticks: Sequence[Tick]) -> None:
+    # ON CONFLICT: a tick id is decided once; a second decision for it changes nothing.
+    conn.execute_many(
+        """INSERT INTO rota_ticks (id, schedule, fire_at, last_fire_at, ticks, outcome,
+            reason, run_id, decided_at, decided_by)
+        VALUES (:id, :schedule, :fire_at, :last_fire_at, :ticks, :outcome, :reason,
+            :run_id, :decided_at, :decided_by)
+        ON CONFLICT (id) DO NOTHING""",
+        [_tick_params(t) for t in ticks],
+    )
 
 
 def _tick_params(t: Tick) -> dict[str, Any]:
