@@ -93,3 +93,45 @@ class RunInterrupted(BaseException):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class ProviderError(RotaError):
+    """A model provider call failed. `retryable` failures (429, 529/overloaded, 5xx,
+    connection errors) carry the provider's `retry_after` hint when it sent one."""
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        self.provider = provider
+        self.status = status
+        self.retryable = retryable
+        self.retry_after = retry_after
+        super().__init__(f"{provider}: {message}")
+
+
+class MissingApiKey(ConfigError):
+    """A real provider was asked for without its API key in the environment."""
+
+    def __init__(self, provider: str, variable: str) -> None:
+        self.provider = provider
+        self.variable = variable
+        super().__init__(
+            f"{provider} needs an API key: set {variable}, or use the offline model "
+            f"(model='scripted:NAME', see rota.testing) to run without one"
+        )
+
+
+class UnknownModel(ConfigError):
+    def __init__(self, spec: str, reason: str) -> None:
+        self.spec = spec
+        super().__init__(
+            f"unknown model {spec!r}: {reason}; write provider:model, e.g. "
+            "'anthropic:claude-sonnet-4-5', 'openai:gpt-4.1', "
+            "'openai-compatible:llama3' (with base_url=) or 'scripted:demo'"
+        )
