@@ -138,6 +138,19 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        3,
+        "shared rate limits",
+        (
+            """CREATE TABLE rota_rate_limits (
+                key TEXT PRIMARY KEY,
+                tat DOUBLE PRECISION NOT NULL
+            )""",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 META_TABLE = """CREATE TABLE IF NOT EXISTS rota_meta (

@@ -32,6 +32,7 @@ from ..model import (
 )
 from . import schema
 from .dialects import Connection, Dialect, Row, dialect_for
+from .limits import LimitQueries
 from .schedules import ScheduleQueries
 from .urls import DatabaseUrl, resolve
 
@@ -63,7 +64,7 @@ _LEASE = """state = 'RUNNING', lease_owner = :owner, lease_token = lease_token +
     lease_expires_at = :expires, attempt = attempt + 1, started_at = COALESCE(started_at, :now)"""
 
 
-class SqlStore(ScheduleQueries):
+class SqlStore(ScheduleQueries, LimitQueries):
     """Thread-safe: each thread uses its own connection, closed when the thread ends (so that
     short-lived threads calling the store do not pile up connections) or at close()."""
 

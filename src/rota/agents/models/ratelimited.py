@@ -1,0 +1,99 @@
+"""RateLimitedModel: a shared requests-per-minute and tokens-per-minute limit in front of any
+model, enforced across every worker through the store (see storage/limits.py).
+
+A call first charges one request and an estimate of its tokens (prompt characters / 4 plus
+max_tokens); when the response arrives the token charge is corrected to what the provider
+reported, so the limit tracks real usage. Limits are smooth: at most `burst` seconds' worth
+of requests go out back to back, which also keeps clear of providers that enforce their
+per-minute limits over shorter intervals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ...clock import Clock, system_clock
+from ...errors import ConfigError
+from ...storage.limits import Charge
+from ..types import Model, ModelRequest, ModelResponse, Usage, to_json
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    burst_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for value in (self.requests_per_minute, self.tokens_per_minute):
+            if value is not None and value <= 0:
+                raise ConfigError("rate limits must be positive, e.g. RateLimit(3000, 400_000)")
+
+
+class RateLimitedModel:
+    def __init__(
+        self,
+        model: Model,
+        store: Any,
+        limit: RateLimit,
+        *,
+        key: str | None = None,
+        clock: Clock = system_clock,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.model = model
+        self.provider, self.name = model.provider, model.name
+        self.store = store
+        self.limit = limit
+        self.key = key or f"{model.provider}:{model.name}"
+        self.clock = clock
+        self.sleep = sleep
+        self.waited_s = 0.0
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        estimate = estimate_tokens(request)
+        charges = self._charges(estimate)
+        while (wait := await asyncio.to_thread(self.store.take, charges, self.clock.now())) > 0:
+            self.waited_s += wait
+            await self.sleep(wait)
+        response = await self.model.complete(request)
+        if self.limit.tokens_per_minute:
+            correction = (billed_tokens(response.usage) - estimate) * self._token_interval()
+            await asyncio.to_thread(
+                self.store.adjust, f"{self.key}:tokens", correction, self.clock.now()
+            )
+        return response
+
+    def _charges(self, estimate: int) -> dict[str, Charge]:
+        charges = {}
+        if self.limit.requests_per_minute:
+            interval = 60.0 / self.limit.requests_per_minute
+            charges[f"{self.key}:requests"] = Charge(interval, 1, self.limit.burst_s)
+        if self.limit.tokens_per_minute:
+            charges[f"{self.key}:tokens"] = Charge(
+                self._token_interval(), estimate, self.limit.burst_s
+            )
+        return charges
+
+    def _token_interval(self) -> float:
+        return 60.0 / (self.limit.tokens_per_minute or 1.0)
+
+
+def estimate_tokens(request: ModelRequest) -> int:
+    """A cautious upper guess before the call: ~4 characters a token, plus max_tokens."""
+    size = len(request.system) + len(json.dumps(to_json(request.messages)))
+    size += len(json.dumps(to_json(request.tools)))
+    return size // 4 + request.max_tokens
+
+
+def billed_tokens(usage: Usage) -> int:
+    return (
+        usage.input_tokens
+        + usage.output_tokens
+        + usage.cache_write_tokens
+        + usage.cache_read_tokens
+    )

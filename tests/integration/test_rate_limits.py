@@ -1,0 +1,102 @@
+"""Shared rate limits: GCRA state in the store, the same for every worker."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from rota import FakeClock
+from rota.agents.models.ratelimited import RateLimit, RateLimitedModel, estimate_tokens
+from rota.agents.types import Message, ModelRequest, ModelResponse, Usage
+from rota.storage import SqlStore
+from rota.storage.limits import Charge
+
+T0 = 1_000_000.0
+
+
+def test_requests_are_spaced_and_nothing_is_charged_when_refused(store: SqlStore) -> None:
+    per_second = {"api:requests": Charge(interval_s=1.0, cost=1, burst_s=2.0)}
+    admitted = [store.take(per_second, T0) for _ in range(3)]
+    assert admitted == [0.0, 0.0, 0.0]  # the burst: 2 s worth of allowance, plus one
+    wait = store.take(per_second, T0)
+    assert wait == 1.0
+    assert store.take(per_second, T0 + 0.5) == 0.5  # refusals charged nothing
+    assert store.take(per_second, T0 + 1.0) == 0.0
+
+
+def test_all_resources_must_have_room(store: SqlStore) -> None:
+    charges = {
+        "m:requests": Charge(0.02, 1, 1.0),
+        "m:tokens": Charge(0.001, 5000, 1.0),  # one call costs 5 s of token allowance
+    }
+    assert store.take(charges, T0) == 0.0  # one large call is never refused when idle
+    assert store.take(charges, T0) == 4.0  # the next must wait until the debt is 1 s
+    tats = dict(
+        (r["key"], r["tat"]) for r in store.conn().execute("SELECT * FROM rota_rate_limits")
+    )
+    assert tats == {"m:requests": T0 + 0.02, "m:tokens": T0 + 5.0}  # nothing more charged
+
+
+def test_many_workers_share_one_limit(store: SqlStore) -> None:
+    admitted: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        own = SqlStore(store.url)  # a separate connection, as another worker process has
+        for _ in range(25):
+            if own.take({"shared:requests": Charge(0.1, 1, 0.0)}, T0) == 0:
+                with lock:
+                    admitted.append(1)
+        own.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(admitted) == 1  # at T0 with no burst, exactly one call in 0.1 s fits
+
+
+class _Echo:
+    provider, name = "fake", "echo"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        self.calls += 1
+        return ModelResponse(
+            "ok", (), "end_turn", Usage(input_tokens=100, output_tokens=20), "echo", "fake"
+        )
+
+
+def test_wrapper_waits_on_the_fake_clock_and_corrects_the_token_charge(store: SqlStore) -> None:
+    clock = FakeClock(T0)
+    waits: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        clock.advance(seconds)
+
+    model = _Echo()
+    limited = RateLimitedModel(
+        model,
+        store,
+        RateLimit(requests_per_minute=60, tokens_per_minute=60_000),
+        clock=clock,
+        sleep=fake_sleep,
+    )
+    request = ModelRequest("echo", "be brief", (Message("user", "hi"),), max_tokens=200)
+    assert estimate_tokens(request) >= 200
+
+    async def three() -> None:
+        for _ in range(3):
+            await limited.complete(request)
+
+    asyncio.run(three())
+    assert model.calls == 3
+    assert waits == [1.0]  # 60 rpm with a 1 s burst: the third call waits one second
+    tat = store.conn().execute("SELECT tat FROM rota_rate_limits WHERE key = 'fake:echo:tokens'")
+    # 120 real tokens a call at 1,000 tokens/s: charged as used, not as estimated; the third
+    # call started at T0 + 1 (after the request wait)
+    assert abs(float(tat[0]["tat"]) - (T0 + 1.12)) < 1e-6
