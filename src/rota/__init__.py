@@ -1,9 +1,12 @@
 """rota: recurring backend automation with deterministic jobs and LLM agents."""
 
+from .agents.agent import Agent, AgentResult, Budget
+from .agents.tools import ToolContext, tool
 from .app import App, Emitted, RunHandle
 from .clock import FakeClock, SystemClock
 from .durable import RunContext, StepInfo, current_step
 from .errors import (
+    AgentFailed,
     ConfigError,
     DatabaseError,
     InvalidStateError,
@@ -23,7 +26,11 @@ from .worker import Worker, WorkerOptions
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
+    "AgentFailed",
+    "AgentResult",
     "App",
+    "Budget",
     "ConfigError",
     "DatabaseError",
     "Emitted",
@@ -43,6 +50,7 @@ __all__ = [
     "StepInfo",
     "StepTimeout",
     "SystemClock",
+    "ToolContext",
     "UnknownJobError",
     "Worker",
     "WorkerOptions",
@@ -54,4 +62,5 @@ __all__ = [
     "on_event",
     "on_notify",
     "on_webhook",
+    "tool",
 ]

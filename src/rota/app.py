@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clock import Clock, system_clock
 from .durations import Duration, seconds
@@ -22,6 +22,9 @@ from .scheduling.webhooks import OnWebhook, WebhookRejected, verify
 from .storage.sql import SqlStore
 from .storage.urls import resolve
 from .worker import Worker, WorkerOptions, WorkerStats
+
+if TYPE_CHECKING:
+    from .agents.agent import Agent
 
 Fn = Callable[..., Any]
 TriggerArg = Trigger | Sequence[Trigger] | None
@@ -80,6 +83,15 @@ class App:
     def workflow(self, fn: Fn | None = None, **options: Any) -> Any:
         """Register a workflow: an async function whose `ctx.step(...)` calls are durable."""
         return self._decorator("workflow", fn, options)
+
+    def agent(self, agent: Agent, *, deps: Any = None, **options: Any) -> Agent:
+        """Register an agent to run as a job (kind "agent") under its own name:
+        `app.run_now("billing-reviewer", task)`. The payload is the task; a run that does not
+        end "succeeded" fails with AgentFailed naming the reason. `options` are those of
+        `add` (trigger, retries, timeout, ...); run_as defaults to the agent's."""
+        options.setdefault("run_as", agent.run_as)
+        self.add(agent.job_function(deps), kind="agent", name=agent.name, **options)
+        return agent
 
     def _decorator(self, kind: str, fn: Fn | None, options: dict[str, Any]) -> Any:
         def register(f: Fn) -> Fn:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import serialization
 from .calls import call_user, error_info
@@ -23,6 +23,9 @@ from .errors import RotaError, RunInterrupted, SerializationError, StepFailed
 from .model import Run, Step, StepRecord
 from .storage.base import Store
 from .worker.retry import backoff_delay
+
+if TYPE_CHECKING:
+    from .agents.agent import Agent, AgentResult
 
 log = logging.getLogger("rota.run")
 
@@ -124,6 +127,14 @@ class RunContext:
             optional_seconds(timeout, what="step timeout"),
             seconds(backoff, what="step backoff"),
         )
+
+    async def agent(self, agent: Agent, task: Any = None, *, deps: Any = None) -> AgentResult:
+        """Run `agent` as part of this workflow. Its model and tool calls are steps of this
+        run (`agent:NAME/model#1`, `agent:NAME/tool:lookup`, ...), so a resumed workflow
+        replays them instead of calling again. Returns the AgentResult whatever its reason;
+        `result.output_or_raise()` turns a failure into AgentFailed."""
+        prefix = self._next_key(f"agent:{agent.name}")
+        return await agent.run(task, deps=deps, ctx=self, step_prefix=f"{prefix}/")
 
     def _next_key(self, name: str) -> str:
         if not name or not isinstance(name, str):

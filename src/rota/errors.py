@@ -135,3 +135,15 @@ class UnknownModel(ConfigError):
             "'anthropic:claude-sonnet-4-5', 'openai:gpt-4.1', "
             "'openai-compatible:llama3' (with base_url=) or 'scripted:demo'"
         )
+
+
+class AgentFailed(RotaError):
+    """An agent ended without an answer that passed its checks; `reason` says why (one of
+    max_steps, success_check_failed, repeated_tool_call, timeout, budget_exceeded,
+    provider_error)."""
+
+    def __init__(self, agent: str, reason: str, detail: str | None = None) -> None:
+        self.agent = agent
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"agent {agent!r} stopped: {reason}" + (f": {detail}" if detail else ""))

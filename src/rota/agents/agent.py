@@ -1,0 +1,237 @@
+"""Agent: a model, instructions and tools, run in a loop until it gives an acceptable answer.
+
+An Agent is a definition, checked when it is made (an unknown model or a missing API key
+fails here, not at 3 a.m. in a worker). `await agent.run(task)` runs it in memory; registered
+on an App (`app.agent(reviewer)`) it runs as a job, and `ctx.agent(reviewer, task)` runs it
+inside a workflow. In both durable forms every model call and every tool call is a step of
+the run, so a run resumed after a crash replays what was done instead of doing it again.
+The loop itself lives in `rota.agents.loop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import pydantic
+
+from ..durations import Duration, optional_seconds
+from ..errors import AgentFailed, ConfigError
+from .tools import Tool, ToolGuard, as_tool
+from .types import Message, Model, Usage
+
+if TYPE_CHECKING:
+    from ..durable import RunContext
+
+Reason = Literal[
+    "succeeded",
+    "max_steps",
+    "success_check_failed",
+    "repeated_tool_call",
+    "timeout",
+    "budget_exceeded",
+    "provider_error",
+]
+REASONS: tuple[str, ...] = Reason.__args__  # type: ignore[attr-defined]
+
+SuccessCheck = Callable[[Any], "bool | Awaitable[bool | None] | None"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits on one agent run. `tokens` and `requests` are enforced before each model call
+    (fail closed: a call that could exceed them is not made); `usd` is recorded for the
+    billing work, which enforces it against model prices."""
+
+    usd: float | None = None
+    tokens: int | None = None
+    requests: int | None = None
+
+    def __post_init__(self) -> None:
+        for field in ("usd", "tokens", "requests"):
+            value = getattr(self, field)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
+                raise ConfigError(f"Budget({field}=...) must be a number >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """How a run of an agent ended.
+
+    `output` is the validated answer (an instance of the agent's `output` type, or the final
+    text) when `reason` is "succeeded", else None. `steps` counts model calls. `simulated`
+    is True when any response came from an offline (scripted) model: its text, latency and
+    token counts are made up. `error` explains any other reason.
+    """
+
+    output: Any
+    text: str
+    reason: Reason
+    usage: Usage
+    steps: int
+    messages: tuple[Message, ...]
+    simulated: bool = False
+    error: str | None = None
+    output_json: Any = None  # `output` as JSON-ready data (what a job stores as its result)
+    tool_calls: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "succeeded"
+
+    def output_or_raise(self, agent: str = "agent") -> Any:
+        """The output, or AgentFailed naming the reason."""
+        if not self.ok:
+            raise AgentFailed(agent, self.reason, self.error)
+        return self.output
+
+
+class Agent:
+    """A model with instructions and tools; see docs/agents.md for the loop's guarantees."""
+
+    def __init__(
+        self,
+        name: str,
+        model: str | Model,
+        instructions: str,
+        tools: Sequence[Tool | Callable[..., Any]] = (),
+        max_steps: int = 10,
+        output: Any = None,
+        success: SuccessCheck | None = None,
+        budget: Budget | None = None,
+        run_as: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int = 1024,
+        timeout: Duration | None = None,
+        *,
+        base_url: str | None = None,
+        tool_guards: Sequence[ToolGuard] = (),
+        max_repeated_calls: int = 3,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError("an agent needs a name: Agent(name='billing-reviewer', ...)")
+        self.name = name
+        self.model_spec, self.model = _resolve(model, base_url)
+        if not isinstance(instructions, str):
+            raise ConfigError(f"{name}: instructions must be a string")
+        self.instructions = instructions
+        self.tools: dict[str, Tool] = {}
+        for item in tools:
+            t = as_tool(item)
+            if t.name in self.tools:
+                raise ConfigError(f"{name}: two tools are named {t.name!r}; rename one")
+            self.tools[t.name] = t
+        self.max_steps = _positive_int(name, "max_steps", max_steps)
+        self.max_tokens = _positive_int(name, "max_tokens", max_tokens)
+        self.max_repeated_calls = _positive_int(name, "max_repeated_calls", max_repeated_calls)
+        self.output = output
+        self._adapter: pydantic.TypeAdapter[Any] | None = None
+        self.output_schema: dict[str, Any] | None = None
+        if output is not None:
+            try:
+                self._adapter = pydantic.TypeAdapter(output)
+                self.output_schema = self._adapter.json_schema()
+            except pydantic.PydanticUserError as exc:
+                raise ConfigError(
+                    f"{name}: output={output!r} cannot be described as JSON Schema ({exc}); "
+                    "use a pydantic model"
+                ) from None
+        if success is not None and not callable(success):
+            raise ConfigError(f"{name}: success must be a function of the output")
+        self.success = success
+        if budget is not None and not isinstance(budget, Budget):
+            raise ConfigError(f"{name}: budget must be a Budget(usd=..., tokens=..., ...)")
+        self.budget = budget
+        self.run_as = run_as
+        if temperature is not None and (isinstance(temperature, bool) or temperature < 0):
+            raise ConfigError(f"{name}: temperature must be >= 0, got {temperature!r}")
+        self.temperature = temperature
+        self.timeout_s = optional_seconds(timeout, what=f"{name} timeout")
+        self.tool_guards: tuple[ToolGuard, ...] = tuple(tool_guards)
+
+    def __repr__(self) -> str:
+        return f"<Agent {self.name} model={self.model_spec}>"
+
+    async def run(
+        self,
+        task: Any = None,
+        *,
+        deps: Any = None,
+        ctx: RunContext | None = None,
+        step_prefix: str = "",
+    ) -> AgentResult:
+        """Run the loop to an end. With `ctx`, model and tool calls are durable steps of that
+        run (their names start with `step_prefix`); without, everything stays in memory."""
+        from .loop import AgentLoop
+
+        return await AgentLoop(self, task, deps=deps, ctx=ctx, prefix=step_prefix).run()
+
+    def run_sync(self, task: Any = None, *, deps: Any = None) -> AgentResult:
+        """`run` for scripts and notebooks without an event loop."""
+        return asyncio.run(self.run(task, deps=deps))
+
+    # -- used by the loop --------------------------------------------------------------
+
+    def validate_output(self, text: str) -> tuple[Any, Any]:
+        """(output, its JSON) from a final answer; raises pydantic.ValidationError."""
+        if self._adapter is None:
+            return text, text
+        value = self._adapter.validate_json(_strip_fence(text))
+        return value, self._adapter.dump_python(value, mode="json")
+
+    def job_function(self, deps: Any = None) -> Callable[..., Awaitable[Any]]:
+        """The function a job of this agent runs: the payload is the task; anything but
+        "succeeded" fails the run with AgentFailed."""
+
+        async def run_agent(ctx: RunContext, task: Any) -> Any:
+            result = await self.run(task, deps=deps, ctx=ctx)
+            if not result.ok:
+                raise AgentFailed(self.name, result.reason, result.error)
+            return result.output_json
+
+        run_agent.__name__ = run_agent.__qualname__ = self.name
+        run_agent.__doc__ = f"Runs agent {self.name!r}."
+        return run_agent
+
+
+def _resolve(model: str | Model, base_url: str | None) -> tuple[str, Model]:
+    """A model string through the registry (a missing key or unknown model fails here), with
+    retries around real providers; a Model object is used exactly as given."""
+    if not isinstance(model, str):
+        if not callable(getattr(model, "complete", None)):
+            raise ConfigError(f"model must be 'provider:model' or a Model, got {model!r}")
+        return f"{model.provider}:{model.name}", model
+    from .models.registry import resolve_model
+    from .models.retrying import RetryingModel
+
+    resolved = resolve_model(model, base_url=base_url)
+    if resolved.provider != "scripted" and not isinstance(resolved, RetryingModel):
+        resolved = RetryingModel(resolved)
+    return model, resolved
+
+
+def _positive_int(agent: str, option: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{agent}: {option} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _strip_fence(text: str) -> str:
+    """Models often wrap JSON in a ```json fence even when asked not to."""
+    body = text.strip()
+    if body.startswith("```") and body.endswith("```") and len(body) >= 6:
+        body = body[3:-3]
+        first, _, rest = body.partition("\n")
+        return rest if first.strip().isalpha() or not first.strip() else body
+    return body
+
+
+def estimate_tokens(chars: int) -> int:
+    """A conservative token count for text of this length (real tokenizers average about
+    four characters a token for English; three leaves room)."""
+    return math.ceil(chars / 3)

@@ -1,0 +1,369 @@
+"""Tools: Python functions an agent may call, described to the model by a JSON Schema.
+
+`@tool` reads the function's type hints and docstring once, at definition time, and builds a
+pydantic model of its parameters. That model is both the schema the model sees and the
+validator its arguments go through before the function runs: a model that sends bad
+arguments, or a tool that raises, gets an error result back and can correct itself; the run
+does not crash.
+
+`scopes` and `requires_approval` are recorded on the tool but not enforced here: enforcement
+is a `ToolGuard` (a callable run before each call, which refuses by raising `ToolDenied`), so
+that permissions and approvals wrap the tool call instead of living inside the agent loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import typing
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, overload
+
+import pydantic
+import pydantic_core
+
+from ..calls import call_user
+from ..errors import ConfigError, RotaError
+from .types import ToolCall, ToolResult, ToolSpec
+
+DepsT = TypeVar("DepsT")
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what both Anthropic and OpenAI accept
+
+
+@dataclass(frozen=True)
+class ToolContext(Generic[DepsT]):
+    """What a tool may know about the call it serves. Declare it as the tool's first
+    parameter (`def refund(ctx: ToolContext[Deps], amount_cents: int)`); it is not part of
+    the schema the model sees.
+
+    `idempotency_key` is stable across re-executions of the same tool call: a run that
+    resumes after a crash in the middle of this call runs it again with the same key, so
+    a side effect can be de-duplicated downstream. `run_id` is None when the agent was
+    called directly (no durable run).
+    """
+
+    deps: DepsT
+    run_id: str | None
+    principal: str | None
+    idempotency_key: str
+    agent: str
+    tool: str
+    call_id: str
+
+
+class ToolDenied(RotaError):
+    """Raised by a ToolGuard to refuse a call; the model is told the reason."""
+
+
+ToolGuard = Callable[["Tool", dict[str, Any], ToolContext[Any]], "Awaitable[None] | None"]
+"""Checked before every tool call with the validated arguments; raise ToolDenied to refuse.
+
+The hook for scope checks (deny by default) and approval gates, which arrive with the
+identity and approvals work; agents take a list of them (`Agent(tool_guards=[...])`)."""
+
+
+class Tool:
+    """A function plus what the model needs to know to call it. Calling the Tool object
+    calls the function unchanged, so decorated functions stay usable in plain code."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        scopes: Sequence[str] = (),
+        requires_approval: bool = False,
+    ) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        if not _NAME.match(self.name):
+            raise ConfigError(
+                f"tool name {self.name!r} is not allowed: use 1-64 letters, digits, '_' or '-' "
+                "(pass name='...' to @tool)"
+            )
+        if isinstance(scopes, str):
+            raise ConfigError(f"tool {self.name}: scopes must be a list, e.g. scopes=[{scopes!r}]")
+        self.scopes: tuple[str, ...] = tuple(scopes)
+        self.requires_approval = bool(requires_approval)
+        summary, param_docs = parse_docstring(fn.__doc__)
+        self.description = summary
+        self.takes_context, self._params, self.args_model = _arguments_model(
+            fn, self.name, param_docs
+        )
+        self.spec = ToolSpec(self.name, summary, _clean_schema(self.args_model.model_json_schema()))
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<Tool {self.name}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The arguments as the function's parameters, validated and converted; raises
+        pydantic.ValidationError."""
+        parsed = self.args_model.model_validate(arguments)
+        return {param: getattr(parsed, field) for field, param in self._params}
+
+    async def run(
+        self,
+        call: ToolCall,
+        context: ToolContext[Any],
+        guards: Sequence[ToolGuard] = (),
+    ) -> ToolResult:
+        """Validate, check the guards, call. Every failure becomes an error result for the
+        model; only control flow (cancellation, a lost lease) propagates."""
+        try:
+            values = self.validate(call.arguments if isinstance(call.arguments, dict) else {})
+        except pydantic.ValidationError as exc:
+            return ToolResult(call.id, self._invalid(exc), is_error=True)
+        for guard in guards:
+            try:
+                outcome = guard(self, values, context)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception as exc:  # a failing guard refuses: fail closed
+                return ToolResult(
+                    call.id, f"tool {self.name!r} was not run: {_describe(exc)}", is_error=True
+                )
+        args = (context,) if self.takes_context else ()
+        try:
+            value = await call_user(self.fn, args, values, timeout=None, what=f"tool {self.name}")
+        except Exception as exc:
+            return ToolResult(call.id, f"tool {self.name!r} failed: {_describe(exc)}", True)
+        return ToolResult(call.id, render(value))
+
+    def _invalid(self, exc: pydantic.ValidationError) -> str:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}"
+            + (f" (got {e['input']!r})" if e["type"] != "missing" and e["loc"] else "")
+            for e in exc.errors(include_url=False)
+        )
+        return (
+            f"invalid arguments for tool {self.name!r}: {problems}. "
+            "Call it again with arguments that match its schema."
+        )
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+
+
+@overload
+def tool(
+    *,
+    scopes: Sequence[str] = (),
+    requires_approval: bool = False,
+    name: str | None = None,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    scopes: Sequence[str] = (),
+    requires_approval: bool = False,
+    name: str | None = None,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Make a function callable by agents: `@tool` or `@tool(scopes=["billing:write"])`.
+
+    The schema comes from the type hints; the docstring's first paragraph describes the
+    tool, and its `Args:` section (Google, NumPy or Sphinx style) describes the parameters.
+    """
+
+    def make(f: Callable[..., Any]) -> Tool:
+        return Tool(f, name=name, scopes=scopes, requires_approval=requires_approval)
+
+    return make(fn) if fn is not None else make
+
+
+def as_tool(value: Tool | Callable[..., Any]) -> Tool:
+    """A Tool as it is, or a plain function wrapped as one."""
+    if isinstance(value, Tool):
+        return value
+    if callable(value):
+        return Tool(value)
+    raise ConfigError(f"tools must be @tool functions or plain functions, got {value!r}")
+
+
+def render(value: Any) -> str:
+    """A tool's return value as the text the model reads: strings as they are, anything else
+    as JSON (pydantic models, dataclasses, dates included)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return pydantic_core.to_json(value).decode()
+    except pydantic_core.PydanticSerializationError:
+        return str(value)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# -- schema ------------------------------------------------------------------------------
+
+
+def _arguments_model(
+    fn: Callable[..., Any], tool_name: str, docs: dict[str, str]
+) -> tuple[bool, list[tuple[str, str]], type[pydantic.BaseModel]]:
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except NameError as exc:
+        raise ConfigError(
+            f"tool {tool_name}: cannot resolve its type hints ({exc}); define the types it "
+            "uses at module level"
+        ) from None
+    params = list(inspect.signature(fn).parameters.values())
+    takes_context = bool(params) and _is_context(hints.get(params[0].name))
+    if takes_context:
+        params = params[1:]
+    fields: dict[str, Any] = {}
+    names: list[tuple[str, str]] = []
+    for i, p in enumerate(params):
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+            raise ConfigError(
+                f"tool {tool_name}: parameter {p.name!r} must be a named parameter "
+                "(no *args, **kwargs or positional-only parameters)"
+            )
+        if _is_context(hints.get(p.name)):
+            raise ConfigError(f"tool {tool_name}: ToolContext must be the first parameter")
+        # Internal field names keep parameters such as `json` or `_id` from clashing with
+        # BaseModel's own attributes; the model sees the parameter name (the alias).
+        field = f"p{i}"
+        default = ... if p.default is p.empty else p.default
+        extra: dict[str, Any] = {"description": docs[p.name]} if p.name in docs else {}
+        fields[field] = (hints.get(p.name, Any), pydantic.Field(default, alias=p.name, **extra))
+        names.append((field, p.name))
+    try:
+        model = pydantic.create_model(
+            f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+        )
+        model.model_json_schema()
+    except pydantic.PydanticUserError as exc:
+        raise ConfigError(
+            f"tool {tool_name}: its parameters cannot be described as JSON Schema ({exc}); "
+            "use JSON-like types: str, int, float, bool, lists, dicts, pydantic models, enums"
+        ) from None
+    return takes_context, names, model
+
+
+def _is_context(hint: Any) -> bool:
+    return hint is ToolContext or typing.get_origin(hint) is ToolContext
+
+
+def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Drop pydantic's generated titles: tokens the model pays for and gains nothing from."""
+
+    def node(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: (names(v) if k in ("properties", "$defs") else node(v))
+                for k, v in value.items()
+                if not (k == "title" and isinstance(v, str))
+            }
+        if isinstance(value, list):
+            return [node(v) for v in value]
+        return value
+
+    def names(mapping: dict[str, Any]) -> dict[str, Any]:
+        return {k: node(v) for k, v in mapping.items()}
+
+    cleaned: dict[str, Any] = node(schema)
+    return cleaned
+
+
+# -- docstrings --------------------------------------------------------------------------
+
+_GOOGLE_ARGS = re.compile(r"^(Args|Arguments|Parameters|Params|Keyword Args|Keyword Arguments):$")
+_GOOGLE_SECTION = re.compile(r"^[A-Z][A-Za-z ]*:$")
+_NUMPY_RULE = re.compile(r"^-{3,}$")
+_SPHINX_PARAM = re.compile(r"^:param\s+(?:[^:]*\s)?(\w+):\s*(.*)$")
+
+
+def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    """(first paragraph, {parameter: description}) from a Google, NumPy or Sphinx docstring."""
+    if not doc:
+        return "", {}
+    lines = inspect.cleandoc(doc).splitlines()
+    summary: list[str] = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or _is_section(lines, i) or stripped.startswith(":"):
+            break
+        summary.append(stripped)
+    params: dict[str, str] = {}
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if _GOOGLE_ARGS.match(stripped):
+            params.update(_google_params(lines[i + 1 :]))
+        elif stripped in ("Parameters", "Other Parameters") and _numpy_header(lines, i):
+            params.update(_numpy_params(lines[i + 2 :]))
+        elif m := _SPHINX_PARAM.match(stripped):
+            params[m[1]] = _continued(m[2], lines[i + 1 :])
+    return " ".join(summary), params
+
+
+def _is_section(lines: list[str], i: int) -> bool:
+    return bool(_GOOGLE_SECTION.match(lines[i].strip())) or _numpy_header(lines, i)
+
+
+def _numpy_header(lines: list[str], i: int) -> bool:
+    return i + 1 < len(lines) and bool(_NUMPY_RULE.match(lines[i + 1].strip()))
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _google_params(lines: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    base: int | None = None
+    current: str | None = None
+    for line in lines:
+        if not line.strip():
+            continue
+        indent = _indent(line)
+        if indent == 0:
+            break
+        base = indent if base is None else base
+        if indent <= base:
+            m = re.match(r"^\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$", line.strip())
+            current = str(m[1]) if m else None
+            if m and current:
+                params[current] = m[2].strip()
+        elif current is not None:
+            params[current] = f"{params[current]} {line.strip()}".strip()
+    return params
+
+
+def _numpy_params(lines: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    current: list[str] = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        if _numpy_header(lines, i):
+            break
+        if _indent(line) == 0:
+            current = [n.strip() for n in line.split(":")[0].split(",") if n.strip()]
+            for name in current:
+                params[name] = ""
+        else:
+            for name in current:
+                params[name] = f"{params[name]} {line.strip()}".strip()
+    return params
+
+
+def _continued(first: str, rest: list[str]) -> str:
+    parts = [first.strip()]
+    for line in rest:
+        if not line.strip() or _indent(line) == 0:
+            break
+        parts.append(line.strip())
+    return " ".join(p for p in parts if p)
