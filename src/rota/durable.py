@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import serialization
+from .backoff import backoff_delay
 from .calls import call_user, error_info
 from .clock import Clock
 from .durations import Duration, optional_seconds, seconds
 from .errors import RotaError, RunInterrupted, SerializationError, StepFailed
 from .model import Run, Step, StepRecord
 from .storage.base import Store
-from .worker.retry import backoff_delay
 
 if TYPE_CHECKING:
     from .agents.agent import Agent, AgentResult
@@ -53,6 +53,13 @@ class StepInfo:
 
 
 _current_step: ContextVar[StepInfo | None] = ContextVar("rota_current_step", default=None)
+_current_runtime: ContextVar[Runtime | None] = ContextVar("rota_current_runtime", default=None)
+
+
+def current_store() -> Store | None:
+    """The store of the run being executed in this task, if any (for shared limits)."""
+    runtime = _current_runtime.get()
+    return runtime.store if runtime is not None else None
 
 
 def current_step() -> StepInfo:
@@ -69,6 +76,7 @@ class RunContext:
     def __init__(self, run: Run, runtime: Runtime, checkpoints: dict[str, Step]) -> None:
         self.run = run
         self._runtime = runtime
+        _current_runtime.set(runtime)  # each run executes in a task of its own: it stays there
         self._checkpoints = checkpoints
         self._occurrences: dict[str, int] = {}
         self._seq = 0

@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 from rota import FakeClock
-from rota.agents.models.ratelimited import RateLimit, RateLimitedModel, estimate_tokens
+from rota.agents.models.ratelimited import RateLimit, RateLimitedModel, request_tokens
 from rota.agents.types import Message, ModelRequest, ModelResponse, Usage
 from rota.storage import SqlStore
 from rota.storage.limits import Charge
@@ -81,13 +81,13 @@ def test_wrapper_waits_on_the_fake_clock_and_corrects_the_token_charge(store: Sq
     model = _Echo()
     limited = RateLimitedModel(
         model,
-        store,
         RateLimit(requests_per_minute=60, tokens_per_minute=60_000),
+        store,
         clock=clock,
         sleep=fake_sleep,
     )
     request = ModelRequest("echo", "be brief", (Message("user", "hi"),), max_tokens=200)
-    assert estimate_tokens(request) >= 200
+    assert request_tokens(request) >= 200
 
     async def three() -> None:
         for _ in range(3):
@@ -100,3 +100,17 @@ def test_wrapper_waits_on_the_fake_clock_and_corrects_the_token_charge(store: Sq
     # 120 real tokens a call at 1,000 tokens/s: charged as used, not as estimated; the third
     # call started at T0 + 1 (after the request wait)
     assert abs(float(tat[0]["tat"]) - (T0 + 1.12)) < 1e-6
+
+
+def test_an_agent_job_charges_the_shared_limit_in_the_store(app) -> None:
+    from rota import Agent
+    from rota.testing import ScriptedModel, say
+
+    model = ScriptedModel("limited", script=[say("done")])
+    agent = Agent("limited-agent", model, "Answer.", rate_limit=RateLimit(6000, 600_000))
+    app.agent(agent)
+    handle = app.run_now("limited-agent", "go")
+    app.drain()
+    assert handle.get().state.value == "SUCCEEDED"
+    keys = {r["key"] for r in app.store.conn().execute("SELECT key FROM rota_rate_limits")}
+    assert keys == {"scripted:limited:requests", "scripted:limited:tokens"}

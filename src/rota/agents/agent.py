@@ -11,7 +11,6 @@ The loop itself lives in `rota.agents.loop`.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,6 +19,7 @@ import pydantic
 
 from ..durations import Duration, optional_seconds
 from ..errors import AgentFailed, ConfigError
+from .models.ratelimited import RateLimit, RateLimitedModel
 from .tools import Tool, ToolGuard, as_tool
 from .types import Message, Model, Usage
 
@@ -112,11 +112,12 @@ class Agent:
         base_url: str | None = None,
         tool_guards: Sequence[ToolGuard] = (),
         max_repeated_calls: int = 3,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("an agent needs a name: Agent(name='billing-reviewer', ...)")
         self.name = name
-        self.model_spec, self.model = _resolve(model, base_url)
+        self.model_spec, self.model = _resolve(model, base_url, rate_limit)
         if not isinstance(instructions, str):
             raise ConfigError(f"{name}: instructions must be a string")
         self.instructions = instructions
@@ -199,17 +200,23 @@ class Agent:
         return run_agent
 
 
-def _resolve(model: str | Model, base_url: str | None) -> tuple[str, Model]:
+def _resolve(
+    model: str | Model, base_url: str | None, rate_limit: RateLimit | None
+) -> tuple[str, Model]:
     """A model string through the registry (a missing key or unknown model fails here), with
-    retries around real providers; a Model object is used exactly as given."""
+    retries around real providers; a Model object is used as given. A rate limit sits inside
+    the retries, so that every attempt, retried ones too, waits its turn."""
     if not isinstance(model, str):
         if not callable(getattr(model, "complete", None)):
             raise ConfigError(f"model must be 'provider:model' or a Model, got {model!r}")
-        return f"{model.provider}:{model.name}", model
+        spec = f"{model.provider}:{model.name}"
+        return spec, RateLimitedModel(model, rate_limit) if rate_limit else model
     from .models.registry import resolve_model
     from .models.retrying import RetryingModel
 
-    resolved = resolve_model(model, base_url=base_url)
+    resolved: Model = resolve_model(model, base_url=base_url)
+    if rate_limit is not None:
+        resolved = RateLimitedModel(resolved, rate_limit)
     if resolved.provider != "scripted" and not isinstance(resolved, RetryingModel):
         resolved = RetryingModel(resolved)
     return model, resolved
@@ -229,9 +236,3 @@ def _strip_fence(text: str) -> str:
         first, _, rest = body.partition("\n")
         return rest if first.strip().isalpha() or not first.strip() else body
     return body
-
-
-def estimate_tokens(chars: int) -> int:
-    """A conservative token count for text of this length (real tokenizers average about
-    four characters a token for English; three leaves room)."""
-    return math.ceil(chars / 3)

@@ -21,7 +21,7 @@ import pydantic
 
 from ..errors import ProviderError, StepFailed
 from ..ids import new_id
-from .agent import Agent, AgentResult, Reason, estimate_tokens
+from .agent import Agent, AgentResult, Reason
 from .tools import ToolContext
 from .types import (
     Message,
@@ -30,6 +30,7 @@ from .types import (
     ToolCall,
     ToolResult,
     Usage,
+    estimate_tokens,
     response_from_json,
     to_json,
 )

@@ -99,6 +99,12 @@ class Model(Protocol):
     async def complete(self, request: ModelRequest) -> ModelResponse: ...
 
 
+def estimate_tokens(chars: int) -> int:
+    """A conservative token count for text of this length, before a call (tokenizers average
+    about four characters a token for English; three leaves room)."""
+    return -(-chars // 3)
+
+
 def to_json(value: Any) -> Any:
     """A dataclass (or tuple/list of them) as JSON-ready data."""
     if isinstance(value, tuple | list):

@@ -21,12 +21,12 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .. import serialization
+from ..backoff import backoff_delay
 from ..calls import call_user, error_info
 from ..durable import RunContext
 from ..errors import RunInterrupted, SerializationError
 from ..ids import new_id
 from ..model import Completion, Run, RunState
-from .retry import backoff_delay
 
 if TYPE_CHECKING:
     from ..app import App

@@ -1,9 +1,9 @@
 """RateLimitedModel: a shared requests-per-minute and tokens-per-minute limit in front of any
 model, enforced across every worker through the store (see storage/limits.py).
 
-A call first charges one request and an estimate of its tokens (prompt characters / 4 plus
+A call first charges one request and an estimate of its tokens (the prompt's estimate plus
 max_tokens); when the response arrives the token charge is corrected to what the provider
-reported, so the limit tracks real usage. Limits are smooth: at most `burst` seconds' worth
+reported, so the limit tracks real usage. Limits are smooth: at most `burst_s` seconds' worth
 of requests go out back to back, which also keeps clear of providers that enforce their
 per-minute limits over shorter intervals.
 """
@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ...clock import Clock, system_clock
+from ...durable import current_store
 from ...errors import ConfigError
 from ...storage.limits import Charge
-from ..types import Model, ModelRequest, ModelResponse, Usage, to_json
+from ..types import Model, ModelRequest, ModelResponse, Usage, estimate_tokens, to_json
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,8 @@ class RateLimitedModel:
     def __init__(
         self,
         model: Model,
-        store: Any,
         limit: RateLimit,
+        store: Any = None,
         *,
         key: str | None = None,
         clock: Clock = system_clock,
@@ -47,26 +49,32 @@ class RateLimitedModel:
     ) -> None:
         self.model = model
         self.provider, self.name = model.provider, model.name
-        self.store = store
         self.limit = limit
+        self.store = store
         self.key = key or f"{model.provider}:{model.name}"
         self.clock = clock
         self.sleep = sleep
         self.waited_s = 0.0
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        estimate = estimate_tokens(request)
+        store = self._store()
+        estimate = request_tokens(request)
         charges = self._charges(estimate)
-        while (wait := await asyncio.to_thread(self.store.take, charges, self.clock.now())) > 0:
+        while (wait := await asyncio.to_thread(store.take, charges, self.clock.now())) > 0:
             self.waited_s += wait
             await self.sleep(wait)
         response = await self.model.complete(request)
         if self.limit.tokens_per_minute:
             correction = (billed_tokens(response.usage) - estimate) * self._token_interval()
             await asyncio.to_thread(
-                self.store.adjust, f"{self.key}:tokens", correction, self.clock.now()
+                store.adjust, f"{self.key}:tokens", correction, self.clock.now()
             )
         return response
+
+    def _store(self) -> Any:
+        """The given store, else the running run's (shared by every worker), else a limit
+        kept in this process (an agent run directly, outside any worker)."""
+        return self.store or current_store() or _LOCAL
 
     def _charges(self, estimate: int) -> dict[str, Charge]:
         charges = {}
@@ -83,11 +91,36 @@ class RateLimitedModel:
         return 60.0 / (self.limit.tokens_per_minute or 1.0)
 
 
-def estimate_tokens(request: ModelRequest) -> int:
-    """A cautious upper guess before the call: ~4 characters a token, plus max_tokens."""
+class LocalLimits:
+    """The store's GCRA arithmetic kept in memory, for agents run outside a worker."""
+
+    def __init__(self) -> None:
+        self._tats: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def take(self, charges: Mapping[str, Charge], now: float) -> float:
+        with self._lock:
+            tats = {k: max(self._tats.get(k, now), now) for k in charges}
+            wait = max(tats[k] - now - c.burst_s for k, c in charges.items())
+            if wait > 0:
+                return wait
+            for key, charge in charges.items():
+                self._tats[key] = tats[key] + charge.debt_s
+            return 0.0
+
+    def adjust(self, key: str, seconds: float, now: float) -> None:
+        with self._lock:
+            self._tats[key] = max(now, self._tats.get(key, now) + seconds)
+
+
+_LOCAL = LocalLimits()
+
+
+def request_tokens(request: ModelRequest) -> int:
+    """A cautious upper guess before the call: the prompt's estimate plus max_tokens."""
     size = len(request.system) + len(json.dumps(to_json(request.messages)))
     size += len(json.dumps(to_json(request.tools)))
-    return size // 4 + request.max_tokens
+    return estimate_tokens(size) + request.max_tokens
 
 
 def billed_tokens(usage: Usage) -> int:
