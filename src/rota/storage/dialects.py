@@ -10,7 +10,7 @@ import contextlib
 import json
 import re
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -38,7 +38,7 @@ class Connection:
         self.rowcount = cur.rowcount
         return list(cur.fetchall()) if cur.description else []
 
-    def execute_many(self, sql: str, rows: Sequence[dict[str, Any]]) -> int:
+    def execute_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> int:
         if not rows:
             return 0
         cur = self.raw.cursor()
@@ -81,6 +81,40 @@ class Dialect:
 
     def any_of(self, column: str, param: str) -> str:
         raise NotImplementedError
+
+    def insert_many(
+        self,
+        conn: Connection,
+        table: str,
+        columns: Mapping[str, str],
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        fixed: str = "",
+        suffix: str = "",
+    ) -> None:
+        """INSERT many rows. `columns` maps each column to its PostgreSQL type; `fixed` is
+        a literal prefix of columns and values (e.g. a constant state); `suffix` an
+        ON CONFLICT clause."""
+        names = ", ".join(columns)
+        fixed_cols, _, fixed_vals = fixed.partition("=")
+        values = ", ".join(f":{c}" for c in columns)
+        conn.execute_many(
+            f"INSERT INTO {table} ({_join(fixed_cols, names)}) "
+            f"VALUES ({_join(fixed_vals, values)}) {suffix}",
+            rows,
+        )
+
+    def update_many(
+        self,
+        conn: Connection,
+        table: str,
+        key: str,
+        columns: Mapping[str, str],
+        rows: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """UPDATE rows matched on `key` (a column of `columns`) with the other columns."""
+        sets = ", ".join(f"{c} = :{c}" for c in columns if c != key)
+        conn.execute_many(f"UPDATE {table} SET {sets} WHERE {key} = :{key}", rows)
 
     def transaction(self, raw: Any) -> Any:
         raise NotImplementedError
@@ -169,6 +203,48 @@ class PostgresDialect(Dialect):
     def any_of(self, column: str, param: str) -> str:
         return f"{column} = ANY(:{param})"
 
+    def insert_many(
+        self,
+        conn: Connection,
+        table: str,
+        columns: Mapping[str, str],
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        fixed: str = "",
+        suffix: str = "",
+    ) -> None:
+        # One statement over arrays: far less client and server work than a row at a time.
+        if not rows:
+            return
+        fixed_cols, _, fixed_vals = fixed.partition("=")
+        cols = ", ".join(columns)
+        arrays = ", ".join(f":{c}!b::{t}[]" for c, t in columns.items())
+        conn.execute(
+            f"INSERT INTO {table} ({_join(fixed_cols, cols)}) "
+            f"SELECT {_join(fixed_vals, cols)} FROM unnest({arrays}) AS u({cols}) {suffix}",
+            {c: [row[c] for row in rows] for c in columns},
+        )
+
+    def update_many(
+        self,
+        conn: Connection,
+        table: str,
+        key: str,
+        columns: Mapping[str, str],
+        rows: Sequence[Mapping[str, Any]],
+    ) -> None:
+        if not rows:
+            return
+        ordered = sorted(rows, key=lambda r: r[key])  # lock rows in key order: no deadlocks
+        cols = ", ".join(columns)
+        arrays = ", ".join(f":{c}!b::{t}[]" for c, t in columns.items())
+        sets = ", ".join(f"{c} = u.{c}" for c in columns if c != key)
+        conn.execute(
+            f"UPDATE {table} AS t SET {sets} FROM unnest({arrays}) AS u({cols}) "
+            f"WHERE t.{key} = u.{key}",
+            {c: [row[c] for row in ordered] for c in columns},
+        )
+
     def transaction(self, raw: psycopg.Connection) -> Any:
         return raw.transaction()
 
@@ -192,6 +268,10 @@ class PostgresDialect(Dialect):
         return raw
 
 
+def _join(*parts: str) -> str:
+    return ", ".join(p.strip() for p in parts if p.strip())
+
+
 def dialect_for(url: DatabaseUrl) -> Dialect:
     return SQLiteDialect(url) if url.dialect == "sqlite" else PostgresDialect(url)
 
@@ -200,10 +280,16 @@ def _dict_factory(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> Row:
     return {col[0]: value for col, value in zip(cursor.description, row, strict=True)}
 
 
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)(!b)?")
 
 
 @lru_cache(maxsize=512)
 def _pyformat(sql: str) -> str:
-    """`:name` -> `%(name)s` for psycopg, leaving `::casts` alone."""
-    return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+    """`:name` -> `%(name)s` (`:name!b` -> `%(name)b`) for psycopg, leaving `::casts`
+    alone."""
+    return _PARAM.sub(_placeholder, sql.replace("%", "%%"))
+
+
+def _placeholder(match: re.Match[str]) -> str:
+    # `:name!b` sends the value in binary: much cheaper for long arrays of text.
+    return f"%({match.group(1)}){'b' if match.group(2) else 's'}"

@@ -33,7 +33,9 @@ class ScheduleQueries:
     def tx(self) -> Any:
         raise NotImplementedError
 
-    def _insert_runs(self, conn: Connection, runs: Sequence[NewRun]) -> list[tuple[str, bool]]:
+    def _insert_runs(
+        self, conn: Connection, runs: Sequence[NewRun], *, lookup: bool = True
+    ) -> list[tuple[str, bool]]:
         raise NotImplementedError
 
     def sync_schedules(self, wanted: Sequence[Schedule]) -> list[str]:
@@ -162,14 +164,16 @@ class ScheduleQueries:
     def _write_plans(self, conn: Connection, plans: list[TickPlan], now: float) -> None:
         runs = [run for plan in plans for run in plan.runs]
         if runs:
-            self._insert_runs(conn, runs)
+            self._insert_runs(conn, runs, lookup=False)  # tick ids are their keys: no lookup
         ticks = [tick for plan in plans for tick in plan.ticks]
-        _insert_ticks(conn, ticks)
-        conn.execute_many(
-            """UPDATE rota_schedules SET cursor_at = :cursor_at, next_fire_at = :next_fire_at
-            WHERE name = :schedule""",
+        _insert_ticks(self.dialect, conn, ticks)
+        self.dialect.update_many(
+            conn,
+            "rota_schedules",
+            "name",
+            {"name": "text", "cursor_at": "float8", "next_fire_at": "float8"},
             [
-                {"cursor_at": p.cursor_at, "next_fire_at": p.next_fire_at, "schedule": p.schedule}
+                {"name": p.schedule, "cursor_at": p.cursor_at, "next_fire_at": p.next_fire_at}
                 for p in plans
             ],
         )
@@ -198,7 +202,7 @@ class ScheduleQueries:
         """Backfill: enqueue runs with their tick records; returns how many runs are new."""
         with self.tx() as conn:
             created = self._insert_runs(conn, runs)
-            _insert_ticks(conn, ticks)
+            _insert_ticks(self.dialect, conn, ticks)
             if any(c for _, c in created):
                 self.dialect.notify(conn)
         return sum(1 for _, c in created if c)
@@ -227,15 +231,28 @@ def _schedule_params(s: Schedule) -> dict[str, Any]:
     return {name: getattr(s, name) for name in Schedule.__slots__ if name != "paused"}
 
 
-def _insert_ticks(conn: Connection, ticks: Sequence[Tick]) -> None:
+_TICK_COLUMNS = {
+    "id": "text",
+    "schedule": "text",
+    "fire_at": "float8",
+    "last_fire_at": "float8",
+    "ticks": "int",
+    "outcome": "text",
+    "reason": "text",
+    "run_id": "text",
+    "decided_at": "float8",
+    "decided_by": "text",
+}
+
+
+def _insert_ticks(dialect: Dialect, conn: Connection, ticks: Sequence[Tick]) -> None:
     # ON CONFLICT: a tick id is decided once; a second decision for it changes nothing.
-    conn.execute_many(
-        """INSERT INTO rota_ticks (id, schedule, fire_at, last_fire_at, ticks, outcome,
-            reason, run_id, decided_at, decided_by)
-        VALUES (:id, :schedule, :fire_at, :last_fire_at, :ticks, :outcome, :reason,
-            :run_id, :decided_at, :decided_by)
-        ON CONFLICT (id) DO NOTHING""",
+    dialect.insert_many(
+        conn,
+        "rota_ticks",
+        _TICK_COLUMNS,
         [_tick_params(t) for t in ticks],
+        suffix="ON CONFLICT (id) DO NOTHING",
     )
 
 

@@ -36,15 +36,28 @@ from .limits import LimitQueries
 from .schedules import ScheduleQueries
 from .urls import DatabaseUrl, resolve
 
-_RUN_COLUMNS = (
-    "id, name, kind, payload, priority, max_attempts, idempotency_key, concurrency_key, "
-    "concurrency_limit, principal, trigger, trigger_ref, parent_id, run_after, created_at, "
-    "timeout_s"
+# Columns of a new run with their PostgreSQL types (for batched inserts over arrays).
+_RUN_COLUMNS = {
+    "id": "text",
+    "name": "text",
+    "kind": "text",
+    "payload": "text",
+    "priority": "int",
+    "max_attempts": "int",
+    "idempotency_key": "text",
+    "concurrency_key": "text",
+    "concurrency_limit": "int",
+    "principal": "text",
+    "trigger": "text",
+    "trigger_ref": "text",
+    "parent_id": "text",
+    "run_after": "float8",
+    "created_at": "float8",
+    "timeout_s": "float8",
+}
+_ON_RUN_CONFLICT = (
+    "ON CONFLICT (name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
 )
-_RUN_VALUES = ", ".join(f":{c.strip()}" for c in _RUN_COLUMNS.split(","))
-_INSERT_RUN = f"""
-    INSERT INTO rota_runs (state, {_RUN_COLUMNS}) VALUES ('ENQUEUED', {_RUN_VALUES})
-    ON CONFLICT (name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"""
 # Lookups by id compare the state to a parameter, not a literal: with a literal, PostgreSQL's
 # generic plan for these prepared statements prefers the partial index on RUNNING rows over
 # the primary key, and that index fills with dead entries during a drain (quadratic time).
@@ -200,22 +213,32 @@ class SqlStore(ScheduleQueries, LimitQueries):
         )
         return d.run.id
 
-    def _insert_runs(self, conn: Connection, runs: Sequence[NewRun]) -> list[tuple[str, bool]]:
-        """Insert in one batched statement; then look up the runs that already existed under
-        the same idempotency key (one query per job name)."""
-        conn.execute_many(_INSERT_RUN, [_params(r) for r in runs])
-        keyed: dict[str, list[str]] = {}
-        for run in runs:
-            if run.idempotency_key is not None:
-                keyed.setdefault(run.name, []).append(run.idempotency_key)
-        stored: dict[tuple[str, str], str] = {}
-        for name, keys in keyed.items():
-            rows = conn.execute(
-                f"""SELECT id, idempotency_key FROM rota_runs
-                WHERE name = :name AND {self.dialect.any_of("idempotency_key", "keys")}""",
-                {"name": name, "keys": self.dialect.list_param(keys)},
-            )
-            stored.update({(name, r["idempotency_key"]): r["id"] for r in rows})
+    def _insert_runs(
+        self, conn: Connection, runs: Sequence[NewRun], *, lookup: bool = True
+    ) -> list[tuple[str, bool]]:
+        """Insert in one batched statement. A run whose idempotency key exists is not
+        inserted; with `lookup`, one more query finds the ids of those that existed."""
+        self.dialect.insert_many(
+            conn,
+            "rota_runs",
+            _RUN_COLUMNS,
+            [_params(r) for r in runs],
+            fixed="state='ENQUEUED'",
+            suffix=_ON_RUN_CONFLICT,
+        )
+        keyed = [r for r in runs if r.idempotency_key is not None]
+        if not lookup or not keyed:
+            return [(run.id, True) for run in runs]
+        d = self.dialect
+        rows = conn.execute(
+            f"""SELECT id, name, idempotency_key FROM rota_runs
+            WHERE {d.any_of("idempotency_key", "keys")} AND {d.any_of("name", "names")}""",
+            {
+                "keys": d.list_param(sorted({str(r.idempotency_key) for r in keyed})),
+                "names": d.list_param(sorted({r.name for r in keyed})),
+            },
+        )
+        stored = {(r["name"], r["idempotency_key"]): r["id"] for r in rows}
         out = []
         for run in runs:
             run_id = (
