@@ -56,10 +56,10 @@ _current_step: ContextVar[StepInfo | None] = ContextVar("rota_current_step", def
 _current_runtime: ContextVar[Runtime | None] = ContextVar("rota_current_runtime", default=None)
 
 
-def current_store() -> Store | None:
-    """The store of the run being executed in this task, if any (for shared limits)."""
-    runtime = _current_runtime.get()
-    return runtime.store if runtime is not None else None
+def current_runtime() -> Runtime | None:
+    """The worker executing the run of this task, if any: its store and its database
+    threads (use `runtime.db(...)`, which keeps to the worker's few connections)."""
+    return _current_runtime.get()
 
 
 def current_step() -> StepInfo:

@@ -62,7 +62,7 @@ def test_a_simulated_day_gives_exactly_one_run_per_tick_with_three_schedulers(
         apps.append(app)
         return app
 
-    schedulers = [Scheduler(build()) for _ in range(3)]
+    schedulers = [Scheduler(build(), lookahead_s=0.5) for _ in range(3)]
     for s in schedulers:
         s.sync()
     rng = random.Random(7)
@@ -75,7 +75,7 @@ def test_a_simulated_day_gives_exactly_one_run_per_tick_with_three_schedulers(
             t.start()
         for t in threads:
             t.join()
-    last = datetime.fromtimestamp(clock.now(), UTC)
+    last = datetime.fromtimestamp(clock.now() + 0.5, UTC)  # decided up to the lookahead
     seconds = scheduled_runs(apps[0], "each_second")
     minutes = scheduled_runs(apps[0], "each_minute")
     expected_seconds = every("1s").fire_times(START, last + timedelta(microseconds=1))

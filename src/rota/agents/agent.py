@@ -11,6 +11,7 @@ The loop itself lives in `rota.agents.loop`.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,7 +21,7 @@ import pydantic
 from ..durations import Duration, optional_seconds
 from ..errors import AgentFailed, ConfigError
 from .models.ratelimited import RateLimit, RateLimitedModel
-from .tools import Tool, ToolGuard, as_tool
+from .tools import Tool, ToolGuard, ToolSource, as_tool, open_tool_sources
 from .types import Message, Model, Usage
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class Agent:
         name: str,
         model: str | Model,
         instructions: str,
-        tools: Sequence[Tool | Callable[..., Any]] = (),
+        tools: Sequence[Tool | ToolSource | Callable[..., Any]] = (),
         max_steps: int = 10,
         output: Any = None,
         success: SuccessCheck | None = None,
@@ -122,11 +123,16 @@ class Agent:
             raise ConfigError(f"{name}: instructions must be a string")
         self.instructions = instructions
         self.tools: dict[str, Tool] = {}
+        sources: list[ToolSource] = []  # MCP servers: their tools are listed per run
         for item in tools:
+            if isinstance(item, ToolSource):
+                sources.append(item)
+                continue
             t = as_tool(item)
             if t.name in self.tools:
                 raise ConfigError(f"{name}: two tools are named {t.name!r}; rename one")
             self.tools[t.name] = t
+        self.tool_sources: tuple[ToolSource, ...] = tuple(sources)
         self.max_steps = _positive_int(name, "max_steps", max_steps)
         self.max_tokens = _positive_int(name, "max_tokens", max_tokens)
         self.max_repeated_calls = _positive_int(name, "max_repeated_calls", max_repeated_calls)
@@ -170,7 +176,14 @@ class Agent:
         run (their names start with `step_prefix`); without, everything stays in memory."""
         from .loop import AgentLoop
 
-        return await AgentLoop(self, task, deps=deps, ctx=ctx, prefix=step_prefix).run()
+        if not self.tool_sources:
+            return await AgentLoop(self, task, deps=deps, ctx=ctx, prefix=step_prefix).run()
+        # Tool sources (MCP servers) are opened for this run only, in this task, and closed
+        # when it ends; the loop sees a copy of the agent with their tools added.
+        async with open_tool_sources(self.name, self.tools, self.tool_sources) as tools:
+            agent = copy.copy(self)
+            agent.tools = tools
+            return await AgentLoop(agent, task, deps=deps, ctx=ctx, prefix=step_prefix).run()
 
     def run_sync(self, task: Any = None, *, deps: Any = None) -> AgentResult:
         """`run` for scripts and notebooks without an event loop."""

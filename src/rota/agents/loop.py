@@ -6,6 +6,10 @@ JSON: a resumed run gets them back from the checkpoints, and since the loop deci
 from those results, it takes the same path again, up to the first call that had not
 completed. Without a context they run in memory.
 
+A model step stores the `ModelResponse` and, under its "request" key, the normalised request
+(see `_request_record`), so that `rota.agents.replay` can tell where a new code path would
+ask the model something else.
+
 The loop ends with exactly one reason (see AgentResult): an accepted answer, or one of the
 protections (max_steps, a repeated tool call, the wall-clock timeout, the budget, a provider
 that keeps failing).
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -73,6 +78,7 @@ class AgentLoop:
         self.last_failure: tuple[str, str] | None = None
         self._streak: tuple[str, int] = ("", 0)
         self._local_keys: dict[str, int] = {}
+        self._sent: tuple[Message, ...] = ()  # the messages of the previous model request
 
     async def run(self) -> AgentResult:
         timeout = self.agent.timeout_s
@@ -179,12 +185,16 @@ class AgentLoop:
 
         async def complete() -> dict[str, Any]:
             data: dict[str, Any] = to_json(await model.complete(request))
-            return data
+            return {**data, "request": record}
 
         try:
             if self.ctx is None:
                 return await model.complete(request)
-            return response_from_json(await self.ctx.step(f"{self.prefix}model#{n}", complete))
+            record = _request_record(request, self._sent)
+            self._sent = request.messages
+            data = await self.ctx.step(f"{self.prefix}model#{n}", complete)
+            # Checkpoints written before requests were recorded have no "request" key.
+            return response_from_json({k: v for k, v in data.items() if k != "request"})
         except ProviderError as exc:
             raise _Stop("provider_error", str(exc)) from exc
         except StepFailed as exc:
@@ -286,6 +296,16 @@ class AgentLoop:
             output_json=output_json,
             tool_calls=self.tool_calls,
         )
+
+
+def _request_record(request: ModelRequest, sent: tuple[Message, ...]) -> dict[str, Any]:
+    """The request as stored with its model step. The conversation only grows, so only the
+    messages added since the previous request are stored (`messages` from index
+    `messages_from`): the whole conversation at every step would grow quadratically. Should
+    the history ever be rewritten, the whole of it is stored (`messages_from` 0)."""
+    start = len(sent) if request.messages[: len(sent)] == sent else 0
+    data: dict[str, Any] = to_json(replace(request, messages=request.messages[start:]))
+    return {**data, "messages_from": start}
 
 
 def _task_text(task: Any) -> str:

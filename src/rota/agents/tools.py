@@ -13,11 +13,16 @@ that permissions and approvals wrap the tool call instead of living inside the a
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import copy
+import dataclasses
 import functools
 import inspect
 import re
 import typing
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
@@ -129,12 +134,25 @@ class Tool:
                 return ToolResult(
                     call.id, f"tool {self.name!r} was not run: {_describe(exc)}", is_error=True
                 )
+        return await self.invoke(call, context, values)
+
+    async def invoke(
+        self, call: ToolCall, context: ToolContext[Any], values: dict[str, Any]
+    ) -> ToolResult:
+        """Call the function with arguments that passed validation and the guards."""
         args = (context,) if self.takes_context else ()
         try:
             value = await call_user(self.fn, args, values, timeout=None, what=f"tool {self.name}")
         except Exception as exc:
             return ToolResult(call.id, f"tool {self.name!r} failed: {_describe(exc)}", True)
         return ToolResult(call.id, render(value))
+
+    def renamed(self, name: str) -> Tool:
+        """The same tool under another name (how a tool source's tool avoids a clash)."""
+        clone = copy.copy(self)
+        clone.name = name
+        clone.spec = dataclasses.replace(self.spec, name=name)
+        return clone
 
     def _invalid(self, exc: pydantic.ValidationError) -> str:
         problems = "; ".join(
@@ -179,6 +197,44 @@ def tool(
         return Tool(f, name=name, scopes=scopes, requires_approval=requires_approval)
 
     return make(fn) if fn is not None else make
+
+
+class ToolSource:
+    """Tools that exist only while a run holds them open, such as an MCP server's
+    (`rota.agents.mcp`). `Agent(tools=[...])` takes sources beside tools; every run opens
+    each source in its own task, lists its tools when it starts and closes the source when
+    it ends, so two runs never share a connection.
+
+    `open()` yields the source's name and its tools. A tool keeps its own name unless
+    another tool of the agent has it too; then it is called `SOURCE__TOOL`.
+    """
+
+    def open(self) -> AbstractAsyncContextManager[tuple[str, Sequence[Tool]]]:
+        raise NotImplementedError
+
+
+@contextlib.asynccontextmanager
+async def open_tool_sources(
+    agent: str, tools: dict[str, Tool], sources: Sequence[ToolSource]
+) -> AsyncIterator[dict[str, Tool]]:
+    """The agent's tools plus those of its open sources, for one run; closes the sources
+    when the block ends, however it ends."""
+    async with contextlib.AsyncExitStack() as stack:
+        opened = [await stack.enter_async_context(source.open()) for source in sources]
+        names = collections.Counter([*tools, *(t.name for _, ts in opened for t in ts)])
+        merged = dict(tools)
+        for prefix, source_tools in opened:
+            for t in source_tools:
+                name = t.name if names[t.name] == 1 else f"{prefix}__{t.name}"
+                if name in merged or not _NAME.match(name):
+                    raise ConfigError(
+                        f"{agent}: cannot name the tool {t.name!r} of {prefix!r}: {name!r} is "
+                        + ("taken" if name in merged else "not a valid tool name")
+                        + "; give the source another name (name='...') or leave the tool out "
+                        "(include=[...])"
+                    )
+                merged[name] = t if name == t.name else t.renamed(name)
+        yield merged
 
 
 def as_tool(value: Tool | Callable[..., Any]) -> Tool:

@@ -1,6 +1,7 @@
-"""`rota runs list|show|cancel|retry`: read and manage runs straight from the store.
+"""`rota runs list|show|cancel|retry|replay`: read and manage runs straight from the store.
 
-These commands need no user app, only the database, so an operator can use them anywhere.
+These commands need no user app, only the database, so an operator can use them anywhere;
+except `replay`, which re-runs an agent run with the app's current code.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .common import (
     compact,
     err,
     iso,
+    loaded_app,
     out,
     print_json,
     print_table,
@@ -149,6 +151,34 @@ def retry(ctx: typer.Context, run_id: RunId, as_json: JsonFlag = False) -> None:
             f"run {run.id} ({run.name}) is {run.state} again; "
             "completed steps keep their checkpoints"
         )
+
+
+@runs_app.command("replay")
+def replay(
+    ctx: typer.Context,
+    run_id: RunId,
+    recorded_tools: Annotated[
+        bool,
+        typer.Option(
+            "--recorded-tools", help="Return the recorded tool results instead of running tools."
+        ),
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-run an agent run against its recorded model responses (no provider calls) and
+    report where the current code diverges. Exit 0: identical; 1: diverged; 2: unknown run
+    or not an agent run. Tools run for real unless --recorded-tools."""
+    from ..agents.replay import replay_run
+
+    with loaded_app(ctx) as app:
+        report = replay_run(app, run_id, recorded_tools=recorded_tools)
+    if as_json:
+        print_json(report.to_json())
+    else:
+        for line in report.lines():
+            out.print(Text(line))
+    if not report.identical:
+        raise typer.Exit(1)
 
 
 # -- shapes -----------------------------------------------------------------------------

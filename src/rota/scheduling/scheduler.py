@@ -66,7 +66,14 @@ def schedule_specs(app: App) -> dict[str, ScheduleSpec]:
 
 
 class Scheduler:
-    def __init__(self, app: App, *, batch: int = 500, max_sleep_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        app: App,
+        *,
+        batch: int = 500,
+        max_sleep_s: float = 1.0,
+        lookahead_s: float = 0.5,
+    ) -> None:
         self.app = app
         self.store = app.store
         self.clock = app.clock
@@ -77,6 +84,9 @@ class Scheduler:
         }
         self.batch = batch
         self.max_sleep_s = max_sleep_s
+        # Fire times up to this far ahead are decided early and enqueued due at their time,
+        # so the decision is off the critical path of a burst of ticks.
+        self.lookahead_s = lookahead_s
         self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
         self._stop = asyncio.Event()
 
@@ -118,6 +128,7 @@ class Scheduler:
                 self._plan_for(now),
                 self._watch_overlap,
                 self._watch_events,
+                due_by=now + self.lookahead_s,
             )
             total += done
             if done < self.batch:
@@ -141,8 +152,8 @@ class Scheduler:
         spec = self.specs[schedule.name]
         if spec.trigger.key() != schedule.definition:  # redefined elsewhere: sync decides
             return TickPlan(schedule.name, schedule.cursor_at, None, (), ())
-        now_dt = _dt(now)
-        fires = spec.trigger.fire_times(_dt(schedule.cursor_at), now_dt + _US)
+        now_dt, horizon = _dt(now), now + self.lookahead_s
+        fires = spec.trigger.fire_times(_dt(schedule.cursor_at), _dt(horizon) + _US)
         decision = decide(
             spec.job,
             fires,
@@ -151,13 +162,13 @@ class Scheduler:
             paused=schedule.paused,
             suppress=_suppression(spec, last_event_at),
         )
-        next_fire = _ts(spec.trigger.next_fire(now_dt))
+        next_fire = _ts(spec.trigger.next_fire(_dt(horizon)))
         if schedule.paused and next_fire is not None:
             next_fire = max(next_fire, now + PAUSED_RECHECK_S)
         runs = [self._run(spec, f, now) for f in decision.enqueue]
         return TickPlan(
             schedule=schedule.name,
-            cursor_at=now + 1e-6,
+            cursor_at=horizon + 1e-6,
             next_fire_at=next_fire,
             runs=tuple(runs),
             ticks=self._ticks(spec.name, decision, runs, now),
@@ -244,7 +255,7 @@ class Scheduler:
             except Exception:  # a database blip: the cursor makes the next pass catch up
                 log.exception("scheduler pass failed; retrying")
                 due = None
-            wait = self.max_sleep_s if due is None else due - self.clock.now()
+            wait = self.max_sleep_s if due is None else due - self.lookahead_s - self.clock.now()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), max(0.0, min(wait, self.max_sleep_s)))
 

@@ -108,6 +108,7 @@ class ScheduleQueries:
         decide: Decide,
         watch_overlap: Sequence[str] = (),
         watch_events: Mapping[str, str] | None = None,
+        due_by: float | None = None,
     ) -> int:
         """Decide every due schedule among `names` (up to `limit`) in one transaction;
         the unfinished runs of those in `watch_overlap` are handed to `decide`."""
@@ -117,7 +118,7 @@ class ScheduleQueries:
                 f"""SELECT * FROM rota_schedules
                 WHERE next_fire_at <= :now AND {d.any_of("name", "names")}
                 ORDER BY next_fire_at, name LIMIT :limit {d.skip_locked}""",
-                {"now": now, "names": d.list_param(names), "limit": limit},
+                {"now": max(now, due_by or now), "names": d.list_param(names), "limit": limit},
             )
             if not rows:
                 return 0

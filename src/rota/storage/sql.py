@@ -73,8 +73,10 @@ _SAVE_STEP = """
         error = excluded.error, finished_at = excluded.finished_at,
         lease_token = excluded.lease_token, input_hash = excluded.input_hash
     WHERE rota_steps.state <> 'SUCCEEDED'"""
+# started_at is when the run is due to start if it was claimed ahead of its time.
 _LEASE = """state = 'RUNNING', lease_owner = :owner, lease_token = lease_token + 1,
-    lease_expires_at = :expires, attempt = attempt + 1, started_at = COALESCE(started_at, :now)"""
+    lease_expires_at = :expires, attempt = attempt + 1,
+    started_at = COALESCE(started_at, CASE WHEN run_after > :now THEN run_after ELSE :now END)"""
 
 
 class SqlStore(ScheduleQueries, LimitQueries):
@@ -258,7 +260,10 @@ class SqlStore(ScheduleQueries, LimitQueries):
         lease_s: float,
         *,
         limited: bool = False,
+        due_by: float | None = None,
     ) -> list[Run]:
+        """Lease ready runs; `due_by` (later than now) also takes runs due by then, which
+        the worker holds until their time (so that claiming is not on their critical path)."""
         if limit <= 0 or not names:
             return []
         params = {
@@ -266,7 +271,8 @@ class SqlStore(ScheduleQueries, LimitQueries):
             "names": self.dialect.list_param(names),
             "limit": limit,
             "now": now,
-            "expires": now + lease_s,
+            "due": max(now, due_by or now),
+            "expires": max(now, due_by or now) + lease_s,
         }
         with self.tx() as conn:
             if limited:
@@ -292,7 +298,7 @@ class SqlStore(ScheduleQueries, LimitQueries):
             UPDATE rota_runs SET {_LEASE}
             WHERE id IN (
                 SELECT id FROM rota_runs
-                WHERE state = 'ENQUEUED' AND run_after <= :now AND concurrency_key IS NULL
+                WHERE state = 'ENQUEUED' AND run_after <= :due AND concurrency_key IS NULL
                   AND {d.any_of("name", "names")}
                 ORDER BY priority DESC, run_after, id
                 LIMIT :limit {d.skip_locked})
@@ -312,10 +318,19 @@ class SqlStore(ScheduleQueries, LimitQueries):
                        ROW_NUMBER() OVER (PARTITION BY r.concurrency_key
                                           ORDER BY r.priority DESC, r.run_after, r.id) AS rank
                 FROM rota_runs r LEFT JOIN running ON running.concurrency_key = r.concurrency_key
-                WHERE r.state = 'ENQUEUED' AND r.run_after <= :now
+                WHERE r.state = 'ENQUEUED' AND r.run_after <= :due
                   AND r.concurrency_key IS NOT NULL AND {self.dialect.any_of("r.name", "names")})
             SELECT id FROM ranked WHERE busy + rank <= concurrency_limit
             ORDER BY priority DESC, run_after, id LIMIT :limit"""
+
+    def next_run_due(self, names: Sequence[str]) -> float | None:
+        """When the earliest queued run of these jobs is due (None: nothing queued)."""
+        rows = self.conn().execute(
+            f"""SELECT MIN(run_after) AS due FROM rota_runs
+            WHERE state = 'ENQUEUED' AND {self.dialect.any_of("name", "names")}""",
+            {"names": self.dialect.list_param(names)},
+        )
+        return rows[0]["due"] if rows else None
 
     def heartbeat(
         self, owner: str, run_ids: Sequence[str], now: float, lease_s: float

@@ -41,6 +41,9 @@ class WorkerOptions:
     lease_s: float = 30.0
     poll_interval_s: float = 1.0
     claim_batch: int = 200
+    # Runs due within this window are claimed ahead and started at their time, so that a
+    # burst of scheduled runs does not wait behind its own claims.
+    lookahead_s: float = 0.25
     shutdown_grace_s: float = 30.0
     max_reclaims: int = 20
     db_threads: int | None = None  # default: 1 for SQLite, 4 for PostgreSQL
@@ -139,7 +142,7 @@ class Worker:
             if until_idle and not self._active and await self._idle():
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.options.poll_interval_s)
+                await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
 
     def _capacity(self) -> int:
         # Leasing a few runs ahead of the free slots hides the claim round trip.
@@ -151,12 +154,18 @@ class Worker:
     async def _claim(self, free: int) -> int:
         want = min(free, self.options.claim_batch)
         now = self.clock.now()
+        due_by = now + self.options.lookahead_s
         runs = await self.db(
-            self.store.claim, self.id, self._names, want, now, self.options.lease_s
+            partial(self.store.claim, due_by=due_by),
+            self.id,
+            self._names,
+            want,
+            now,
+            self.options.lease_s,
         )
         if self._limited and len(runs) < want:
             runs += await self.db(
-                partial(self.store.claim, limited=True),
+                partial(self.store.claim, limited=True, due_by=due_by),
                 self.id,
                 self._names,
                 want - len(runs),
@@ -169,6 +178,18 @@ class Worker:
         self.stats.claimed += len(runs)
         return len(runs)
 
+    async def _idle_wait(self) -> float:
+        """Until the next poll, or sooner when a queued run falls due (e.g. a scheduled
+        run enqueued ahead of its time): wake to claim it one lookahead early."""
+        poll = self.options.poll_interval_s
+        try:
+            due = await self.db(self.store.next_run_due, self._names)
+        except Exception:
+            return poll
+        if due is None:
+            return poll
+        return max(0.0, min(poll, due - self.options.lookahead_s - self.clock.now()))
+
     async def _idle(self) -> bool:
         await self._flush_now()
         counts = await self.db(self.store.count_states, self._names)
@@ -178,6 +199,9 @@ class Worker:
 
     async def _slotted(self, run: Run) -> None:
         try:
+            early = run.run_after - self.clock.now()
+            if early > 0:  # claimed ahead (lookahead): start at its time, not before
+                await asyncio.sleep(min(early, self.options.lookahead_s))
             async with self._slots:
                 self._active[run.id].started = True
                 await self._execute(run)

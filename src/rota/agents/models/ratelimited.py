@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...clock import Clock, system_clock
-from ...durable import current_store
+from ...durable import current_runtime
 from ...errors import ConfigError
 from ...storage.limits import Charge
 from ..types import Model, ModelRequest, ModelResponse, Usage, estimate_tokens, to_json
@@ -57,24 +57,28 @@ class RateLimitedModel:
         self.waited_s = 0.0
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        store = self._store()
+        store, call = self._store()
         estimate = request_tokens(request)
         charges = self._charges(estimate)
-        while (wait := await asyncio.to_thread(store.take, charges, self.clock.now())) > 0:
+        while (wait := await call(store.take, charges, self.clock.now())) > 0:
             self.waited_s += wait
             await self.sleep(wait)
         response = await self.model.complete(request)
         if self.limit.tokens_per_minute:
             correction = (billed_tokens(response.usage) - estimate) * self._token_interval()
-            await asyncio.to_thread(
-                store.adjust, f"{self.key}:tokens", correction, self.clock.now()
-            )
+            await call(store.adjust, f"{self.key}:tokens", correction, self.clock.now())
         return response
 
-    def _store(self) -> Any:
-        """The given store, else the running run's (shared by every worker), else a limit
-        kept in this process (an agent run directly, outside any worker)."""
-        return self.store or current_store() or _LOCAL
+    def _store(self) -> tuple[Any, Callable[..., Awaitable[Any]]]:
+        """The given store, else the running run's (shared by every worker; called on the
+        worker's few database threads), else a limit kept in this process (an agent run
+        directly, outside any worker)."""
+        if self.store is not None:
+            return self.store, asyncio.to_thread
+        runtime = current_runtime()
+        if runtime is not None:
+            return runtime.store, runtime.db
+        return _LOCAL, _direct
 
     def _charges(self, estimate: int) -> dict[str, Charge]:
         charges = {}
@@ -114,6 +118,10 @@ class LocalLimits:
 
 
 _LOCAL = LocalLimits()
+
+
+async def _direct(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)  # in memory: no thread needed
 
 
 def request_tokens(request: ModelRequest) -> int:
