@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import serialization
 from ..calls import call_user
@@ -48,6 +48,9 @@ from .types import (
     message_from_json,
     response_from_json,
 )
+
+if TYPE_CHECKING:
+    from ..app import App
 
 _MODEL_STEP = re.compile(r"model#(\d+)")
 
@@ -216,7 +219,7 @@ def recorded_requests(steps: Sequence[Step], prefix: str = "") -> dict[str, Mode
     return requests
 
 
-def registered_agent(app: Any, name: str) -> tuple[Agent, Any]:
+def registered_agent(app: App, name: str) -> tuple[Agent, Any]:
     """The Agent registered with `app.agent(...)` under `name`, and its deps."""
     definition = app.definition(name)
     if definition.kind != "agent":
@@ -234,7 +237,7 @@ def registered_agent(app: Any, name: str) -> tuple[Agent, Any]:
     return agent, deps
 
 
-def replay_run(app: Any, run_id: str, *, recorded_tools: bool = False) -> ReplayReport:
+def replay_run(app: App, run_id: str, *, recorded_tools: bool = False) -> ReplayReport:
     """Replay run `run_id` of an agent registered on `app` (see the module's docstring).
     Raises RunNotFound, UnknownJobError (the agent is no longer registered) or
     NotReplayable. From async code, use `await replay(...)`."""
