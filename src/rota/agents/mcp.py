@@ -319,13 +319,19 @@ class _Session:
     async def call(self, tool: str, arguments: dict[str, Any], meta: dict[str, Any]) -> Any:
         if self.session is None or self._owner is None or self._owner.done():
             raise _Stopped()
-        async with asyncio.timeout(self.server.timeout_s + 5):  # backstop; the SDK times out
-            return await self.session.call_tool(
-                tool,
-                arguments,
-                read_timeout_seconds=self.server.timeout_s,
-                meta=cast("mcp.types.RequestParamsMeta", meta),
-            )
+        try:
+            # A backstop: the SDK's own read timeout ends the call first.
+            async with asyncio.timeout(self.server.timeout_s + 5):
+                return await self.session.call_tool(
+                    tool,
+                    arguments,
+                    read_timeout_seconds=self.server.timeout_s,
+                    meta=cast("mcp.types.RequestParamsMeta", meta),
+                )
+        except Exception as exc:
+            if _closed(exc) and self._lost is None:
+                self._lost = exc  # the server crashed or hung up: say so when closing
+            raise
 
     async def _own(self) -> None:
         from mcp import Client
@@ -465,16 +471,14 @@ class MCPTool(Tool):
 
     def _explain(self, exc: Exception) -> str:
         from mcp import MCPError
-        from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT
+        from mcp.types import REQUEST_TIMEOUT
 
         where = f"tool {self.name!r} (MCP server {self._session.name})"
         if isinstance(exc, TimeoutError) or (
             isinstance(exc, MCPError) and exc.code == REQUEST_TIMEOUT
         ):
             return f"{where} timed out after {self._session.server.timeout_s:g}s"
-        if isinstance(exc, _Stopped) or (
-            isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED
-        ):
+        if isinstance(exc, _Stopped) or _closed(exc):
             return f"{where} failed: the server stopped (its connection closed)"
         if isinstance(exc, MCPError):
             return f"{where} failed: the server answered with an error: {exc}"
@@ -557,13 +561,17 @@ def _positive(value: Duration, what: str) -> float:
     return result
 
 
-def _describe(exc: BaseException) -> str:
+def _closed(exc: BaseException) -> bool:
     from mcp import MCPError
     from mcp.types import CONNECTION_CLOSED
 
+    return isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED
+
+
+def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]  # the SDK's task groups wrap the real error
-    if isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED:
+    if _closed(exc):
         return "it closed the connection before answering"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

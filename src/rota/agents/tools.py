@@ -202,8 +202,8 @@ def tool(
 class ToolSource:
     """Tools that exist only while a run holds them open, such as an MCP server's
     (`rota.agents.mcp`). `Agent(tools=[...])` takes sources beside tools; every run opens
-    each source in its own task, lists its tools when it starts and closes the source when
-    it ends, so two runs never share a connection.
+    each source for itself when it starts (listing its tools) and closes it when it ends, so
+    two runs never share a connection.
 
     `open()` yields the source's name and its tools. A tool keeps its own name unless
     another tool of the agent has it too; then it is called `SOURCE__TOOL`.
