@@ -1,6 +1,8 @@
 """rota: recurring backend automation with deterministic jobs and LLM agents."""
 
 from .agents.agent import Agent, AgentResult, Budget
+from .agents.mcp import mcp_http, mcp_stdio
+from .agents.models.ratelimited import RateLimit
 from .agents.tools import ToolContext, tool
 from .app import App, Emitted, RunHandle
 from .clock import FakeClock, SystemClock
@@ -36,6 +38,7 @@ __all__ = [
     "Emitted",
     "FakeClock",
     "InvalidStateError",
+    "RateLimit",
     "RotaError",
     "Run",
     "RunContext",
@@ -59,6 +62,8 @@ __all__ = [
     "cron",
     "current_step",
     "every",
+    "mcp_http",
+    "mcp_stdio",
     "on_event",
     "on_notify",
     "on_webhook",
