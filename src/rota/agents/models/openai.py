@@ -189,22 +189,8 @@ class OpenAIChatModel(_OpenAIBase):
         )
 
     def _usage(self, raw: object) -> tuple[Usage, dict[str, Any]]:
-        if raw is None:
-            # Some compatible servers omit usage; rota records zero rather than guessing.
-            return Usage(), {}
-        prompt = _int(self, raw, "prompt_tokens")
-        prompt_details = getattr(raw, "prompt_tokens_details", None)
-        completion_details = getattr(raw, "completion_tokens_details", None)
-        cache_read = _opt_int(self, prompt_details, "cached_tokens")
-        cache_write = _opt_int(self, prompt_details, "cache_write_tokens")
-        usage = Usage(
-            input_tokens=max(0, prompt - cache_read - cache_write),
-            output_tokens=_int(self, raw, "completion_tokens"),
-            cache_read_tokens=cache_read,
-            cache_write_tokens=cache_write,
-            reasoning_tokens=_opt_int(self, completion_details, "reasoning_tokens"),
-        )
-        return usage, _dump(raw)
+        # Some compatible servers omit usage; rota records zero rather than guessing.
+        return _usage(self, raw, "prompt_tokens", "completion_tokens")
 
 
 class OpenAIResponsesModel(_OpenAIBase):
@@ -343,21 +329,7 @@ class OpenAIResponsesModel(_OpenAIBase):
         )
 
     def _usage(self, raw: object) -> tuple[Usage, dict[str, Any]]:
-        if raw is None:
-            return Usage(), {}
-        total_in = _int(self, raw, "input_tokens")
-        in_details = getattr(raw, "input_tokens_details", None)
-        out_details = getattr(raw, "output_tokens_details", None)
-        cache_read = _opt_int(self, in_details, "cached_tokens")
-        cache_write = _opt_int(self, in_details, "cache_write_tokens")
-        usage = Usage(
-            input_tokens=max(0, total_in - cache_read - cache_write),
-            output_tokens=_int(self, raw, "output_tokens"),
-            cache_read_tokens=cache_read,
-            cache_write_tokens=cache_write,
-            reasoning_tokens=_opt_int(self, out_details, "reasoning_tokens"),
-        )
-        return usage, _dump(raw)
+        return _usage(self, raw, "input_tokens", "output_tokens")
 
 
 async def _close_client(client: openai.AsyncOpenAI) -> None:
@@ -472,6 +444,30 @@ def _str(model: _OpenAIBase, obj: object, name: str) -> str:
     if not isinstance(value, str):
         raise model._malformed(f"field {name!r} is missing or not a string")
     return value
+
+
+def _usage(
+    model: Any, raw: object, prompt_field: str, output_field: str
+) -> tuple[Usage, dict[str, Any]]:
+    """OpenAI counts cached tokens inside the prompt total; rota's input_tokens is the
+    uncached part, so that input, cache write and cache read add up to the prompt. Chat
+    Completions names the fields prompt_/completion_tokens, the Responses API input_/
+    output_tokens, each with a *_details object."""
+    if raw is None:
+        return Usage(), {}
+    prompt = _int(model, raw, prompt_field)
+    prompt_details = getattr(raw, f"{prompt_field}_details", None)
+    output_details = getattr(raw, f"{output_field}_details", None)
+    cache_read = _opt_int(model, prompt_details, "cached_tokens")
+    cache_write = _opt_int(model, prompt_details, "cache_write_tokens")
+    usage = Usage(
+        input_tokens=max(0, prompt - cache_read - cache_write),
+        output_tokens=_int(model, raw, output_field),
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=_opt_int(model, output_details, "reasoning_tokens"),
+    )
+    return usage, _dump(raw)
 
 
 def _int(model: _OpenAIBase, obj: object, name: str) -> int:
