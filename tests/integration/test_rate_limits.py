@@ -14,39 +14,34 @@ from rota.storage.limits import Charge
 T0 = 1_000_000.0
 
 
-def test_requests_are_spaced_and_nothing_is_charged_when_refused(store: SqlStore) -> None:
+def test_calls_reserve_their_turn_in_one_step(store: SqlStore) -> None:
     per_second = {"api:requests": Charge(interval_s=1.0, cost=1, burst_s=2.0)}
-    admitted = [store.take(per_second, T0) for _ in range(3)]
-    assert admitted == [0.0, 0.0, 0.0]  # the burst: 2 s worth of allowance, plus one
-    wait = store.take(per_second, T0)
-    assert wait == 1.0
-    assert store.take(per_second, T0 + 0.5) == 0.5  # refusals charged nothing
-    assert store.take(per_second, T0 + 1.0) == 0.0
+    waits = [store.take(per_second, T0) for _ in range(5)]
+    assert waits == [0.0, 0.0, 0.0, 1.0, 2.0]  # a burst of 2 s worth plus one, then 1 a second
+    assert store.take(per_second, T0 + 10) == 0.0  # the debt has drained
 
 
-def test_all_resources_must_have_room(store: SqlStore) -> None:
+def test_all_resources_are_reserved_together(store: SqlStore) -> None:
     charges = {
         "m:requests": Charge(0.02, 1, 1.0),
         "m:tokens": Charge(0.001, 5000, 1.0),  # one call costs 5 s of token allowance
     }
-    assert store.take(charges, T0) == 0.0  # one large call is never refused when idle
-    assert store.take(charges, T0) == 4.0  # the next must wait until the debt is 1 s
-    tats = dict(
-        (r["key"], r["tat"]) for r in store.conn().execute("SELECT * FROM rota_rate_limits")
-    )
-    assert tats == {"m:requests": T0 + 0.02, "m:tokens": T0 + 5.0}  # nothing more charged
+    assert store.take(charges, T0) == 0.0  # one large call is never held back when idle
+    assert store.take(charges, T0) == 4.0  # the next starts when the token debt is 1 s
+    tats = {r["key"]: r["tat"] for r in store.conn().execute("SELECT * FROM rota_rate_limits")}
+    assert tats == {"m:requests": T0 + 4.02, "m:tokens": T0 + 10.0}
 
 
 def test_many_workers_share_one_limit(store: SqlStore) -> None:
-    admitted: list[float] = []
+    waits: list[float] = []
     lock = threading.Lock()
 
     def worker() -> None:
         own = SqlStore(store.url)  # a separate connection, as another worker process has
         for _ in range(25):
-            if own.take({"shared:requests": Charge(0.1, 1, 0.0)}, T0) == 0:
-                with lock:
-                    admitted.append(1)
+            wait = own.take({"shared:requests": Charge(0.1, 1, 0.0)}, T0)
+            with lock:
+                waits.append(round(wait, 6))
         own.close()
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
@@ -54,7 +49,8 @@ def test_many_workers_share_one_limit(store: SqlStore) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert len(admitted) == 1  # at T0 with no burst, exactly one call in 0.1 s fits
+    # 100 calls at 10 a second, no burst: each got its own turn, 0.1 s apart
+    assert sorted(waits) == [round(i * 0.1, 6) for i in range(100)]
 
 
 class _Echo:
@@ -81,7 +77,7 @@ def test_wrapper_waits_on_the_fake_clock_and_corrects_the_token_charge(store: Sq
     model = _Echo()
     limited = RateLimitedModel(
         model,
-        RateLimit(requests_per_minute=60, tokens_per_minute=60_000),
+        RateLimit(requests_per_minute=60, tokens_per_minute=60_000, burst_s=1.0),
         store,
         clock=clock,
         sleep=fake_sleep,

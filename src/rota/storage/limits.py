@@ -1,10 +1,10 @@
 """Rate-limit state shared by every worker through the store, mixed into SqlStore.
 
 Each limited resource (e.g. requests, or tokens, of one provider model) keeps one number:
-its GCRA "theoretical arrival time" (tat). Admitting a cost moves tat forward by
-cost x interval; a call is admitted while tat - now is within the burst allowance.
-Several resources are checked and charged together, in one transaction, so a call is
-admitted only when all of them have room, and nothing is charged otherwise.
+its GCRA "theoretical arrival time" (tat). A call reserves its turn: it may start once the
+debt already owed (tat - now) is within the burst allowance, and its cost x interval is
+added from that start. Several resources are reserved together, in one transaction, so a
+call starts when all of them have room.
 """
 
 from __future__ import annotations
@@ -37,22 +37,18 @@ class LimitQueries:
         raise NotImplementedError  # provided by SqlStore
 
     def take(self, charges: Mapping[str, Charge], now: float) -> float:
-        """Charge every resource if all have room; return 0. Otherwise charge nothing and
-        return how long to wait before trying again."""
+        """Reserve the call's turn on every resource and return how long to wait for it
+        (0: go now). One transaction per call, however busy: waiters never poll."""
         keys = sorted(charges)
         with self.tx() as conn:
             tats = self._locked_tats(conn, keys, now)
-            # Admitted while the debt already owed is within the burst allowance; the call's
-            # own cost is added after, so one large call is never refused on an idle limit.
-            wait = max(max(tats[k], now) - now - charges[k].burst_s for k in keys)
-            if wait > 0:
-                return wait
+            start, new = reserve(tats, charges, now)
             for key in keys:
                 conn.execute(
                     "UPDATE rota_rate_limits SET tat = :tat WHERE key = :key",
-                    {"tat": max(tats[key], now) + charges[key].debt_s, "key": key},
+                    {"tat": new[key], "key": key},
                 )
-        return 0.0
+        return start - now
 
     def adjust(self, key: str, seconds: float, now: float) -> None:
         """Correct a charge once the real cost is known (e.g. tokens actually used)."""
@@ -77,3 +73,14 @@ class LimitQueries:
             {"keys": d.list_param(keys)},
         )
         return {r["key"]: float(r["tat"]) for r in rows}
+
+
+def reserve(
+    tats: Mapping[str, float], charges: Mapping[str, Charge], now: float
+) -> tuple[float, dict[str, float]]:
+    """GCRA with reservation: the call may start once every resource's debt is within its
+    burst allowance; each resource is then charged from that start. Returns the start and
+    the new tats. A call's own cost is added after its start, so one large call is never
+    held back on an idle limit."""
+    start = max([now] + [tats.get(k, now) - c.burst_s for k, c in charges.items()])
+    return start, {k: max(tats.get(k, now), start) + c.debt_s for k, c in charges.items()}

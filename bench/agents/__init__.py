@@ -1,0 +1,1 @@
+"""Parts of bench/agent_fanout.py: the fake provider process and one module per tool."""
