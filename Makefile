@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BENCH_VENV ?= .venv-bench
 
-.PHONY: demo test lint format test-fast bench bench-queue bench-steps venv clean
+.PHONY: demo test lint format test-fast bench bench-queue bench-steps bench-precision bench-agents venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,13 +39,19 @@ $(BENCH_VENV)/.installed-stamp: pyproject.toml bench/requirements-peers.txt
 	$(BENCH_VENV)/bin/python -m pip install -q -e . -r bench/requirements-peers.txt
 	touch $@
 
-bench: bench-queue bench-steps
+bench: bench-queue bench-steps bench-precision bench-agents
 
 bench-queue: $(BENCH_VENV)/.installed-stamp
 	$(BENCH_VENV)/bin/python -m bench.queue_throughput
 
 bench-steps: $(BENCH_VENV)/.installed-stamp
 	$(BENCH_VENV)/bin/python -m bench.step_overhead
+
+bench-precision: $(BENCH_VENV)/.installed-stamp
+	$(BENCH_VENV)/bin/python -m bench.schedule_precision
+
+bench-agents: $(BENCH_VENV)/.installed-stamp
+	$(BENCH_VENV)/bin/python -m bench.agent_fanout
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .ruff_cache .mypy_cache rota.db rota.db-*
