@@ -17,14 +17,10 @@ import asyncio
 import logging
 import os
 import signal
-import sqlite3
-import threading
-from typing import Any
 
-import psycopg
+from side_db import SideDb
 
 from rota import Agent, App, ToolContext, tool
-from rota.storage.urls import parse
 
 AGENT = "crash-agent"
 MODEL = "anthropic:claude-test"
@@ -42,29 +38,8 @@ _TABLE = """CREATE TABLE agent_tool_executions (
     idempotency_key TEXT NOT NULL)"""
 
 
-class ToolLog:
+class ToolLog(SideDb):
     """Tool executions, through one autocommit connection of its own (not rota's)."""
-
-    def __init__(self, database_url: str) -> None:
-        self.url = parse(database_url)
-        self._conn: Any = None
-        self._lock = threading.Lock()
-
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            if self._conn is None:
-                if self.url.dialect == "sqlite":
-                    self._conn = sqlite3.connect(
-                        self.url.target, isolation_level=None, timeout=30, check_same_thread=False
-                    )
-                else:
-                    self._conn = psycopg.connect(
-                        self.url.target, autocommit=True, connect_timeout=10
-                    )
-            if self.url.dialect == "sqlite":
-                sql = sql.replace("%s", "?")
-            cursor = self._conn.execute(sql, params) if params else self._conn.execute(sql)
-            return list(cursor.fetchall()) if cursor.description else []
 
     def install(self) -> None:
         serial = "INTEGER" if self.url.dialect == "sqlite" else "BIGSERIAL"

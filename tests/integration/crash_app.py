@@ -18,15 +18,12 @@ import logging
 import os
 import random
 import signal
-import sqlite3
-import threading
 import time
 from typing import Any
 
-import psycopg
+from side_db import SideDb
 
 from rota import App, RunContext, current_step
-from rota.storage.urls import parse
 
 WORKFLOW = "three_steps"
 STEPS = ("s1", "s2", "s3")
@@ -66,30 +63,9 @@ _POSTGRES_TRIGGERS = (
 )
 
 
-class ExecutionLog:
+class ExecutionLog(SideDb):
     """Step executions and checkpoint writes, through one autocommit connection of its own
     (shared by the step threads under a lock, to keep PostgreSQL connections few)."""
-
-    def __init__(self, database_url: str) -> None:
-        self.url = parse(database_url)
-        self._conn: Any = None
-        self._lock = threading.Lock()
-
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            if self._conn is None:
-                if self.url.dialect == "sqlite":
-                    self._conn = sqlite3.connect(
-                        self.url.target, isolation_level=None, timeout=30, check_same_thread=False
-                    )
-                else:
-                    self._conn = psycopg.connect(
-                        self.url.target, autocommit=True, connect_timeout=10
-                    )
-            if self.url.dialect == "sqlite":
-                sql = sql.replace("%s", "?")
-            cursor = self._conn.execute(sql, params) if params else self._conn.execute(sql)
-            return list(cursor.fetchall()) if cursor.description else []
 
     def install(self) -> None:
         """Create the log tables, and triggers that log every write to rota's rota_steps."""
