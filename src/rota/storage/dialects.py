@@ -66,6 +66,7 @@ class Dialect:
     row_lock = ""
     share_lock = ""
     arrays = False  # array parameters and unnest() for one-statement batch updates
+    probe_before_claim = False  # read before claiming (SQLite: claims take the write lock)
 
     def __init__(self, url: DatabaseUrl) -> None:
         self.url = url
@@ -134,6 +135,7 @@ class SQLiteDialect(Dialect):
     queue on the busy timeout instead of failing on lock upgrades."""
 
     name = "sqlite"
+    probe_before_claim = True
 
     def __init__(self, url: DatabaseUrl, busy_timeout_s: float = 30.0) -> None:
         super().__init__(url)

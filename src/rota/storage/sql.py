@@ -274,6 +274,8 @@ class SqlStore(ScheduleQueries, LimitQueries):
             "due": max(now, due_by or now),
             "expires": max(now, due_by or now) + lease_s,
         }
+        if self.dialect.probe_before_claim and not self._anything_ready(params, limited):
+            return []
         with self.tx() as conn:
             if limited:
                 self.dialect.lock(conn, "rota_limited_claim")
@@ -291,6 +293,17 @@ class SqlStore(ScheduleQueries, LimitQueries):
         runs = [_run(row) for row in rows]
         runs.sort(key=lambda r: (-r.priority, r.run_after, r.id))
         return runs
+
+    def _anything_ready(self, params: dict[str, Any], limited: bool) -> bool:
+        """A read before the write transaction: an idle SQLite worker would otherwise take
+        the database's one write lock at every poll."""
+        keyed = "IS NOT NULL" if limited else "IS NULL"
+        rows = self.conn().execute(
+            f"""SELECT 1 FROM rota_runs WHERE state = 'ENQUEUED' AND run_after <= :due
+            AND concurrency_key {keyed} AND {self.dialect.any_of("name", "names")} LIMIT 1""",
+            params,
+        )
+        return bool(rows)
 
     def _claim_sql(self) -> str:
         d = self.dialect
