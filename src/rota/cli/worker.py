@@ -29,6 +29,7 @@ from ..scheduling.scheduler import Scheduler
 from ..storage import SqlStore
 from ..worker import Worker, WorkerOptions, WorkerStats
 from .common import err, loaded_app, on_stop_signals, out
+from .reload import supervise
 from .serve import Host, Port, announce
 
 Concurrency = Annotated[int, typer.Option(min=1, help="Runs executed at the same time.")]
@@ -79,9 +80,14 @@ def dev(
     no_api: Annotated[
         bool, typer.Option("--no-api", help="Run the worker only, without the HTTP API.")
     ] = False,
+    reload: Annotated[
+        bool, typer.Option("--reload/--no-reload", help="Restart when *.py files change.")
+    ] = True,
 ) -> None:
     """Develop locally: migrate the app's database (SQLite by default), run a worker and
     serve the HTTP API (webhooks at POST /hooks/{name})."""
+    if reload:
+        raise typer.Exit(supervise([*sys.argv[1:], "--no-reload"]))
     with loaded_app(ctx) as app:
         store = SqlStore(app.database_url)  # also when the App says migrate=False
         try:

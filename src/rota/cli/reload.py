@@ -1,0 +1,67 @@
+"""`rota dev` reloads the app when its Python files change, as uvicorn does: this process
+watches the current directory and runs the real `rota dev` in a child process, which it
+stops gracefully (SIGTERM: runs in progress are finished or handed back) and starts again on
+every change."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+
+from watchfiles import PythonFilter, watch
+
+from .common import err
+
+RESTART_GRACE_S = 10.0  # how long a reloading child may take to stop before it is killed
+
+
+def supervise(args: Sequence[str], path: str = ".") -> int:
+    """Run `rota <args>` (which must include --no-reload) and restart it when *.py changes."""
+    stop = threading.Event()
+    child: list[subprocess.Popen[bytes]] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+        if child and child[0].poll() is None:
+            child[0].send_signal(signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+    command = [sys.executable, "-c", "from rota.cli import main; main()", *args]
+    child.append(subprocess.Popen(command))
+    told = False
+    for changes in watch(
+        path,
+        watch_filter=PythonFilter(),
+        stop_event=stop,
+        rust_timeout=500,
+        yield_on_timeout=True,
+    ):
+        ended = child[0].poll()
+        if not changes:
+            if ended == 0:
+                break  # it stopped cleanly by itself: so do we
+            if ended is not None and not told:  # e.g. a syntax error: wait for the fix
+                err.print("rota dev: the app stopped with an error; waiting for a change")
+                told = True
+            continue
+        names = ", ".join(sorted({os.path.relpath(p) for _, p in changes}))
+        err.print(f"reloading: {names} changed")
+        if ended is None:
+            _stop(child[0])
+        child[0], told = subprocess.Popen(command), False
+    # On a signal the child already has it (a second one would make it stop at once).
+    return child[0].wait()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=RESTART_GRACE_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
