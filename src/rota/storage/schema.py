@@ -151,6 +151,54 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        4,
+        "identity: principals, API tokens, secrets, audit log",
+        (
+            """CREATE TABLE rota_principals (
+                name TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                scopes TEXT NOT NULL,
+                roles TEXT NOT NULL,
+                disabled INTEGER NOT NULL DEFAULT 0,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )""",
+            """CREATE TABLE rota_api_tokens (
+                id TEXT PRIMARY KEY,
+                principal TEXT NOT NULL,
+                token_hash TEXT NOT NULL UNIQUE,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION,
+                revoked_at DOUBLE PRECISION
+            )""",
+            """CREATE TABLE rota_secrets (
+                name TEXT PRIMARY KEY,
+                ciphertext TEXT NOT NULL,
+                grants TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )""",
+            """CREATE TABLE rota_audit (
+                seq BIGINT PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                at DOUBLE PRECISION NOT NULL,
+                actor TEXT NOT NULL,
+                actor_kind TEXT NOT NULL,
+                action TEXT NOT NULL,
+                subject TEXT,
+                run_id TEXT,
+                detail TEXT NOT NULL,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL
+            )""",
+            "CREATE INDEX rota_audit_actor ON rota_audit (actor, at)",
+            "CREATE INDEX rota_audit_action ON rota_audit (action, at)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 META_TABLE = """CREATE TABLE IF NOT EXISTS rota_meta (
