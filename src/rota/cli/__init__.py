@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from .audit import audit_app
 from .common import RotaGroup, Settings
 from .db import db_app
 from .demo import demo
@@ -14,6 +15,7 @@ from .events import events_app
 from .run import run
 from .runs import runs_app
 from .schedules import scheduler, schedules_app
+from .secrets import secrets_app
 from .serve import serve
 from .worker import dev, worker
 
@@ -68,9 +70,11 @@ def root(
 
 
 app.add_typer(runs_app, name="runs")
+app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(schedules_app, name="schedules")
+app.add_typer(secrets_app, name="secrets")
 app.command("scheduler")(scheduler)
 app.command("run")(run)
 app.command("worker")(worker)

@@ -31,9 +31,11 @@ from ..model import (
     StepRecord,
 )
 from . import schema
+from .audit import AuditQueries
 from .dialects import Connection, Dialect, Row, dialect_for
 from .limits import LimitQueries
 from .schedules import ScheduleQueries
+from .secrets import SecretQueries
 from .urls import DatabaseUrl, resolve
 
 # Columns of a new run with their PostgreSQL types (for batched inserts over arrays).
@@ -79,7 +81,7 @@ _LEASE = """state = 'RUNNING', lease_owner = :owner, lease_token = lease_token +
     started_at = COALESCE(started_at, CASE WHEN run_after > :now THEN run_after ELSE :now END)"""
 
 
-class SqlStore(ScheduleQueries, LimitQueries):
+class SqlStore(ScheduleQueries, LimitQueries, SecretQueries, AuditQueries):
     """Thread-safe: each thread uses its own connection, closed when the thread ends (so that
     short-lived threads calling the store do not pile up connections) or at close()."""
 

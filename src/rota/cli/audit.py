@@ -1,0 +1,121 @@
+"""`rota audit list|verify`: read the hash-chained audit log and check it for tampering.
+
+Like `rota runs`, these need no user app, only the database.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..clock import system_clock
+from ..durations import seconds
+from ..errors import ConfigError
+from ..identity.audit import AuditRecord, verify_chain
+from .common import compact, err, iso, out, print_json, print_table, read_store, when
+
+audit_app = typer.Typer(help="Read and verify the audit log.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@audit_app.command("list")
+def list_records(
+    ctx: typer.Context,
+    principal: Annotated[
+        str | None, typer.Option("--principal", "-p", help="Only records by this actor.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only records since: a duration ago (1h, 2d) or ISO time."),
+    ] = None,
+    action: Annotated[
+        str | None,
+        typer.Option("--action", "-a", help="Only this action (e.g. tool.denied, approval.*)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """List audit records, newest first."""
+    start = parse_since(since) if since else None
+    with read_store(ctx) as store:
+        records = store.audit_records(principal=principal, since=start, action=action, limit=limit)
+    if as_json:
+        print_json([record_json(r) for r in records])
+        return
+    if not records:
+        err.print("no audit records match")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("seq", "at (UTC)", "actor", "kind", "action", "subject", "run", "detail"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            str(r.seq),
+            when(r.at),
+            r.actor,
+            r.actor_kind,
+            r.action,
+            r.subject or "-",
+            r.run_id or "-",
+            Text(compact(r.detail, 120)),
+        )
+    print_table(table)
+
+
+@audit_app.command("verify")
+def verify(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Check the chain: exit 0 when intact, 1 naming every edited or deleted record."""
+    with read_store(ctx) as store:
+        report = verify_chain(store)
+    if as_json:
+        print_json(report.to_json())
+    elif report.ok:
+        head = f"; head seq {report.head.seq} {report.head.hash}" if report.head else ""
+        out.print(f"audit log intact: {report.checked} records checked{head}")
+    else:
+        for problem in report.problems:
+            err.print(Text(problem.message, style="red"))
+        err.print(
+            Text(f"audit log FAILED verification: {len(report.problems)} problem(s)", style="red")
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def parse_since(text: str) -> float:
+    """A duration ago ("1h", "30m", "2d") or an ISO-8601 time (UTC when it has no offset)."""
+    try:
+        return system_clock.now() - seconds(text, what="--since")
+    except ConfigError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--since {text!r} is neither a duration (1h, 30m, 2d) nor an ISO time "
+            "(2025-01-31T09:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def record_json(r: AuditRecord) -> dict[str, Any]:
+    return {
+        "seq": r.seq,
+        "id": r.id,
+        "at": iso(r.at),
+        "actor": r.actor,
+        "actor_kind": r.actor_kind,
+        "action": r.action,
+        "subject": r.subject,
+        "run_id": r.run_id,
+        "detail": r.detail,
+        "prev_hash": r.prev_hash,
+        "hash": r.hash,
+    }

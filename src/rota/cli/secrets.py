@@ -1,0 +1,106 @@
+"""`rota secrets set|list|delete`. Values come from stdin, never from the command line
+(argv ends up in shell history and in every other user's `ps`)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..identity.secrets import SecretDenied, SecretNotFound, Vault
+from .common import err, fail, iso, print_json, print_table, read_store, when
+
+secrets_app = typer.Typer(
+    help="Manage secrets: encrypted at rest, granted to principals.", no_args_is_help=True
+)
+
+SecretName = Annotated[str, typer.Argument(help="The secret's name, as tools ask for it.")]
+
+
+@contextmanager
+def _vault(ctx: typer.Context) -> Iterator[Vault]:
+    with read_store(ctx) as store:
+        try:
+            yield Vault(store)
+        except (SecretNotFound, SecretDenied) as exc:
+            fail(str(exc), code=2)
+
+
+@secrets_app.command("set")
+def set_secret(
+    ctx: typer.Context,
+    name: SecretName,
+    value: Annotated[str | None, typer.Argument(hidden=True)] = None,
+    grant: Annotated[
+        list[str] | None,
+        typer.Option("--grant", "-g", help="A principal that may read it (repeatable)."),
+    ] = None,
+) -> None:
+    """Create or replace a secret, reading its value from stdin.
+
+    e.g. `printf %s "$TOKEN" | rota secrets set github_token --grant triage-bot`.
+    Without --grant an existing secret keeps its grants.
+    """
+    if value is not None:
+        fail(
+            "secret values are never taken from the command line (it is kept in shell "
+            f"history and visible to other users); pipe the value on stdin instead: "
+            f'printf %s "$VALUE" | rota secrets set {name}',
+            code=2,
+        )
+    if sys.stdin is None or sys.stdin.isatty():
+        secret = typer.prompt(f"value for {name}", hide_input=True, err=True)
+    else:
+        secret = sys.stdin.read()
+        # `echo value |` adds one newline: it is not part of the value.
+        secret = secret.removesuffix("\n").removesuffix("\r")
+    if not secret:
+        fail(f"the value read from stdin for secret {name!r} is empty; pipe a value", code=2)
+    with _vault(ctx) as vault:
+        vault.set(name, secret, grant)
+        grants = next(i.grants for i in vault.list() if i.name == name)
+    err.print(f"secret {name} saved; granted to: {', '.join(grants) or 'no one'}")
+
+
+@secrets_app.command("list")
+def list_secrets(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List secrets with their grants (never their values)."""
+    with _vault(ctx) as vault:
+        items = vault.list()
+    if as_json:
+        print_json(
+            [
+                {
+                    "name": i.name,
+                    "grants": list(i.grants),
+                    "created": iso(i.created_at),
+                    "updated": iso(i.updated_at),
+                }
+                for i in items
+            ]
+        )
+        return
+    if not items:
+        err.print("no secrets; add one with `rota secrets set NAME < file`")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "granted to", "updated (UTC)"):
+        table.add_column(column)
+    for i in items:
+        table.add_row(i.name, ", ".join(i.grants) or "-", when(i.updated_at))
+    print_table(table)
+
+
+@secrets_app.command("delete")
+def delete_secret(ctx: typer.Context, name: SecretName) -> None:
+    """Delete a secret."""
+    with _vault(ctx) as vault:
+        vault.delete(name)
+    err.print(f"secret {name} deleted")

@@ -1,0 +1,238 @@
+"""The audit log: who did what, as whom, human or machine; append-only and hash-chained.
+
+`record(store, actor, action, ...)` appends; `verify_chain(store)` walks the chain and names
+every record that was edited or deleted. See storage/audit.py for the chain's layout.
+
+Where the rest of rota should call `record` (wire-up pending):
+- RUN_STARTED: when a worker claims a run and starts it (worker loop), actor = the run's
+  principal (or "system"), detail: trigger, trigger_ref, attempt.
+- TOOL_CALLED / TOOL_DENIED: in the agent loop's permission check, before a tool runs or
+  when a missing scope denies it (detail: tool, needed scopes, missing scopes).
+- APPROVAL_*: when `ctx.approval` parks a run (requested, machine), when
+  `rota approvals approve|reject` or the API decides (granted/rejected, human), and when the
+  timeout fires (timed_out, machine).
+- SECRET_READ: in the vault's get, detail: the secret's NAME only, never its value.
+- PRINCIPAL_CHANGED / SCOPE_CHANGED: on `app.principal(...)` sync and `rota principals ...`.
+- BUDGET_EXCEEDED: in billing, when a call is refused because the budget would be exceeded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..storage.audit import (
+    GENESIS_HASH,
+    AuditHead,
+    AuditRecord,
+    record_hash,
+)
+
+RUN_STARTED = "run.started"
+TOOL_CALLED = "tool.called"
+TOOL_DENIED = "tool.denied"
+APPROVAL_REQUESTED = "approval.requested"
+APPROVAL_GRANTED = "approval.granted"
+APPROVAL_REJECTED = "approval.rejected"
+APPROVAL_TIMED_OUT = "approval.timed_out"
+SECRET_READ = "secret.read"
+PRINCIPAL_CHANGED = "principal.changed"
+SCOPE_CHANGED = "scope.changed"
+BUDGET_EXCEEDED = "budget.exceeded"
+
+_BATCH = 1000
+
+
+class AuditStore(Protocol):
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        *,
+        actor_kind: str = ...,
+        subject: str | None = ...,
+        run_id: str | None = ...,
+        detail: Any = ...,
+        at: float | None = ...,
+    ) -> AuditRecord: ...
+
+    def audit_rows(self, after_seq: int, limit: int = ...) -> list[AuditRecord]: ...
+
+    def audit_tail(self, after_seq: int) -> tuple[AuditHead | None, list[AuditRecord]]: ...
+
+
+def record(
+    store: AuditStore,
+    actor: str,
+    action: str,
+    *,
+    actor_kind: str = "machine",
+    subject: str | None = None,
+    run_id: str | None = None,
+    **detail: Any,
+) -> AuditRecord:
+    """Append one audit record; keyword arguments beyond the named ones become its detail.
+    Never pass a secret's value: name the secret instead."""
+    return store.audit(
+        actor, action, actor_kind=actor_kind, subject=subject, run_id=run_id, detail=detail
+    )
+
+
+@dataclass(frozen=True)
+class Problem:
+    check: str  # "hash" | "link" | "missing" | "head"
+    message: str
+    seq: int | None = None
+    id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "seq": self.seq, "id": self.id, "message": self.message}
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    checked: int
+    problems: list[Problem] = field(default_factory=list)
+    head: AuditHead | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "head": None if self.head is None else {"seq": self.head.seq, "hash": self.head.hash},
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+def verify_chain(store: AuditStore) -> VerifyReport:
+    """Walk the chain in seq order and report every break:
+
+    - a record whose stored hash is not the hash of its fields was edited ("hash");
+    - a record whose prev_hash is not the previous record's hash: one of the two was edited
+      or replaced ("link");
+    - a gap in seq: those records were deleted ("missing");
+    - the chain's end differs from the head kept in rota_meta: the last records were deleted,
+      records were added outside rota, or the head itself was removed ("head"). This is the
+      only way to see that the LAST record was deleted; a chain alone cannot show it.
+
+    Records are read in batches without holding appenders off; the last stretch and the
+    head are read together under the appenders' lock so that concurrent appends are not
+    mistaken for tampering.
+    """
+    walker = _Walker()
+    while True:
+        batch = store.audit_rows(walker.last_seq, _BATCH)
+        for rec in batch:
+            walker.check(rec)
+        if len(batch) < _BATCH:
+            break
+    head, tail = store.audit_tail(walker.last_seq)
+    for rec in tail:
+        walker.check(rec)
+    walker.check_head(head)
+    return VerifyReport(not walker.problems, walker.checked, walker.problems, head)
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.checked = 0
+        self.last_seq = 0
+        self.last: AuditRecord | None = None
+
+    def check(self, rec: AuditRecord) -> None:
+        self.checked += 1
+        name = f"record seq {rec.seq} (id {rec.id})"
+        if record_hash(rec.hashed_fields()) != rec.hash:
+            self.problems.append(
+                Problem("hash", f"{name} was edited: hash mismatch", rec.seq, rec.id)
+            )
+        expected = self.last_seq + 1
+        if rec.seq > expected:
+            self.problems.append(_missing(expected, rec.seq - 1, after=rec))
+        else:
+            prev_hash = self.last.hash if self.last is not None else GENESIS_HASH
+            if rec.prev_hash != prev_hash:
+                before = (
+                    f"record seq {self.last.seq}" if self.last is not None else "the genesis hash"
+                )
+                self.problems.append(
+                    Problem(
+                        "link",
+                        f"{name} was edited or the record before it was: its prev_hash does "
+                        f"not match the hash of {before}",
+                        rec.seq,
+                        rec.id,
+                    )
+                )
+        self.last_seq, self.last = rec.seq, rec
+
+    def check_head(self, head: AuditHead | None) -> None:
+        last = self.last
+        if head is None:
+            if last is not None:
+                self.problems.append(
+                    Problem(
+                        "head",
+                        f"the audit head is missing from rota_meta (key audit_head) although "
+                        f"the log holds records up to seq {last.seq}: it was deleted",
+                    )
+                )
+            return
+        if last is None or last.seq < head.seq:
+            first = 1 if last is None else last.seq + 1
+            self.problems.append(_missing(first, head.seq, after=None, check="head"))
+        elif last.seq > head.seq:
+            self.problems.append(
+                Problem(
+                    "head",
+                    f"record seq {last.seq} (id {last.id}) is past the recorded head (seq "
+                    f"{head.seq}): records were added or renumbered outside rota",
+                    last.seq,
+                    last.id,
+                )
+            )
+        elif last.hash != head.hash:
+            self.problems.append(
+                Problem(
+                    "head",
+                    f"record seq {last.seq} (id {last.id}) was edited or replaced: its hash "
+                    "does not match the recorded head",
+                    last.seq,
+                    last.id,
+                )
+            )
+
+
+def _missing(
+    first: int, last: int, *, after: AuditRecord | None, check: str = "missing"
+) -> Problem:
+    what = f"record seq {first} is" if first == last else f"records seq {first} to {last} are"
+    where = (
+        f" (before record seq {after.seq}, id {after.id})"
+        if after is not None
+        else " (at the end of the log; the head records them)"
+    )
+    return Problem(check, f"{what} missing (deleted){where}", first)
+
+
+__all__ = [
+    "APPROVAL_GRANTED",
+    "APPROVAL_REJECTED",
+    "APPROVAL_REQUESTED",
+    "APPROVAL_TIMED_OUT",
+    "BUDGET_EXCEEDED",
+    "PRINCIPAL_CHANGED",
+    "RUN_STARTED",
+    "SCOPE_CHANGED",
+    "SECRET_READ",
+    "TOOL_CALLED",
+    "TOOL_DENIED",
+    "AuditHead",
+    "AuditRecord",
+    "Problem",
+    "VerifyReport",
+    "record",
+    "verify_chain",
+]

@@ -1,0 +1,247 @@
+"""Audit log queries, mixed into SqlStore: an append-only, hash-chained table.
+
+Each record carries `seq` (previous + 1, from 1), `prev_hash` (the previous record's hash;
+64 zeros for the first) and `hash` = sha256 of a canonical JSON of its fields and prev_hash.
+Appenders are serialised (an advisory lock on PostgreSQL; SQLite's IMMEDIATE transactions
+already serialise writers), so the chain has no forks and no gaps.
+
+A chain alone cannot show that its LAST record was deleted: what remains is a valid, shorter
+chain. So each append also writes the head (latest seq and hash) to `rota_meta` under the
+key `audit_head`, in the same transaction; the verifier compares the chain's end with it.
+
+This makes tampering evident, not impossible: someone with write access to the database who
+rewrites every later record and the head consistently is not detected by the chain alone.
+Publishing the head elsewhere (`rota audit verify --json` prints it) anchors it outside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import serialization
+from ..clock import system_clock
+from ..errors import ConfigError
+from ..ids import new_id
+from .dialects import Connection, Row
+
+if TYPE_CHECKING:
+    from .dialects import Dialect
+
+GENESIS_HASH = "0" * 64
+HEAD_KEY = "audit_head"
+ACTOR_KINDS = ("human", "machine")
+HASHED_FIELDS = (
+    "seq",
+    "id",
+    "at",
+    "actor",
+    "actor_kind",
+    "action",
+    "subject",
+    "run_id",
+    "detail",
+    "prev_hash",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    seq: int
+    id: str
+    at: float
+    actor: str
+    actor_kind: str
+    action: str
+    subject: str | None
+    run_id: str | None
+    detail_json: str  # as stored (and hashed): canonical JSON, keys sorted
+    prev_hash: str
+    hash: str
+
+    def hashed_fields(self) -> dict[str, Any]:
+        return {
+            **{name: getattr(self, name) for name in HASHED_FIELDS if name != "detail"},
+            "detail": self.detail_json,
+        }
+
+    @property
+    def detail(self) -> Any:
+        try:
+            return json.loads(self.detail_json)
+        except ValueError:
+            return {"unparseable": self.detail_json}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditHead:
+    seq: int
+    hash: str
+
+
+def record_hash(fields: Mapping[str, Any]) -> str:
+    """sha256 over a canonical JSON (sorted keys, no spaces, ASCII) of the hashed fields.
+    `detail` is hashed as its stored text, so any change to that text shows."""
+    canonical = {
+        "seq": int(fields["seq"]),
+        "id": fields["id"],
+        "at": float(fields["at"]),
+        "actor": fields["actor"],
+        "actor_kind": fields["actor_kind"],
+        "action": fields["action"],
+        "subject": fields["subject"],
+        "run_id": fields["run_id"],
+        "detail": fields["detail"],
+        "prev_hash": fields["prev_hash"],
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def canonical_detail(detail: Mapping[str, Any] | None) -> str:
+    value = serialization.roundtrip(dict(detail or {}), what="audit detail")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class AuditQueries:
+    dialect: Dialect
+
+    # Provided by SqlStore:
+    def conn(self) -> Connection:
+        raise NotImplementedError
+
+    def tx(self) -> Any:
+        raise NotImplementedError
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        *,
+        actor_kind: str = "machine",
+        subject: str | None = None,
+        run_id: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+        at: float | None = None,
+    ) -> AuditRecord:
+        """Append one record to the chain and move the head, in one serialised transaction.
+        `detail` must never hold secret values (record a secret's name, not its value)."""
+        if actor_kind not in ACTOR_KINDS:
+            raise ConfigError(f"actor_kind must be 'human' or 'machine', got {actor_kind!r}")
+        if not actor or not action:
+            raise ConfigError("an audit record needs an actor and an action")
+        fields: dict[str, Any] = {
+            "id": new_id(),
+            "at": float(system_clock.now() if at is None else at),
+            "actor": actor,
+            "actor_kind": actor_kind,
+            "action": action,
+            "subject": subject,
+            "run_id": run_id,
+            "detail": canonical_detail(detail),
+        }
+        with self.tx() as conn:
+            self.dialect.lock(conn, "rota_audit")
+            head = self._audit_head(conn) or self._audit_last(conn)
+            fields["seq"] = head.seq + 1 if head else 1
+            fields["prev_hash"] = head.hash if head else GENESIS_HASH
+            fields["hash"] = record_hash(fields)
+            conn.execute(
+                """INSERT INTO rota_audit (seq, id, at, actor, actor_kind, action, subject,
+                    run_id, detail, prev_hash, hash)
+                VALUES (:seq, :id, :at, :actor, :actor_kind, :action, :subject, :run_id,
+                    :detail, :prev_hash, :hash)""",
+                fields,
+            )
+            conn.execute(
+                """INSERT INTO rota_meta (key, value) VALUES (:key, :value)
+                ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
+                {
+                    "key": HEAD_KEY,
+                    "value": json.dumps({"seq": fields["seq"], "hash": fields["hash"]}),
+                },
+            )
+        return _record(fields)
+
+    def audit_records(
+        self,
+        principal: str | None = None,
+        since: float | None = None,
+        action: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """Newest first. `principal` matches the actor; `action` matches exactly, or by
+        prefix when it ends with ".*" ("approval.*")."""
+        where: list[str] = ["1 = 1"]
+        params: dict[str, Any] = {"limit": limit}
+        if principal:
+            where.append("actor = :principal")
+            params["principal"] = principal
+        if since is not None:
+            where.append("at >= :since")
+            params["since"] = since
+        if action:
+            if action.endswith(".*"):
+                where.append("action LIKE :action")
+                params["action"] = action[:-1] + "%"
+            else:
+                where.append("action = :action")
+                params["action"] = action
+        rows = self.conn().execute(
+            f"""SELECT * FROM rota_audit WHERE {" AND ".join(where)}
+            ORDER BY seq DESC LIMIT :limit""",
+            params,
+        )
+        return [_record(row) for row in rows]
+
+    def audit_rows(self, after_seq: int, limit: int = 1000) -> list[AuditRecord]:
+        """Records in seq order after `after_seq` (for walking the chain in batches)."""
+        rows = self.conn().execute(
+            "SELECT * FROM rota_audit WHERE seq > :after ORDER BY seq LIMIT :limit",
+            {"after": after_seq, "limit": limit},
+        )
+        return [_record(row) for row in rows]
+
+    def audit_tail(self, after_seq: int) -> tuple[AuditHead | None, list[AuditRecord]]:
+        """The head and every record after `after_seq`, read together while appenders are
+        held off, so that the two are consistent."""
+        with self.tx() as conn:
+            self.dialect.lock(conn, "rota_audit")
+            head = self._audit_head(conn)
+            rows = conn.execute(
+                "SELECT * FROM rota_audit WHERE seq > :after ORDER BY seq", {"after": after_seq}
+            )
+        return head, [_record(row) for row in rows]
+
+    def audit_head(self) -> AuditHead | None:
+        return self._audit_head(self.conn())
+
+    def _audit_head(self, conn: Connection) -> AuditHead | None:
+        rows = conn.execute("SELECT value FROM rota_meta WHERE key = :key", {"key": HEAD_KEY})
+        if not rows:
+            return None
+        value = json.loads(rows[0]["value"])
+        return AuditHead(int(value["seq"]), str(value["hash"]))
+
+    def _audit_last(self, conn: Connection) -> AuditHead | None:
+        rows = conn.execute("SELECT seq, hash FROM rota_audit ORDER BY seq DESC LIMIT 1")
+        return AuditHead(int(rows[0]["seq"]), rows[0]["hash"]) if rows else None
+
+
+def _record(row: Row) -> AuditRecord:
+    return AuditRecord(
+        seq=int(row["seq"]),
+        id=row["id"],
+        at=float(row["at"]),
+        actor=row["actor"],
+        actor_kind=row["actor_kind"],
+        action=row["action"],
+        subject=row["subject"],
+        run_id=row["run_id"],
+        detail_json=row["detail"],
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
