@@ -14,11 +14,9 @@ Run as a script, it is one worker: `ROTA_DATABASE_URL=... python agent_crash_app
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import signal
 
-from side_db import SideDb
+from side_db import SideDb, run_worker_until_sigterm
 
 from rota import Agent, App, ToolContext, tool
 
@@ -96,22 +94,8 @@ def make_app(database_url: str | None = None, base_url: str | None = None) -> Ap
     return app
 
 
-async def _work(app: App) -> None:
-    worker = app.worker(concurrency=4, lease_s=LEASE_S, poll_interval_s=POLL_INTERVAL_S)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, worker.stop)
-    stats = await worker.run()
-    logging.getLogger("agent_crash_app").info("worker %d stopped: %s", os.getpid(), stats)
-
-
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s {os.getpid()} %(name)s %(levelname)s %(message)s"
-    )
-    app = make_app()
-    try:
-        asyncio.run(_work(app))
-    finally:
-        app.close()
+    run_worker_until_sigterm(make_app(), concurrency=4, lease_s=LEASE_S, poll_s=POLL_INTERVAL_S)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,12 @@ Run as a script, it is one worker: `ROTA_DATABASE_URL=... python crash_app.py`.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import random
-import signal
 import time
 from typing import Any
 
-from side_db import SideDb
+from side_db import SideDb, run_worker_until_sigterm
 
 from rota import App, RunContext, current_step
 
@@ -122,22 +119,10 @@ def make_app(database_url: str | None = None) -> App:
     return app
 
 
-async def _work(app: App) -> None:
-    worker = app.worker(concurrency=CONCURRENCY, lease_s=LEASE_S, poll_interval_s=POLL_INTERVAL_S)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, worker.stop)
-    stats = await worker.run()
-    logging.getLogger("crash_app").info("worker %d stopped: %s", os.getpid(), stats)
-
-
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s {os.getpid()} %(name)s %(levelname)s %(message)s"
+    run_worker_until_sigterm(
+        make_app(), concurrency=CONCURRENCY, lease_s=LEASE_S, poll_s=POLL_INTERVAL_S
     )
-    app = make_app()
-    try:
-        asyncio.run(_work(app))
-    finally:
-        app.close()
 
 
 if __name__ == "__main__":

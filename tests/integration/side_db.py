@@ -35,3 +35,26 @@ class SideDb:
                 sql = sql.replace("%s", "?")
             cursor = self._conn.execute(sql, params) if params else self._conn.execute(sql)
             return list(cursor.fetchall()) if cursor.description else []
+
+
+def run_worker_until_sigterm(app: Any, *, concurrency: int, lease_s: float, poll_s: float) -> None:
+    """The body of a worker subprocess in the crash tests: work until SIGTERM, then log."""
+    import asyncio
+    import logging
+    import os
+    import signal
+
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s {os.getpid()} %(name)s %(levelname)s %(message)s"
+    )
+
+    async def work() -> None:
+        worker = app.worker(concurrency=concurrency, lease_s=lease_s, poll_interval_s=poll_s)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, worker.stop)
+        stats = await worker.run()
+        logging.getLogger("crash-worker").info("worker %d stopped: %s", os.getpid(), stats)
+
+    try:
+        asyncio.run(work())
+    finally:
+        app.close()
