@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from rota import App
+from rota.identity.redact import redactor
 from rota.storage import SqlStore
 
 PG_URL = os.environ.get("ROTA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -82,3 +83,11 @@ def app(database_url: str) -> Iterator[App]:
     a = App(database_url)
     yield a
     a.close()
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """The redactor is process-wide by design; a test's secret values must not redact the
+    text of the tests after it."""
+    yield
+    redactor.clear()

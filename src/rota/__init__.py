@@ -6,6 +6,7 @@ from .agents.models.ratelimited import RateLimit
 from .agents.tools import ToolContext, tool
 from .app import App, Emitted, RunHandle
 from .clock import FakeClock, SystemClock
+from .cost.prices import Price
 from .durable import RunContext, StepInfo, current_step
 from .errors import (
     AgentFailed,
@@ -38,6 +39,7 @@ __all__ = [
     "Emitted",
     "FakeClock",
     "InvalidStateError",
+    "Price",
     "RateLimit",
     "RotaError",
     "Run",

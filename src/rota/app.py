@@ -6,12 +6,19 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from .approvals import notify
+from .approvals.notify import ApprovalWebhook
 from .clock import Clock, system_clock
 from .durations import Duration, seconds
 from .errors import ConfigError, RunFailed, UnknownJobError, UnknownWebhook
+from .identity import admin
+from .identity.admin import Actor
+from .identity.audit import RUN_REFUSED
+from .identity.directory import directory_for
+from .identity.principals import Principal, PrincipalDisabled, UnknownPrincipal, make_principal
 from .ids import new_id
 from .jobs import JobDefinition, define
 from .model import Debounced, Event, NewRun, Rejection, Run, RunFilter
@@ -25,6 +32,7 @@ from .worker import Worker, WorkerOptions, WorkerStats
 
 if TYPE_CHECKING:
     from .agents.agent import Agent
+    from .agents.budgets import SharedBudget
 
 Fn = Callable[..., Any]
 TriggerArg = Trigger | Sequence[Trigger] | None
@@ -39,6 +47,7 @@ class App:
         *,
         clock: Clock | None = None,
         migrate: bool = True,
+        approval_webhook: str | ApprovalWebhook | None = None,
     ) -> None:
         self.database_url = resolve(database_url)
         self.clock: Clock = clock or system_clock
@@ -47,6 +56,12 @@ class App:
         self._store: SqlStore | None = None
         self._store_lock = threading.Lock()
         self._wakers: set[Callable[[], None]] = set()
+        self.principals: dict[str, Principal] = {}  # declared in code with app.principal()
+        self.budgets: list[SharedBudget] = []  # declared with app.budget(); see docs/cost.md
+        # Announces new approval requests (else ROTA_APPROVAL_WEBHOOK_URL); docs/approvals.md
+        self.approval_webhook = notify.configured(approval_webhook)
+        if self.approval_webhook is not None:
+            notify.register(self, self.approval_webhook)
 
     # -- store -------------------------------------------------------------------------
 
@@ -58,6 +73,8 @@ class App:
                 store = SqlStore(self.database_url)
                 try:
                     store.migrate() if self._migrate else store.check_schema()
+                    for declared in self.principals.values():
+                        admin.declare(store, declared)
                 except BaseException:
                     store.close()
                     raise
@@ -74,6 +91,90 @@ class App:
             self._store.close()
             self._store = None
 
+    # -- principals --------------------------------------------------------------------
+
+    def principal(
+        self,
+        name: str,
+        *,
+        kind: str = "service",
+        scopes: Iterable[str] = (),
+        roles: Iterable[str] = (),
+    ) -> Principal:
+        """Declare who runs may act as: a service account (kind="service", the default) or
+        a user (kind="user"), with its scopes and roles. Stored (and audited) when the app
+        opens its store; code stays the source of truth for what it declares."""
+        declared = make_principal(name, kind, scopes, roles)
+        if name in self.principals:
+            raise ConfigError(f"principal {name!r} is declared twice")
+        self.principals[name] = declared
+        if self._store is not None:
+            admin.declare(self._store, declared)
+        return declared
+
+    def verify_principals(self) -> None:
+        """Every run_as names a principal that exists; a ConfigError lists those that do
+        not (a worker calls this when it starts)."""
+        directory = directory_for(self.store)
+        directory.invalidate()
+        problems = [
+            f"{d.name} runs as {d.run_as!r}, which does not exist"
+            for d in self.definitions.values()
+            if d.run_as is not None and directory.get(d.run_as) is None
+        ]
+        if problems:
+            raise ConfigError(
+                "; ".join(problems) + ". Declare each with app.principal(NAME, kind='service', "
+                "scopes=[...]) or `rota principals add NAME`"
+            )
+
+    def _admit(self, run_as: str | None, name: str, actor: Actor) -> None:
+        """Refuse, and audit, a request to run as a principal that is unknown or disabled."""
+        if run_as is None:
+            return
+        try:
+            directory_for(self.store).require(run_as)
+        except (UnknownPrincipal, PrincipalDisabled) as exc:
+            self.store.audit(
+                actor.name,
+                RUN_REFUSED,
+                actor_kind=actor.kind,
+                subject=name,
+                detail={"run_as": run_as, "reason": str(exc)},
+            )
+            raise
+
+    # -- budgets -----------------------------------------------------------------------
+
+    def budget(
+        self,
+        *,
+        agent: str | None = None,
+        workflow: str | None = None,
+        principal: str | None = None,
+        usd: float | None = None,
+        tokens: int | None = None,
+        requests: int | None = None,
+        per: str = "day",
+    ) -> SharedBudget:
+        """A budget shared by every run of one agent, workflow (or job) or principal, per
+        UTC day or calendar month: `app.budget(agent="billing-reviewer", usd=5, per="day")`.
+        Held in the store before each model call, so concurrent runs cannot overspend it."""
+        from .agents.agent import Budget
+        from .agents.budgets import shared_budget
+
+        declared = shared_budget(
+            Budget(usd=usd, tokens=tokens, requests=requests),
+            per=per,
+            agent=agent,
+            workflow=workflow,
+            principal=principal,
+        )
+        if any((b.key, b.per) == (declared.key, declared.per) for b in self.budgets):
+            raise ConfigError(f"a budget for {declared.key} per {per} is declared twice")
+        self.budgets.append(declared)
+        return declared
+
     # -- definitions -------------------------------------------------------------------
 
     def job(self, fn: Fn | None = None, **options: Any) -> Any:
@@ -89,8 +190,10 @@ class App:
         `app.run_now("billing-reviewer", task)`. The payload is the task; a run that does not
         end "succeeded" fails with AgentFailed naming the reason. `options` are those of
         `add` (trigger, retries, timeout, ...); run_as defaults to the agent's."""
+        from .shadow import agent_job
+
         options.setdefault("run_as", agent.run_as)
-        self.add(agent.job_function(deps), kind="agent", name=agent.name, **options)
+        self.add(agent_job(agent, deps), kind="agent", name=agent.name, **options)
         return agent
 
     def _decorator(self, kind: str, fn: Fn | None, options: dict[str, Any]) -> Any:
@@ -119,6 +222,17 @@ class App:
         )
         if definition.name in self.definitions:
             raise ConfigError(f"{definition.name!r} is defined twice; give one a name=...")
+        target = options.get("escalate_to")
+        if (
+            target is not None
+            and not isinstance(target, str)
+            and target.name not in self.definitions
+        ):
+            self.agent(target)  # an Agent not registered yet: with the defaults
+        if definition.escalation is not None and definition.escalation.shadow > 0:
+            from .shadow import shadowing
+
+            definition = replace(definition, fn=shadowing(definition.fn, self))
         self.definitions[definition.name] = definition
         return definition
 
@@ -140,6 +254,7 @@ class App:
         delay: Duration = 0,
         run_as: str | None = None,
         trigger: str = "manual",
+        actor: Actor = admin.APP,
     ) -> RunHandle:
         """Enqueue one run; a duplicate idempotency key returns the existing run."""
         return self.run_many(
@@ -150,6 +265,7 @@ class App:
             delay=delay,
             run_as=run_as,
             trigger=trigger,
+            actor=actor,
         )[0]
 
     def run_many(
@@ -162,9 +278,12 @@ class App:
         delay: Duration = 0,
         run_as: str | None = None,
         trigger: str = "manual",
+        actor: Actor = admin.APP,
     ) -> list[RunHandle]:
-        """Enqueue many runs of one job in one transaction."""
+        """Enqueue many runs of one job in one transaction. A run_as (given here or by the
+        definition) naming an unknown or disabled principal is refused and audited."""
         definition = self.definition(name)
+        self._admit(run_as or definition.run_as, name, actor)
         payloads = list(payloads)
         keys = list(idempotency_keys) if idempotency_keys else [None] * len(payloads)
         if len(keys) != len(payloads):

@@ -65,3 +65,11 @@ def to_datetime(ts: float | None) -> datetime | None:
 
 
 system_clock = SystemClock()
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as ISO-8601 UTC with a Z (what --json and the HTTP API print)."""
+    if ts is None:
+        return None
+    text = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")

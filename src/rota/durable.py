@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import serialization
@@ -20,11 +20,13 @@ from .backoff import backoff_delay
 from .calls import call_user, error_info
 from .clock import Clock
 from .durations import Duration, optional_seconds, seconds
-from .errors import RotaError, RunInterrupted, SerializationError, StepFailed
-from .model import Run, Step, StepRecord
+from .errors import ConfigError, RotaError, RunInterrupted, SerializationError, StepFailed
+from .model import Event, NewWait, Run, Step, StepRecord
 from .storage.base import Store
+from .storage.waits import Parking, event_topic
 
 if TYPE_CHECKING:
+    from .approvals.records import ApprovalDecision
     from .agents.agent import Agent, AgentResult
 
 log = logging.getLogger("rota.run")
@@ -50,6 +52,15 @@ class StepInfo:
     key: str
     attempt: int
     idempotency_key: str
+
+
+class WaitParked(RunInterrupted):
+    """Control flow: the run parked on a durable wait (WAITING, no lease); its worker lets
+    go of it. `deadline` is when the wait times out, if it does."""
+
+    def __init__(self, deadline: float | None) -> None:
+        super().__init__("waiting")
+        self.deadline = deadline
 
 
 _current_step: ContextVar[StepInfo | None] = ContextVar("rota_current_step", default=None)
@@ -98,6 +109,35 @@ class RunContext:
     def principal(self) -> str | None:
         return self.run.principal
 
+    def escalate(self, item: Any, *, reason: str, to: str | None = None) -> dict[str, Any]:
+        """Hand `item` to the job's agent (`escalate_to=`, or `to`): enqueues an agent run
+        linked to this one, once per escalation of this run, and returns what to return:
+        `return ctx.escalate(event, reason="unknown event type")`. See rota.escalation."""
+        from .escalation import escalate
+
+        app = getattr(self._runtime, "app", None)
+        if app is None:
+            raise RotaError("ctx.escalate needs a run executed by a worker")
+        return escalate(self, app, item, reason=reason, to=to)
+
+    def next_escalation(self) -> int:
+        """Numbers this run's escalations in order, so a re-execution repeats the same keys."""
+        self._escalations: int = getattr(self, "_escalations", 0) + 1
+        return self._escalations
+
+    def secret(self, name: str) -> str:
+        """Secret `name`, if this run's principal is granted it; audited, and redacted from
+        everything rota stores or logs afterwards (a step returning it stores
+        `[redacted:NAME]`)."""
+        from .identity.access import audit_writer
+        from .identity.secrets import Vault
+
+        vault = Vault(
+            self._runtime.store,  # type: ignore[arg-type]
+            audit_with=audit_writer(self._runtime),
+        )
+        return vault.get(name, self.principal, run_id=self.run_id)
+
     @property
     def idempotency_key(self) -> str:
         """Inside a step: the step's key; outside: the run's (stable across attempts)."""
@@ -143,6 +183,140 @@ class RunContext:
         `result.output_or_raise()` turns a failure into AgentFailed."""
         prefix = self._next_key(f"agent:{agent.name}")
         return await agent.run(task, deps=deps, ctx=self, step_prefix=f"{prefix}/")
+
+    async def sleep(self, duration: Duration) -> None:
+        """Pause the run durably: it parks (WAITING), holds no worker slot, survives
+        restarts, and is queued again once `duration` ("1h", seconds, a timedelta) has
+        passed. A resumed run does not sleep again."""
+        delay = seconds(duration, what="ctx.sleep duration")
+        key, seq = self._next_key("sleep"), self._next_seq()
+        if self._checkpointed(key) is None:
+            now = self._runtime.clock.now()
+            wait = self._new_wait(
+                key, seq, "sleep", "sleep", now, deadline=now + delay, detail={"seconds": delay}
+            )
+            await self._wait(wait, now)
+
+    async def wait_for_event(
+        self,
+        name: str | Sequence[str],
+        *,
+        match: Mapping[str, Any] | None = None,
+        timeout: Duration | None = None,
+        lookback: Duration | None = None,
+    ) -> Event | None:
+        """Park the run until an event named `name` (or any of several names) is emitted
+        or received by webhook whose payload has every top-level key of `match` with an
+        equal value; returns that Event, or None once `timeout` has passed (None: no
+        timeout). Events stored since the run was created count too (`lookback`: those
+        stored since that long before this call instead); each event satisfies at most
+        one wait of a run, and every run waiting for it."""
+        names = _event_names(name)
+        wanted = _match(match, names)
+        timeout_s = optional_seconds(timeout, what="wait_for_event timeout")
+        lookback_s = optional_seconds(lookback, what="wait_for_event lookback")
+        step_name = f"event:{'|'.join(names)}"
+        key, seq = self._next_key(step_name), self._next_seq()
+        outcome = self._checkpointed(key)
+        if outcome is None:
+            now = self._runtime.clock.now()
+            wait = self._new_wait(
+                key,
+                seq,
+                step_name,
+                "event",
+                now,
+                deadline=None if timeout_s is None else now + timeout_s,
+                topics=tuple(event_topic(n) for n in names),
+                detail={"names": list(names), "match": wanted, "timeout_s": timeout_s},
+                since=self.run.created_at if lookback_s is None else now - lookback_s,
+            )
+            outcome = await self._wait(wait, now)
+        event = outcome.get("event") if isinstance(outcome, dict) else None
+        return None if event is None else Event(**event)
+
+    async def approval(
+        self,
+        question: str,
+        *,
+        approvers: str | Sequence[str] | None = None,
+        timeout: Duration | None = None,
+        on_timeout: str | Callable[..., Any] = "reject",
+        context: Mapping[str, Any] | None = None,
+        name: str = "approval",
+    ) -> ApprovalDecision:
+        """Ask a human: the run parks until a principal with the role `approver:<group>`
+        (of one of `approvers`) or `admin` approves or rejects (`rota approvals ...`, the
+        HTTP API), or `timeout` passes; then `on_timeout` applies: "reject", "approve",
+        "fail" or a fallback function run as a step. Returns an ApprovalDecision (truthy
+        when approved). `context` (JSON) is shown to the approver. See docs/approvals.md."""
+        from .approvals.asking import Ask, parker
+
+        ask = Ask.make(question, approvers, timeout, on_timeout, context)
+        key, seq = self._next_key(name), self._next_seq()
+        outcome = self._checkpointed(key)
+        if outcome is None:
+            now = self._runtime.clock.now()
+            request = ask.request(self.run, key, now)
+            wait = self._new_wait(
+                key,
+                seq,
+                name,
+                "approval",
+                now,
+                deadline=request.deadline,
+                detail=ask.wait_detail(request),
+            )
+            await self._flush_audit()  # the run's start precedes its request in the log
+            outcome = await self._wait(wait, now, parker(self._runtime, request))
+        return await ask.decision(self, key, outcome)
+
+    async def _flush_audit(self) -> None:
+        from .identity.access import audit_writer
+
+        await self._runtime.db(audit_writer(self._runtime), [])
+
+    def _new_wait(
+        self, key: str, seq: int, name: str, kind: str, now: float, **fields: Any
+    ) -> NewWait:
+        base = NewWait(
+            run_id=self.run.id,
+            lease_token=self.run.lease_token,
+            step_key=key,
+            step_name=name,
+            seq=seq,
+            kind=kind,
+            topics=(),
+            detail={},
+            since=None,
+            deadline=None,
+            created_at=now,
+        )
+        return replace(base, **fields)
+
+    async def _wait(
+        self, wait: NewWait, now: float, park: Callable[..., Parking] | None = None
+    ) -> Any:
+        """Resolve the wait now if it can be (its outcome is checkpointed and returned),
+        else park the run on it and stop executing. `park` replaces the store's park (an
+        approval stores its request with the wait)."""
+        parking = await self._runtime.db(park or self._runtime.store.park, wait, now)
+        if parking.state == "resolved":
+            return parking.result
+        if parking.state == "parked":
+            self.log.info("run %s parked on %s", self.run.id, wait.step_key)
+            raise WaitParked(wait.deadline)
+        raise RunInterrupted(parking.state)  # cancelled | lease_lost
+
+    def _checkpointed(self, key: str) -> Any:
+        """The outcome of a wait resolved before this execution, or None (outcomes are
+        never None: a sleep's is {"until": ...})."""
+        done = self._checkpoints.get(key)
+        return done.result if done is not None and done.state == "SUCCEEDED" else None
+
+    def _next_seq(self) -> int:
+        seq, self._seq = self._seq, self._seq + 1
+        return seq
 
     def _next_key(self, name: str) -> str:
         if not name or not isinstance(name, str):
@@ -217,3 +391,30 @@ class RunContext:
         )
         if not await self._runtime.db(self._runtime.store.save_step, record):
             raise RunInterrupted("lease_lost")
+
+
+def _event_names(name: str | Sequence[str]) -> tuple[str, ...]:
+    names = (name,) if isinstance(name, str) else name
+    if (
+        not isinstance(names, list | tuple)
+        or not names
+        or not all(isinstance(n, str) and n for n in names)
+    ):
+        raise ConfigError(
+            f"wait_for_event needs an event name or a list of them, got {name!r}; e.g. "
+            "ctx.wait_for_event('invoice.paid') or ctx.wait_for_event(['paid', 'refunded'])"
+        )
+    return tuple(dict.fromkeys(names))  # in order, without repeats
+
+
+def _match(match: Mapping[str, Any] | None, names: tuple[str, ...]) -> dict[str, Any]:
+    """The match as stored: JSON, so that it compares with payloads as they are stored."""
+    if match is None:
+        return {}
+    if not isinstance(match, Mapping) or not all(isinstance(k, str) for k in match):
+        raise ConfigError(
+            f"match must map top-level payload keys to values, e.g. match={{'id': 42}}; "
+            f"got {match!r}"
+        )
+    what = f"the match of wait_for_event({', '.join(map(repr, names))})"
+    return dict(serialization.roundtrip(dict(match), what=what))

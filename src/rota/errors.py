@@ -147,3 +147,50 @@ class AgentFailed(RotaError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"agent {agent!r} stopped: {reason}" + (f": {detail}" if detail else ""))
+
+
+class UnknownPrice(ConfigError, LookupError):
+    """No price is known for a model at a time; rota never prices unknown usage as zero."""
+
+    def __init__(self, model: str, reason: str) -> None:
+        self.model = model
+        self.reason = reason
+        super().__init__(
+            f"no price for model {model!r}: {reason}; pass price=Price(input=..., output=...) "
+            f"(USD per million tokens), or add an override: [[prices]] model = {model!r} "
+            "input = ... output = ... (0 and 0 for a free local model)"
+        )
+
+
+class ConfigFileError(ConfigError):
+    """A settings file (plans, price overrides) is unreadable or has wrong fields; the
+    message names the file and every field at fault."""
+
+    def __init__(self, path: str, problems: list[str] | tuple[str, ...]) -> None:
+        self.path = path
+        self.problems = tuple(problems)
+        super().__init__(f"{path}: " + "; ".join(self.problems))
+
+
+class ApprovalNotFound(RotaError, LookupError):
+    def __init__(self, approval_id: str) -> None:
+        self.approval_id = approval_id
+        super().__init__(
+            f"no approval request with id {approval_id!r}; `rota approvals list` shows the "
+            "pending ones"
+        )
+
+
+class ApprovalRefused(RotaError, PermissionError):
+    """A decision that cannot be made: the request is no longer pending (`state` says what
+    it is: approved, rejected, timed_out, expired) or the decider is not one of its
+    approvers (`state` "forbidden"). Nothing was decided."""
+
+    def __init__(self, approval_id: str, state: str, message: str) -> None:
+        self.approval_id = approval_id
+        self.state = state
+        super().__init__(message)
+
+
+class ApprovalTimedOut(RotaError):
+    """`ctx.approval(..., on_timeout="fail")` got no decision before its deadline."""

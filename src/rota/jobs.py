@@ -10,6 +10,8 @@ from typing import Any
 from . import serialization
 from .durations import Duration, optional_seconds, seconds
 from .errors import ConfigError
+from .escalation import EscalationPolicy
+from .identity.principals import check_name as check_principal_name
 from .ids import new_id
 from .model import NewRun
 from .scheduling.triggers import OnEvent, Trigger
@@ -35,6 +37,7 @@ class JobDefinition:
     max_catch_up: int = 10
     misfire_grace_s: float = 60.0
     overlap: str = "skip"
+    escalation: EscalationPolicy | None = None
 
     @property
     def limited(self) -> bool:
@@ -108,6 +111,8 @@ def define(
     max_catch_up: int = 10,
     misfire_grace: Duration = "60s",
     overlap: str = "skip",
+    escalate_to: Any = None,
+    shadow: float = 0.0,
 ) -> JobDefinition:
     """Validate decorator arguments at definition time, where a mistake is cheap to fix."""
     job_name = name or fn.__name__
@@ -123,6 +128,9 @@ def define(
     _one_of(job_name, "overlap", overlap, OVERLAP_POLICIES)
     if not isinstance(max_catch_up, int) or max_catch_up < 1:
         raise ConfigError(f"{job_name}: max_catch_up must be an int >= 1, got {max_catch_up!r}")
+    if run_as is not None:
+        check_principal_name(run_as)
+    escalation = _escalation(job_name, escalate_to, shadow)
     return JobDefinition(
         name=job_name,
         fn=fn,
@@ -140,7 +148,19 @@ def define(
         max_catch_up=max_catch_up,
         misfire_grace_s=seconds(misfire_grace, what=f"{job_name} misfire_grace"),
         overlap=overlap,
+        escalation=escalation,
     )
+
+
+def _escalation(job: str, escalate_to: Any, shadow: float) -> EscalationPolicy | None:
+    if escalate_to is None:
+        if shadow:
+            raise ConfigError(f"{job}: shadow= needs escalate_to=agent (the agent that shadows)")
+        return None
+    agent = escalate_to if isinstance(escalate_to, str) else getattr(escalate_to, "name", None)
+    if not isinstance(agent, str) or not agent:
+        raise ConfigError(f"{job}: escalate_to must be an Agent or the name of a registered one")
+    return EscalationPolicy(agent, shadow)
 
 
 MISFIRE_POLICIES = ("skip", "run_once", "catch_up")

@@ -145,6 +145,45 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class NewWait:
+    """A durable wait to register for a step of a run that the writer holds the lease of.
+
+    `kind` is "sleep" (time only) or "event" (any of `topics`, i.e. "event:NAME", whose
+    payload fits detail["match"], stored since `since`); an approval is meant to be another
+    kind, resolved by a decision. `deadline` (None: none) times it out."""
+
+    run_id: str
+    lease_token: int
+    step_key: str
+    step_name: str
+    seq: int
+    kind: str
+    topics: tuple[str, ...]
+    detail: dict[str, Any]
+    since: float | None
+    deadline: float | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A registered wait as stored: `status` is waiting, resolved, timed_out or cancelled;
+    `event_id` is the event that resolved it."""
+
+    run_id: str
+    step_key: str
+    kind: str
+    topics: tuple[str, ...]
+    detail: dict[str, Any]
+    since: float | None
+    deadline: float | None
+    status: str
+    event_id: str | None
+    created_at: float
+    resolved_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class RunFilter:
     states: tuple[str, ...] = ()
     names: tuple[str, ...] = ()

@@ -1,5 +1,9 @@
 """Payloads and results are stored as JSON. Values are round-tripped on the first run too,
-so that code sees the same value whether a step ran now or was replayed from its checkpoint."""
+so that code sees the same value whether a step ran now or was replayed from its checkpoint.
+
+`dumps` is the one door to storage (payloads, step and run results, errors, audit details),
+so it is where secret values read in this process are redacted: what is stored, and what
+code sees after a round trip, holds `[redacted:NAME]` instead of the value."""
 
 from __future__ import annotations
 
@@ -8,11 +12,20 @@ import json
 from typing import Any
 
 from .errors import SerializationError
+from .identity.redact import redactor
 
 
-def dumps(value: Any, *, what: str) -> str:
+def dumps(value: Any, *, what: str, canonical: bool = False) -> str:
+    """JSON text, redacted. `canonical` sorts keys and keeps non-ASCII as is (for hashing)."""
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(
+            value,
+            separators=(",", ":"),
+            allow_nan=False,
+            sort_keys=canonical,
+            ensure_ascii=not canonical,
+        )
+        return redactor.redact(text)
     except ValueError:
         raise SerializationError(
             f"{what} contains NaN or Infinity, which JSON cannot represent; use null or a "

@@ -21,7 +21,7 @@ from side_db import SideDb, run_worker_until_sigterm
 from rota import Agent, App, ToolContext, tool
 
 AGENT = "crash-agent"
-MODEL = "anthropic:claude-test"
+MODEL = "anthropic:claude-haiku-4-5"  # a real model: agents need a known price
 BASE_URL_ENV = "AGENT_CRASH_BASE_URL"
 HOLD_ENV = "AGENT_CRASH_HOLD"  # "1": the tool's step-2 execution never returns
 HOLD_STEP = 2

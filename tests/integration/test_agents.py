@@ -206,6 +206,7 @@ def test_tools_get_deps_the_principal_and_their_step_idempotency_key(app: App) -
 
     model = ScriptedModel("notifier", script=[call(notify, channel="#ops"), say("sent")])
     notifier = Agent("notifier", model, "Notify.", tools=[notify], run_as="svc-ops")
+    app.principal("svc-ops")
     app.agent(notifier, deps={"env": "test"})
 
     handle = app.run_now("notifier", "go")

@@ -33,6 +33,7 @@ from rota.agents.mcp import (
 from rota.agents.tools import Tool, ToolDenied
 from rota.agents.types import ModelRequest, ToolResult
 from rota.errors import RunInterrupted
+from rota.identity.principals import Principal, make_principal
 from rota.testing import ScriptedModel, call, say
 
 CALC = Path(__file__).parent / "mcp_servers" / "calc.py"
@@ -90,7 +91,7 @@ def children() -> set[int]:
     return found
 
 
-def run(agent: Agent, task: Any = "go") -> AgentResult:
+def run(agent: Agent, task: Any = "go", principal: Principal | None = None) -> AgentResult:
     """`agent.run(task)`, checking inside the event loop, as the run returns or raises,
     that every server process it started has exited and been reaped (after the loop,
     asyncio.run's own clean-up would hide a session left open)."""
@@ -98,7 +99,7 @@ def run(agent: Agent, task: Any = "go") -> AgentResult:
     async def checked() -> AgentResult:
         before = children()
         try:
-            return await agent.run(task)
+            return await agent.run(task, principal=principal)
         finally:
             assert children() == before, "a server process outlived its run"
 
@@ -201,7 +202,7 @@ def test_tools_carry_the_sources_scopes_and_guards_still_decide(tmp_path: Path) 
     source = calc_stdio(scopes=["calc:use"], requires_approval=True)
     agent = Agent("guarded", model, "Go.", tools=[source], tool_guards=[deny_record])
 
-    run(agent, "go")
+    run(agent, "go", principal=make_principal("calc-user", scopes=["calc:use"]))
 
     denied, allowed = results(model.requests[1])
     assert denied.is_error and "recording is not allowed" in denied.content

@@ -14,18 +14,24 @@ import asyncio
 import copy
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
 
-from ..durations import Duration, optional_seconds
+from ..cost.prices import Price
+from ..durations import Duration, optional_seconds, seconds
 from ..errors import AgentFailed, ConfigError
+from ..identity.principals import check_name as check_principal_name
+from .budgets import definition_price
+from .cache import with_cache
 from .models.ratelimited import RateLimit, RateLimitedModel
 from .tools import Tool, ToolGuard, ToolSource, as_tool, open_tool_sources
 from .types import Message, Model, Usage
 
 if TYPE_CHECKING:
     from ..durable import RunContext
+    from ..identity.principals import Principal
 
 Reason = Literal[
     "succeeded",
@@ -43,21 +49,36 @@ SuccessCheck = Callable[[Any], "bool | Awaitable[bool | None] | None"]
 
 @dataclass(frozen=True)
 class Budget:
-    """Limits on one agent run. `tokens` and `requests` are enforced before each model call
-    (fail closed: a call that could exceed them is not made); `usd` is recorded for the
-    billing work, which enforces it against model prices."""
+    """Limits on one agent run (`Agent(budget=...)`), or on every run of an agent, workflow
+    or principal per day or month (`app.budget(...)`). Enforced before each model call with
+    the call's worst case (fail closed: a call that could exceed a limit is not made);
+    `usd` prices it at the model's price. See docs/cost.md#budgets."""
 
-    usd: float | None = None
+    usd: Decimal | float | int | None = None
     tokens: int | None = None
     requests: int | None = None
 
     def __post_init__(self) -> None:
+        if self.usd is None and self.tokens is None and self.requests is None:
+            raise ConfigError(
+                "a Budget needs a limit: Budget(usd=0.05), Budget(tokens=20_000) or "
+                "Budget(requests=10)"
+            )
         for field in ("usd", "tokens", "requests"):
             value = getattr(self, field)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
-            ):
-                raise ConfigError(f"Budget({field}=...) must be a number >= 0, got {value!r}")
+            if value is None:
+                continue
+            whole = field != "usd"
+            kinds = int if whole else (int, float, Decimal)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+                what = "a whole number > 0" if whole else "a number > 0 (USD)"
+                raise ConfigError(
+                    f"Budget({field}={value!r}) must be {what}: a limit of zero or less "
+                    f"would refuse every model call; leave {field} out for no limit"
+                )
+        if self.usd is not None:
+            # Through the decimal text, so that 0.1 stays 0.1 (budgets compare to Decimals).
+            object.__setattr__(self, "usd", Decimal(str(self.usd)))
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,7 @@ class AgentResult:
     error: str | None = None
     output_json: Any = None  # `output` as JSON-ready data (what a job stores as its result)
     tool_calls: int = 0
+    cached: bool = False  # a decision reused from the cache: no model call, no tokens
 
     @property
     def ok(self) -> bool:
@@ -114,6 +136,9 @@ class Agent:
         tool_guards: Sequence[ToolGuard] = (),
         max_repeated_calls: int = 3,
         rate_limit: RateLimit | None = None,
+        price: Price | None = None,
+        cache: bool = False,
+        cache_ttl: Duration = "1h",
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("an agent needs a name: Agent(name='billing-reviewer', ...)")
@@ -154,12 +179,17 @@ class Agent:
         if budget is not None and not isinstance(budget, Budget):
             raise ConfigError(f"{name}: budget must be a Budget(usd=..., tokens=..., ...)")
         self.budget = budget
-        self.run_as = run_as
+        # Priced where it is defined: an unknown price fails here, not in a worker at 3 a.m.
+        self.price = price
+        self.defined_price = definition_price(name, self.model_spec, price, budget)
+        self.run_as = None if run_as is None else check_principal_name(run_as)
         if temperature is not None and (isinstance(temperature, bool) or temperature < 0):
             raise ConfigError(f"{name}: temperature must be >= 0, got {temperature!r}")
         self.temperature = temperature
         self.timeout_s = optional_seconds(timeout, what=f"{name} timeout")
         self.tool_guards: tuple[ToolGuard, ...] = tuple(tool_guards)
+        self.cache = bool(cache)  # reuse decisions on identical inputs: see agents/cache.py
+        self.cache_ttl_s = seconds(cache_ttl, what=f"{name} cache_ttl")
 
     def __repr__(self) -> str:
         return f"<Agent {self.name} model={self.model_spec}>"
@@ -171,23 +201,38 @@ class Agent:
         deps: Any = None,
         ctx: RunContext | None = None,
         step_prefix: str = "",
+        principal: Principal | None = None,
     ) -> AgentResult:
         """Run the loop to an end. With `ctx`, model and tool calls are durable steps of that
-        run (their names start with `step_prefix`); without, everything stays in memory."""
+        run (their names start with `step_prefix`) and the run's principal decides which
+        tools may be called; without, everything stays in memory and `principal` decides
+        (None: only tools that need no scope)."""
         from .loop import AgentLoop
 
-        if not self.tool_sources:
-            return await AgentLoop(self, task, deps=deps, ctx=ctx, prefix=step_prefix).run()
-        # Tool sources (MCP servers) are opened for this run only, in this task, and closed
-        # when it ends; the loop sees a copy of the agent with their tools added.
-        async with open_tool_sources(self.name, self.tools, self.tool_sources) as tools:
-            agent = copy.copy(self)
-            agent.tools = tools
-            return await AgentLoop(agent, task, deps=deps, ctx=ctx, prefix=step_prefix).run()
+        def loop(agent: Agent) -> AgentLoop:
+            return AgentLoop(
+                agent, task, deps=deps, ctx=ctx, prefix=step_prefix, principal=principal
+            )
 
-    def run_sync(self, task: Any = None, *, deps: Any = None) -> AgentResult:
+        async def run() -> AgentResult:
+            if not self.tool_sources:
+                return await loop(self).run()
+            # Tool sources (MCP servers) are opened for this run only, in this task, and
+            # closed when it ends; the loop sees a copy of the agent with their tools added.
+            async with open_tool_sources(self.name, self.tools, self.tool_sources) as tools:
+                agent = copy.copy(self)
+                agent.tools = tools
+                return await loop(agent).run()
+
+        if self.cache and ctx is not None:
+            return await with_cache(self, task, ctx, step_prefix, run)
+        return await run()
+
+    def run_sync(
+        self, task: Any = None, *, deps: Any = None, principal: Principal | None = None
+    ) -> AgentResult:
         """`run` for scripts and notebooks without an event loop."""
-        return asyncio.run(self.run(task, deps=deps))
+        return asyncio.run(self.run(task, deps=deps, principal=principal))
 
     # -- used by the loop --------------------------------------------------------------
 

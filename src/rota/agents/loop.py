@@ -25,8 +25,12 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from ..errors import ProviderError, StepFailed
+from ..identity.access import tool_access
+from ..identity.principals import Principal
+from ..identity.redact import redactor
 from ..ids import new_id
 from .agent import Agent, AgentResult, Reason
+from .budgets import BudgetExceeded, Metering
 from .tools import ToolContext
 from .types import (
     Message,
@@ -62,11 +66,14 @@ class AgentLoop:
         deps: Any = None,
         ctx: RunContext | None = None,
         prefix: str = "",
+        principal: Principal | None = None,
     ) -> None:
         self.agent = agent
         self.deps = deps
         self.ctx = ctx
         self.prefix = prefix
+        self.access = tool_access(agent.name, ctx, principal)
+        self.guards = (self.access.check, *agent.tool_guards, self.access.called)
         self.local_id = None if ctx is not None else f"local-{new_id()}"
         self.messages: list[Message] = [Message("user", _task_text(task))]
         self.usage = Usage(requests=0)
@@ -79,8 +86,20 @@ class AgentLoop:
         self._streak: tuple[str, int] = ("", 0)
         self._local_keys: dict[str, int] = {}
         self._sent: tuple[Message, ...] = ()  # the messages of the previous model request
+        self.meter = Metering(agent, ctx, prefix)  # budgets and usage (agents/budgets.py)
 
     async def run(self) -> AgentResult:
+        try:
+            result = await self._run()
+        except asyncio.CancelledError:
+            raise  # interrupted (lease lost, shutdown): nothing more to write
+        except BaseException:
+            await self.meter.close(self.tool_calls)  # e.g. parked on a wait: time so far
+            raise
+        await self.meter.close(self.tool_calls)
+        return result
+
+    async def _run(self) -> AgentResult:
         timeout = self.agent.timeout_s
         try:
             async with asyncio.timeout(timeout) as scope:
@@ -104,7 +123,7 @@ class AgentLoop:
                     detail += f"; the last answer was refused: {why}"
                 raise _Stop(reason, detail)
             request = self._request()
-            self._check_budget(request)
+            await self._check_budget(request)
             self.steps += 1
             response = await self._model_step(self.steps, request)
             self.last_response = response
@@ -130,38 +149,25 @@ class AgentLoop:
 
     def _request(self) -> ModelRequest:
         a = self.agent
-        return ModelRequest(
-            model=a.model.name,
-            system=a.instructions,
-            messages=tuple(self.messages),
-            tools=tuple(t.spec for t in a.tools.values()),
-            max_tokens=a.max_tokens,
-            temperature=a.temperature,
-            output_schema=a.output_schema,
+        return _redacted(
+            ModelRequest(
+                model=a.model.name,
+                system=a.instructions,
+                messages=tuple(self.messages),
+                tools=tuple(t.spec for t in self.access.visible(a.tools).values()),
+                max_tokens=a.max_tokens,
+                temperature=a.temperature,
+                output_schema=a.output_schema,
+            )
         )
 
-    def _check_budget(self, request: ModelRequest) -> None:
-        """Fail closed: refuse the call if its worst case could exceed what is left."""
-        budget = self.agent.budget
-        if budget is None:
-            return
-        if budget.requests is not None and self.usage.requests + 1 > budget.requests:
-            raise _Stop(
-                "budget_exceeded",
-                f"the budget allows {budget.requests} model requests and "
-                f"{self.usage.requests} were made",
-            )
-        if budget.tokens is not None:
-            used = _tokens(self.usage)
-            prompt = self._prompt_estimate(request)
-            worst = prompt + request.max_tokens
-            if used + worst > budget.tokens:
-                raise _Stop(
-                    "budget_exceeded",
-                    f"the next model call could use {worst} tokens (prompt about {prompt} + "
-                    f"max_tokens {request.max_tokens}) and {budget.tokens - used} of the "
-                    f"budget's {budget.tokens} are left",
-                )
+    async def _check_budget(self, request: ModelRequest) -> None:
+        """Fail closed: refuse the call if its worst case could exceed what is left of the
+        run's budget (tokens, requests, USD at the model's price; see agents/budgets.py)."""
+        problem = self.meter.check(self.usage, self._prompt_estimate(request), request.max_tokens)
+        if problem is not None:
+            await self.meter.refused(problem, limit="run")
+            raise _Stop("budget_exceeded", problem)
 
     def _prompt_estimate(self, request: ModelRequest) -> int:
         # The next prompt holds the previous one and its reply (both counted by the
@@ -184,23 +190,26 @@ class AgentLoop:
         model = self.agent.model
 
         async def complete() -> dict[str, Any]:
-            data: dict[str, Any] = to_json(await model.complete(request))
+            data: dict[str, Any] = to_json(await self.meter.complete(model, request))
             return {**data, "request": record}
 
         try:
             if self.ctx is None:
-                return await model.complete(request)
-            record = _request_record(request, self._sent)
-            self._sent = request.messages
-            data = await self.ctx.step(f"{self.prefix}model#{n}", complete)
-            # Checkpoints written before requests were recorded have no "request" key.
-            return response_from_json({k: v for k, v in data.items() if k != "request"})
-        except ProviderError as exc:
-            raise _Stop("provider_error", str(exc)) from exc
+                response = await self.meter.complete(model, request)
+            else:
+                record = _request_record(request, self._sent)
+                self._sent = request.messages
+                data = await self.ctx.step(f"{self.prefix}model#{n}", complete)
+                # Checkpoints written before requests were recorded have no "request" key.
+                response = response_from_json({k: v for k, v in data.items() if k != "request"})
+        except (ProviderError, BudgetExceeded) as exc:
+            raise _Stop(_stop_reason(exc), str(exc)) from exc
         except StepFailed as exc:
-            if isinstance(exc.__cause__, ProviderError):
-                raise _Stop("provider_error", str(exc.__cause__)) from exc
+            if isinstance(exc.__cause__, ProviderError | BudgetExceeded):
+                raise _Stop(_stop_reason(exc.__cause__), str(exc.__cause__)) from exc
             raise
+        self.meter.observe(response)
+        return response
 
     # -- tools ---------------------------------------------------------------------------
 
@@ -241,8 +250,9 @@ class AgentLoop:
                 agent=self.agent.name,
                 tool=call.name,
                 call_id=call.id,
+                secrets=self.access.secrets,
             )
-            result = await tool.run(call, context, self.agent.tool_guards)
+            result = await tool.run(call, context, self.guards)
             data: dict[str, Any] = to_json(result)
             return data
 
@@ -308,6 +318,26 @@ def _request_record(request: ModelRequest, sent: tuple[Message, ...]) -> dict[st
     return {**data, "messages_from": start}
 
 
+def _redacted(request: ModelRequest) -> ModelRequest:
+    """The request without any secret value read in this process: a model never sees one,
+    even when a tool returned it or the task carried it."""
+    if not len(redactor):
+        return request
+    r = redactor.redact
+    messages = tuple(
+        replace(
+            m,
+            text=r(m.text),
+            tool_calls=tuple(
+                replace(c, arguments=redactor.redact_json(c.arguments)) for c in m.tool_calls
+            ),
+            tool_results=tuple(replace(t, content=r(t.content)) for t in m.tool_results),
+        )
+        for m in request.messages
+    )
+    return replace(request, system=r(request.system), messages=messages)
+
+
 def _task_text(task: Any) -> str:
     if task is None:
         return "Start."
@@ -321,6 +351,10 @@ def _task_text(task: Any) -> str:
 def _tokens(usage: Usage) -> int:
     u = usage
     return u.input_tokens + u.output_tokens + u.cache_write_tokens + u.cache_read_tokens
+
+
+def _stop_reason(exc: BaseException) -> Reason:
+    return "budget_exceeded" if isinstance(exc, BudgetExceeded) else "provider_error"
 
 
 def _invalid_output(exc: pydantic.ValidationError) -> str:

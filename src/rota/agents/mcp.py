@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from ..durations import Duration, seconds
 from ..errors import ConfigError, RotaError
+from ..identity.redact import redactor
 from .tools import Tool, ToolContext, ToolSource, _clean_schema, render
 from .types import ToolCall, ToolResult, ToolSpec
 
@@ -440,6 +441,8 @@ class MCPTool(Tool):
         self.server_label = server.label
         self.scopes = server.scopes
         self.requires_approval = server.requires_approval
+        # The server's own hint; shadow runs call only tools that change nothing.
+        self.read_only = bool(getattr(remote.annotations, "readOnlyHint", False))
         self.description = remote.description or remote.title or ""
         self.takes_context = False
         schema = _clean_schema(dict(remote.input_schema or {}))
@@ -466,8 +469,9 @@ class MCPTool(Tool):
         try:
             result = await self._session.call(self.remote_name, values, meta)
         except Exception as exc:
-            return ToolResult(call.id, self._explain(exc), is_error=True)
-        return ToolResult(call.id, render_result(result), is_error=bool(result.is_error))
+            return ToolResult(call.id, redactor.redact(self._explain(exc)), is_error=True)
+        text = redactor.redact(render_result(result))
+        return ToolResult(call.id, text, is_error=bool(result.is_error))
 
     def _explain(self, exc: Exception) -> str:
         from mcp import MCPError

@@ -227,14 +227,11 @@ def registered_agent(app: App, name: str) -> tuple[Agent, Any]:
             f"{name!r} is a {definition.kind}, not an agent; replay re-runs agent runs "
             "(agents registered with app.agent(...))"
         )
-    fn = definition.fn
-    # Agent.job_function closes over the agent (`self`) and its deps.
-    cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False))
-    agent = cells["self"].cell_contents if "self" in cells else None
+    # app.agent's job function carries its agent and deps (rota.shadow.agent_job).
+    agent = getattr(definition.fn, "rota_agent", None)
     if not isinstance(agent, Agent):
         raise NotReplayable(f"cannot find the Agent behind job {name!r}")
-    deps = cells["deps"].cell_contents if "deps" in cells else None
-    return agent, deps
+    return agent, getattr(definition.fn, "rota_deps", None)
 
 
 def replay_run(app: App, run_id: str, *, recorded_tools: bool = False) -> ReplayReport:

@@ -31,6 +31,7 @@ import pydantic_core
 
 from ..calls import call_user
 from ..errors import ConfigError, RotaError
+from ..identity.redact import redactor
 from .types import ToolCall, ToolResult, ToolSpec
 
 DepsT = TypeVar("DepsT")
@@ -57,6 +58,18 @@ class ToolContext(Generic[DepsT]):
     agent: str
     tool: str
     call_id: str
+    secrets: Callable[[str], str] | None = None
+
+    def secret(self, name: str) -> str:
+        """The value of secret `name`, if the run's principal is granted it (see
+        `rota secrets set NAME --grant PRINCIPAL`). The read is audited and the value is
+        redacted from everything rota stores, logs or sends to a model afterwards."""
+        if self.secrets is None:
+            raise RotaError(
+                f"tool {self.tool!r} asked for secret {name!r} outside a durable run; secrets "
+                "are handed to tools of agents run by a worker (app.agent or ctx.agent)"
+            )
+        return self.secrets(name)
 
 
 class ToolDenied(RotaError):
@@ -81,6 +94,7 @@ class Tool:
         name: str | None = None,
         scopes: Sequence[str] = (),
         requires_approval: bool = False,
+        read_only: bool = False,
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
@@ -93,6 +107,7 @@ class Tool:
             raise ConfigError(f"tool {self.name}: scopes must be a list, e.g. scopes=[{scopes!r}]")
         self.scopes: tuple[str, ...] = tuple(scopes)
         self.requires_approval = bool(requires_approval)
+        self.read_only = bool(read_only)  # changes nothing: shadow runs may call it
         summary, param_docs = parse_docstring(fn.__doc__)
         self.description = summary
         self.takes_context, self._params, self.args_model = _arguments_model(
@@ -144,8 +159,9 @@ class Tool:
         try:
             value = await call_user(self.fn, args, values, timeout=None, what=f"tool {self.name}")
         except Exception as exc:
-            return ToolResult(call.id, f"tool {self.name!r} failed: {_describe(exc)}", True)
-        return ToolResult(call.id, render(value))
+            text = f"tool {self.name!r} failed: {_describe(exc)}"
+            return ToolResult(call.id, redactor.redact(text), True)
+        return ToolResult(call.id, redactor.redact(render(value)))
 
     def renamed(self, name: str) -> Tool:
         """The same tool under another name (how a tool source's tool avoids a clash)."""
@@ -176,6 +192,7 @@ def tool(
     scopes: Sequence[str] = (),
     requires_approval: bool = False,
     name: str | None = None,
+    read_only: bool = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -186,15 +203,19 @@ def tool(
     scopes: Sequence[str] = (),
     requires_approval: bool = False,
     name: str | None = None,
+    read_only: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make a function callable by agents: `@tool` or `@tool(scopes=["billing:write"])`.
 
     The schema comes from the type hints; the docstring's first paragraph describes the
     tool, and its `Args:` section (Google, NumPy or Sphinx style) describes the parameters.
+    `read_only=True` declares that it changes nothing, so shadow runs may call it.
     """
 
     def make(f: Callable[..., Any]) -> Tool:
-        return Tool(f, name=name, scopes=scopes, requires_approval=requires_approval)
+        return Tool(
+            f, name=name, scopes=scopes, requires_approval=requires_approval, read_only=read_only
+        )
 
     return make(fn) if fn is not None else make
 

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from ..app import App
-from . import health, hooks
+from . import approvals, health, hooks, identity
 from .context import ApiContext, problem
 
 log = logging.getLogger("rota.api")
@@ -29,7 +29,7 @@ class RouteModule(Protocol):
     def routes(self, ctx: ApiContext) -> Sequence[BaseRoute]: ...
 
 
-ROUTE_MODULES: tuple[RouteModule, ...] = (health, hooks)
+ROUTE_MODULES: tuple[RouteModule, ...] = (health, hooks, identity, approvals)
 
 
 def create_api(

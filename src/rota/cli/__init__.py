@@ -7,16 +7,22 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from .approvals import approvals_app
 from .audit import audit_app
 from .common import RotaGroup, Settings
+from .cost import cost_app
 from .db import db_app
 from .demo import demo
 from .events import events_app
+from .principals import principals_app
+from .remote import whoami
 from .run import run
 from .runs import runs_app
 from .schedules import scheduler, schedules_app
 from .secrets import secrets_app
 from .serve import serve
+from .shadow import shadow_app
+from .tokens import tokens_app
 from .worker import dev, worker
 
 app = typer.Typer(
@@ -71,16 +77,22 @@ def root(
 
 app.add_typer(runs_app, name="runs")
 app.add_typer(audit_app, name="audit")
+app.add_typer(approvals_app, name="approvals")
+app.add_typer(cost_app, name="cost")
 app.add_typer(db_app, name="db")
 app.add_typer(events_app, name="events")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(principals_app, name="principals")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(shadow_app, name="shadow")
 app.command("scheduler")(scheduler)
 app.command("run")(run)
 app.command("worker")(worker)
 app.command("dev")(dev)
 app.command("serve")(serve)
 app.command("demo")(demo)
+app.command("whoami")(whoami)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ Like `rota runs`, these need no user app, only the database.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -15,8 +15,8 @@ from rich.text import Text
 from ..clock import system_clock
 from ..durations import seconds
 from ..errors import ConfigError
-from ..identity.audit import AuditRecord, verify_chain
-from .common import compact, err, iso, out, print_json, print_table, read_store, when
+from ..identity.audit import verify_chain
+from .common import compact, err, out, print_json, print_table, read_store, when
 
 audit_app = typer.Typer(help="Read and verify the audit log.", no_args_is_help=True)
 
@@ -45,7 +45,7 @@ def list_records(
     with read_store(ctx) as store:
         records = store.audit_records(principal=principal, since=start, action=action, limit=limit)
     if as_json:
-        print_json([record_json(r) for r in records])
+        print_json([r.to_json() for r in records])
         return
     if not records:
         err.print("no audit records match")
@@ -103,19 +103,3 @@ def parse_since(text: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
-
-
-def record_json(r: AuditRecord) -> dict[str, Any]:
-    return {
-        "seq": r.seq,
-        "id": r.id,
-        "at": iso(r.at),
-        "actor": r.actor,
-        "actor_kind": r.actor_kind,
-        "action": r.action,
-        "subject": r.subject,
-        "run_id": r.run_id,
-        "detail": r.detail,
-        "prev_hash": r.prev_hash,
-        "hash": r.hash,
-    }

@@ -25,6 +25,8 @@ from typer.core import TyperGroup
 
 from ..app import App
 from ..errors import (
+    ApprovalNotFound,
+    ApprovalRefused,
     ConfigError,
     EventNotFound,
     RotaError,
@@ -33,6 +35,8 @@ from ..errors import (
     UnknownJobError,
     UnknownWebhook,
 )
+from ..identity.principals import PrincipalDisabled, UnknownPrincipal
+from ..identity.tokens import TokenRefused
 from ..storage import SqlStore
 from ..storage.urls import DEFAULT_URL, parse
 
@@ -44,12 +48,17 @@ _piped = Console(width=1000, soft_wrap=True)
 
 # A user mistake (exit 2) says what to do instead; anything else is an operational failure.
 USER_ERRORS = (
+    ApprovalNotFound,
+    ApprovalRefused,
     ConfigError,
     UnknownJobError,
     SerializationError,
     RunNotFound,
     EventNotFound,
     UnknownWebhook,
+    UnknownPrincipal,
+    PrincipalDisabled,
+    TokenRefused,
 )
 
 
@@ -188,14 +197,6 @@ def print_table(table: Any) -> None:
 
 def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
-def iso(ts: float | None) -> str | None:
-    """Epoch seconds as ISO-8601 UTC with a Z, for --json."""
-    if ts is None:
-        return None
-    text = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
 
 
 def when(ts: float | None) -> str:

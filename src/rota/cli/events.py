@@ -12,20 +12,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from ..clock import iso
 from ..errors import EventNotFound
 from ..model import Event, Rejection
-from .common import (
-    compact,
-    err,
-    fail,
-    iso,
-    loaded_app,
-    out,
-    print_json,
-    print_table,
-    read_store,
-    when,
-)
+from .common import compact, err, fail, loaded_app, out, print_json, print_table, read_store, when
 
 events_app = typer.Typer(
     help="Inspect stored events and refused webhook deliveries; replay an event.",

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from ..identity.admin import cli_actor
+from ..identity.audit import RUN_REQUESTED, record
 from ..model import RunState
 from ..serialization import parse_json_text
 from .common import compact, err, fail, loaded_app, out, print_json
@@ -46,8 +48,20 @@ def run(
 ) -> None:
     """Enqueue a run now and print its id (with --wait, its result)."""
     value = parse_json_text(payload, what="--payload") if payload is not None else None
+    actor = cli_actor()
     with loaded_app(ctx) as app:
-        handle = app.run_now(name, value, idempotency_key=idempotency_key, priority=priority)
+        handle = app.run_now(
+            name, value, idempotency_key=idempotency_key, priority=priority, actor=actor
+        )
+        if handle.created:
+            record(
+                app.store,
+                actor.name,
+                RUN_REQUESTED,
+                actor_kind=actor.kind,
+                subject=name,
+                run_id=handle.id,
+            )
         if not as_json:
             if handle.created:
                 out.print(f"enqueued run {handle.id} ({name})")

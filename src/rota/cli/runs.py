@@ -12,12 +12,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from ..clock import system_clock
-from ..model import Run, RunFilter, RunState, Step
+from ..clock import iso, system_clock
+from ..model import Run, RunFilter, RunState, Step, Wait
 from .common import (
     compact,
     err,
-    iso,
     loaded_app,
     out,
     print_json,
@@ -27,6 +26,7 @@ from .common import (
     state_text,
     when,
 )
+from .runs_waits import describe_wait, open_waits, step_note, wait_json
 
 runs_app = typer.Typer(help="Inspect and manage runs.", no_args_is_help=True)
 
@@ -57,8 +57,9 @@ def list_runs(
     flt = RunFilter(tuple(s.value for s in state or ()), tuple(name or ()), limit)
     with read_store(ctx) as store:
         runs = store.list_runs(flt)
+        waiting = open_waits(store.waits([r.id for r in runs if r.state == RunState.WAITING]))
     if as_json:
-        print_json([run_json(r) for r in runs])
+        print_json([_with_wait(run_json(r), waiting.get(r.id)) for r in runs])
         return
     if not runs:
         err.print("no runs match")
@@ -70,7 +71,10 @@ def list_runs(
     for column in ("attempt", "trigger", "principal", "created (UTC)"):
         table.add_column(column)
     table.add_column("duration", justify="right")
+    if waiting:
+        table.add_column("waiting for")
     for run in runs:
+        wait = waiting.get(run.id)
         table.add_row(
             run.id,
             run.name,
@@ -80,6 +84,7 @@ def list_runs(
             run.principal or "-",
             when(run.created_at),
             span(duration(run)),
+            *([describe_wait(wait) if wait else ""] if waiting else []),
         )
     print_table(table)
 
@@ -90,10 +95,13 @@ def show(ctx: typer.Context, run_id: RunId, as_json: JsonFlag = False) -> None:
     with read_store(ctx) as store:
         run = store.get_run(run_id)
         steps = store.steps(run_id)
+        waits = store.waits([run_id])
+    wait = open_waits(waits).get(run_id) if run.state == RunState.WAITING else None
     if as_json:
-        print_json({**run_json(run), "steps": [step_json(run, s) for s in steps]})
+        shown = _with_wait(run_json(run), wait)
+        print_json({**shown, "steps": [step_json(run, s) for s in steps]} | _waits_json(waits))
         return
-    out.print(_details(run))
+    out.print(_details(run, resumed=bool(waits), wait=wait))
     if run.error:
         out.print(
             Text(f"error: {run.error.get('type', '')}: {run.error.get('message', '')}", style="red")
@@ -118,7 +126,7 @@ def show(ctx: typer.Context, run_id: RunId, as_json: JsonFlag = False) -> None:
             str(step.attempts),
             "-" if offset is None else f"+{span(offset)}",
             span(step.finished_at - step.started_at),
-            _error_line(step.error),
+            step_note(step) or _error_line(step.error),
         )
     print_table(table)
 
@@ -226,6 +234,14 @@ def run_json(run: Run) -> dict[str, Any]:
     }
 
 
+def _with_wait(shown: dict[str, Any], wait: Wait | None) -> dict[str, Any]:
+    return shown if wait is None else {**shown, "waiting_for": wait_json(wait)}
+
+
+def _waits_json(waits: list[Wait]) -> dict[str, Any]:
+    return {"waits": [wait_json(w) for w in waits]} if waits else {}
+
+
 def step_json(run: Run, step: Step) -> dict[str, Any]:
     return {
         "key": step.key,
@@ -242,15 +258,19 @@ def step_json(run: Run, step: Step) -> dict[str, Any]:
     }
 
 
-def _details(run: Run) -> Table:
+def _details(run: Run, *, resumed: bool = False, wait: Wait | None = None) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
     attempts = f"attempt {run.attempt} of {run.max_attempts}"
+    if resumed:  # each resume after a wait is an execution too; failures count attempts
+        attempts = f"execution {run.attempt}, {run.failures} of {run.max_attempts} attempts failed"
     if run.reclaims:
         attempts += f", reclaimed {run.reclaims}x after its worker stopped responding"
     grid.add_row("run", Text(f"{run.id}  {run.name} ({run.kind})"))
     grid.add_row("state", Text.assemble(state_text(run.state.value), f"  {attempts}"))
+    if wait is not None:
+        grid.add_row("waiting for", describe_wait(wait))
     if run.cancel_requested and not run.state.finished:
         grid.add_row("", Text("cancel requested", style="yellow"))
     trigger = run.trigger + (f" ({run.trigger_ref})" if run.trigger_ref else "")

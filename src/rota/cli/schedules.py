@@ -11,19 +11,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from ..clock import iso
 from ..errors import ConfigError
 from ..scheduling.scheduler import Scheduler, ScheduleSpec
-from .common import (
-    err,
-    iso,
-    loaded_app,
-    on_stop_signals,
-    out,
-    print_json,
-    print_table,
-    read_store,
-    when,
-)
+from .common import err, loaded_app, on_stop_signals, out, print_json, print_table, read_store, when
 
 schedules_app = typer.Typer(help="Inspect and manage schedules.", no_args_is_help=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

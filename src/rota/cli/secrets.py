@@ -11,8 +11,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..clock import iso
+from ..identity.admin import cli_actor
+from ..identity.audit import SECRET_CHANGED, record
 from ..identity.secrets import SecretDenied, SecretNotFound, Vault
-from .common import err, fail, iso, print_json, print_table, read_store, when
+from .common import err, fail, print_json, print_table, read_store, when
 
 secrets_app = typer.Typer(
     help="Manage secrets: encrypted at rest, granted to principals.", no_args_is_help=True
@@ -28,6 +31,11 @@ def _vault(ctx: typer.Context) -> Iterator[Vault]:
             yield Vault(store)
         except (SecretNotFound, SecretDenied) as exc:
             fail(str(exc), code=2)
+
+
+def _audit(vault: Vault, name: str, **detail: object) -> None:
+    actor = cli_actor()
+    record(vault.store, actor.name, SECRET_CHANGED, actor_kind=actor.kind, subject=name, **detail)  # type: ignore[arg-type]
 
 
 @secrets_app.command("set")
@@ -63,6 +71,7 @@ def set_secret(
     with _vault(ctx) as vault:
         vault.set(name, secret, grant)
         grants = next(i.grants for i in vault.list() if i.name == name)
+        _audit(vault, name, change="set", grants=list(grants))
     err.print(f"secret {name} saved; granted to: {', '.join(grants) or 'no one'}")
 
 
@@ -103,4 +112,5 @@ def delete_secret(ctx: typer.Context, name: SecretName) -> None:
     """Delete a secret."""
     with _vault(ctx) as vault:
         vault.delete(name)
+        _audit(vault, name, change="deleted")
     err.print(f"secret {name} deleted")

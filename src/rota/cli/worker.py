@@ -25,6 +25,7 @@ from ..api import ApiServer
 from ..api.server import DEFAULT_HOST, DEFAULT_PORT
 from ..app import App
 from ..errors import ConfigError
+from ..identity.redact import RedactingFilter
 from ..scheduling.scheduler import Scheduler
 from ..storage import SqlStore
 from ..worker import Worker, WorkerOptions, WorkerStats
@@ -203,6 +204,7 @@ def _log_to_stderr() -> Iterator[None]:
     """Show rota's own log lines (failures, retries) while a worker runs, then remove them."""
     logger = logging.getLogger("rota")
     handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+    handler.addFilter(RedactingFilter())  # secret values read by tools never reach the log
     handler.setLevel(logging.INFO)
     previous = logger.level
     logger.addHandler(handler)

@@ -3,17 +3,10 @@
 `record(store, actor, action, ...)` appends; `verify_chain(store)` walks the chain and names
 every record that was edited or deleted. See storage/audit.py for the chain's layout.
 
-Where the rest of rota should call `record` (wire-up pending):
-- RUN_STARTED: when a worker claims a run and starts it (worker loop), actor = the run's
-  principal (or "system"), detail: trigger, trigger_ref, attempt.
-- TOOL_CALLED / TOOL_DENIED: in the agent loop's permission check, before a tool runs or
-  when a missing scope denies it (detail: tool, needed scopes, missing scopes).
-- APPROVAL_*: when `ctx.approval` parks a run (requested, machine), when
-  `rota approvals approve|reject` or the API decides (granted/rejected, human), and when the
-  timeout fires (timed_out, machine).
-- SECRET_READ: in the vault's get, detail: the secret's NAME only, never its value.
-- PRINCIPAL_CHANGED / SCOPE_CHANGED: on `app.principal(...)` sync and `rota principals ...`.
-- BUDGET_EXCEEDED: in billing, when a call is refused because the budget would be exceeded.
+Who writes what (docs/identity.md has the table): the worker (run.started, run.refused,
+batched), the agent tool guards (tool.called, tool.denied), the vault (secret.read,
+secret.denied), principal and token changes (with the change, in one transaction), the API
+(auth.denied), the CLI (run.requested, secret.changed); approvals and budgets add theirs.
 """
 
 from __future__ import annotations
@@ -29,12 +22,20 @@ from ..storage.audit import (
 )
 
 RUN_STARTED = "run.started"
+RUN_REQUESTED = "run.requested"
+RUN_REFUSED = "run.refused"
+AUTH_DENIED = "auth.denied"
+TOKEN_CREATED = "token.created"
+TOKEN_REVOKED = "token.revoked"
+SECRET_CHANGED = "secret.changed"
+SECRET_DENIED = "secret.denied"
 TOOL_CALLED = "tool.called"
 TOOL_DENIED = "tool.denied"
 APPROVAL_REQUESTED = "approval.requested"
 APPROVAL_GRANTED = "approval.granted"
 APPROVAL_REJECTED = "approval.rejected"
 APPROVAL_TIMED_OUT = "approval.timed_out"
+APPROVAL_REFUSED = "approval.refused"  # a decision refused: not an approver, or too late
 SECRET_READ = "secret.read"
 PRINCIPAL_CHANGED = "principal.changed"
 SCOPE_CHANGED = "scope.changed"
@@ -219,14 +220,22 @@ def _missing(
 
 __all__ = [
     "APPROVAL_GRANTED",
+    "APPROVAL_REFUSED",
     "APPROVAL_REJECTED",
     "APPROVAL_REQUESTED",
     "APPROVAL_TIMED_OUT",
+    "AUTH_DENIED",
     "BUDGET_EXCEEDED",
     "PRINCIPAL_CHANGED",
+    "RUN_REFUSED",
+    "RUN_REQUESTED",
     "RUN_STARTED",
     "SCOPE_CHANGED",
+    "SECRET_CHANGED",
+    "SECRET_DENIED",
     "SECRET_READ",
+    "TOKEN_CREATED",
+    "TOKEN_REVOKED",
     "TOOL_CALLED",
     "TOOL_DENIED",
     "AuditHead",

@@ -58,6 +58,12 @@ class Redactor:
     def __len__(self) -> int:
         return len(self._names)
 
+    def clear(self) -> None:
+        """Forget every value (tests: one test's secrets must not redact the next's text)."""
+        with self._lock:
+            self._names.clear()
+            self._state = None
+
     def redact(self, text: str) -> str:
         state = self._state
         if state is None or not text:

@@ -22,7 +22,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +31,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import ConfigError, RotaError
+from ..storage.audit import AuditEntry
+from .audit import SECRET_DENIED, SECRET_READ
 from .redact import Redactor, redactor
 
 if TYPE_CHECKING:
@@ -156,8 +158,12 @@ class Vault:
         key: str | bytes | None = None,
         *,
         redact_with: Redactor | None = None,
+        audit_with: Callable[[Sequence[AuditEntry]], None] | None = None,
     ) -> None:
+        """`audit_with` appends audit records (default: straight to the store); a worker
+        passes its own writer, which keeps a run's records in order."""
         self.store = store
+        self._audit_with = audit_with
         self._key = parse_key(key, source="the key given to Vault") if key is not None else None
         self.redactor = redact_with or redactor
 
@@ -177,16 +183,25 @@ class Vault:
             name, self._encrypt(name, value), _principals(grants), now=time.time()
         )
 
-    def get(self, name: str, principal: str | None) -> str:
-        """The value, for a tool running on behalf of `principal`."""
+    def get(self, name: str, principal: str | None, *, run_id: str | None = None) -> str:
+        """The value, for a tool running on behalf of `principal`. Every read, and every
+        refused attempt, is audited (the secret's name, never its value)."""
         record = self.store.secret(name)
+        allowed = record is not None and principal is not None and principal in record.grants
+        self._audit(SECRET_READ if allowed else SECRET_DENIED, name, principal, run_id)
         if record is None:
             raise SecretNotFound(name)
-        if principal is None or principal not in record.grants:
+        if not allowed:
             raise SecretDenied(name, principal)
         value = self._decrypt(name, record.ciphertext)
         self.redactor.register(name, value)
         return value
+
+    def _audit(self, action: str, name: str, principal: str | None, run_id: str | None) -> None:
+        entry = AuditEntry(principal or "rota:anonymous", action, subject=name, run_id=run_id)
+        write = self._audit_with or getattr(self.store, "audit_many", None)
+        if write is not None:
+            write([entry])
 
     def names(self) -> list[str]:
         return [r.name for r in self.store.secrets()]

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import serialization
-from ..clock import system_clock
+from ..clock import iso, system_clock
 from ..errors import ConfigError
 from ..ids import new_id
 from .dialects import Connection, Row
@@ -32,6 +32,19 @@ if TYPE_CHECKING:
     from .dialects import Dialect
 
 GENESIS_HASH = "0" * 64
+_COLUMNS = {  # column -> PostgreSQL type, for batched inserts
+    "seq": "bigint",
+    "id": "text",
+    "at": "float8",
+    "actor": "text",
+    "actor_kind": "text",
+    "action": "text",
+    "subject": "text",
+    "run_id": "text",
+    "detail": "text",
+    "prev_hash": "text",
+    "hash": "text",
+}
 HEAD_KEY = "audit_head"
 ACTOR_KINDS = ("human", "machine")
 HASHED_FIELDS = (
@@ -68,6 +81,21 @@ class AuditRecord:
             "detail": self.detail_json,
         }
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "id": self.id,
+            "at": iso(self.at),
+            "actor": self.actor,
+            "actor_kind": self.actor_kind,
+            "action": self.action,
+            "subject": self.subject,
+            "run_id": self.run_id,
+            "detail": self.detail,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
     @property
     def detail(self) -> Any:
         try:
@@ -80,6 +108,35 @@ class AuditRecord:
 class AuditHead:
     seq: int
     hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A record to append: what the caller knows; seq and hashes come from the chain."""
+
+    actor: str
+    action: str
+    actor_kind: str = "machine"
+    subject: str | None = None
+    run_id: str | None = None
+    detail: Mapping[str, Any] | None = None
+    at: float | None = None
+
+    def fields(self) -> dict[str, Any]:
+        if self.actor_kind not in ACTOR_KINDS:
+            raise ConfigError(f"actor_kind must be 'human' or 'machine', got {self.actor_kind!r}")
+        if not self.actor or not self.action:
+            raise ConfigError("an audit record needs an actor and an action")
+        return {
+            "id": new_id(),
+            "at": float(system_clock.now() if self.at is None else self.at),
+            "actor": self.actor,
+            "actor_kind": self.actor_kind,
+            "action": self.action,
+            "subject": self.subject,
+            "run_id": self.run_id,
+            "detail": canonical_detail(self.detail),
+        }
 
 
 def record_hash(fields: Mapping[str, Any]) -> str:
@@ -102,8 +159,8 @@ def record_hash(fields: Mapping[str, Any]) -> str:
 
 
 def canonical_detail(detail: Mapping[str, Any] | None) -> str:
-    value = serialization.roundtrip(dict(detail or {}), what="audit detail")
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Sorted-key JSON, secret values redacted; one dumps (a worker writes one per run)."""
+    return serialization.dumps(dict(detail or {}), what="audit detail", canonical=True)
 
 
 class AuditQueries:
@@ -129,42 +186,35 @@ class AuditQueries:
     ) -> AuditRecord:
         """Append one record to the chain and move the head, in one serialised transaction.
         `detail` must never hold secret values (record a secret's name, not its value)."""
-        if actor_kind not in ACTOR_KINDS:
-            raise ConfigError(f"actor_kind must be 'human' or 'machine', got {actor_kind!r}")
-        if not actor or not action:
-            raise ConfigError("an audit record needs an actor and an action")
-        fields: dict[str, Any] = {
-            "id": new_id(),
-            "at": float(system_clock.now() if at is None else at),
-            "actor": actor,
-            "actor_kind": actor_kind,
-            "action": action,
-            "subject": subject,
-            "run_id": run_id,
-            "detail": canonical_detail(detail),
-        }
+        entry = AuditEntry(actor, action, actor_kind, subject, run_id, detail, at)
         with self.tx() as conn:
-            self.dialect.lock(conn, "rota_audit")
-            head = self._audit_head(conn) or self._audit_last(conn)
-            fields["seq"] = head.seq + 1 if head else 1
-            fields["prev_hash"] = head.hash if head else GENESIS_HASH
-            fields["hash"] = record_hash(fields)
-            conn.execute(
-                """INSERT INTO rota_audit (seq, id, at, actor, actor_kind, action, subject,
-                    run_id, detail, prev_hash, hash)
-                VALUES (:seq, :id, :at, :actor, :actor_kind, :action, :subject, :run_id,
-                    :detail, :prev_hash, :hash)""",
-                fields,
-            )
-            conn.execute(
-                """INSERT INTO rota_meta (key, value) VALUES (:key, :value)
-                ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
-                {
-                    "key": HEAD_KEY,
-                    "value": json.dumps({"seq": fields["seq"], "hash": fields["hash"]}),
-                },
-            )
-        return _record(fields)
+            return self.append_audit(conn, [entry])[0]
+
+    def audit_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Append several records in one transaction (how a worker records run starts)."""
+        if not entries:
+            return []
+        with self.tx() as conn:
+            return self.append_audit(conn, entries)
+
+    def append_audit(self, conn: Connection, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Append inside the caller's transaction, so that a change and its audit record
+        commit together or not at all."""
+        rows = [entry.fields() for entry in entries]  # validates before taking the lock
+        self.dialect.lock(conn, "rota_audit")
+        head = self._audit_head(conn) or self._audit_last(conn)
+        seq, prev = (head.seq, head.hash) if head else (0, GENESIS_HASH)
+        for fields in rows:
+            seq += 1
+            fields["seq"], fields["prev_hash"] = seq, prev
+            fields["hash"] = prev = record_hash(fields)
+        self.dialect.insert_many(conn, "rota_audit", _COLUMNS, rows)
+        conn.execute(
+            """INSERT INTO rota_meta (key, value) VALUES (:key, :value)
+            ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
+            {"key": HEAD_KEY, "value": json.dumps({"seq": seq, "hash": prev})},
+        )
+        return [_record(fields) for fields in rows]
 
     def audit_records(
         self,

@@ -7,10 +7,18 @@ passed in by the caller, so a fake clock drives the store as well as the code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ..model import Completion, Event, NewRun, Run, RunFilter, Step, StepRecord
+from ..model import Completion, Event, NewRun, NewWait, Run, RunFilter, Step, StepRecord, Wait
+
+if TYPE_CHECKING:
+    from ..agents.cache import CachedDecision
+    from ..identity.principals import Principal
+    from ..shadow import ShadowRecord
+    from .audit import AuditEntry, AuditRecord
+    from .usage import BudgetCharge, BudgetRefusal, Hold, ModelCall
+    from .waits import Parking
 
 
 class Store(Protocol):
@@ -26,8 +34,9 @@ class Store(Protocol):
         ...
 
     def record_event(self, event: Event, runs: Sequence[NewRun]) -> tuple[str, bool, list[str]]:
-        """Store an event and the runs it triggers in one transaction. A duplicate event
-        (same name and idempotency key) enqueues nothing: returns (existing id, False, [])."""
+        """Store an event and the runs it triggers in one transaction, in which it also
+        resolves the open waits it fits (queueing their runs). A duplicate event (same name
+        and idempotency key) does nothing: returns (existing id, False, [])."""
         ...
 
     def claim(
@@ -87,5 +96,81 @@ class Store(Protocol):
         ...
 
     def events(self, name: str | None = None, limit: int = 50) -> list[Event]: ...
+
+    # Durable waits (storage/waits.py). record_event also resolves the waits its event fits.
+
+    def park(self, wait: NewWait, now: float) -> Parking:
+        """Resolve a wait at once (a matching event is already stored, or its deadline has
+        passed: its step is checkpointed) or park the run on it (WAITING, no lease). Fenced
+        by the lease token; refused ("cancelled") when a cancel was requested."""
+        ...
+
+    def wake_due_waits(self, now: float, limit: int = 500) -> float | None:
+        """Time out open waits whose deadline has passed and queue their runs; returns the
+        next deadline."""
+        ...
+
+    def resolve_wait(self, run_id: str, step_key: str, outcome: object, now: float) -> bool:
+        """Resolve an open wait with a decision (approvals); False when it is not open."""
+        ...
+
+    def wake_times(self, names: Sequence[str]) -> tuple[float | None, float | None]:
+        """(earliest due queued run of these jobs, earliest deadline of an open wait)."""
+        ...
+
+    def waits(self, run_ids: Sequence[str]) -> list[Wait]: ...
+
+    # Identity (storage/principals.py, storage/audit.py)
+
+    def principals(self) -> list[Principal]: ...
+
+    def audit_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Append audit records in one transaction, in order."""
+        ...
+
+    # Metering and shared budgets (storage/usage.py; the agent loop's agents/budgets.py)
+
+    def record_model_call(self, call: ModelCall) -> None:
+        """Store a model call's usage and cost once per (run, step); release its holds."""
+        ...
+
+    def record_session(
+        self,
+        run_id: str,
+        agent_key: str,
+        attempt: int,
+        agent: str,
+        started_at: float,
+        seconds: float,
+        tool_calls: int,
+    ) -> None: ...
+
+    def reserve_budgets(
+        self, charges: Sequence[BudgetCharge], hold: Hold, now: float
+    ) -> BudgetRefusal | None:
+        """Hold a call's worst case against shared budgets, all or none, in one transaction."""
+        ...
+
+    def release_holds(self, run_id: str, step_key: str) -> None: ...
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        *,
+        actor_kind: str = ...,
+        subject: str | None = ...,
+        run_id: str | None = ...,
+        detail: Mapping[str, Any] | None = ...,
+        at: float | None = ...,
+    ) -> AuditRecord: ...
+
+    def record_shadow(self, record: ShadowRecord) -> None:
+        """Store a shadow run's comparison with the job it shadows (storage/shadow.py)."""
+        ...
+
+    def cached_decision(self, key: str, now: float) -> CachedDecision | None: ...
+
+    def cache_decision(self, decision: CachedDecision) -> None: ...
 
     def close(self) -> None: ...

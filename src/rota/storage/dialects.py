@@ -123,8 +123,9 @@ class Dialect:
     def table_exists(self, conn: Connection, table: str) -> bool:
         raise NotImplementedError
 
-    def lock(self, conn: Connection, name: str) -> None:
-        """Serialise a critical section across processes until the transaction ends."""
+    def lock(self, conn: Connection, name: str, *, shared: bool = False) -> None:
+        """Serialise a critical section across processes until the transaction ends;
+        `shared` holders exclude only exclusive ones."""
 
     def notify(self, conn: Connection) -> None:
         """Hint waiting workers that runs are ready (a hint only: workers also poll)."""
@@ -254,8 +255,9 @@ class PostgresDialect(Dialect):
         # to_regclass follows search_path, like the unqualified names rota uses.
         return conn.execute("SELECT to_regclass(:t) AS t", {"t": table})[0]["t"] is not None
 
-    def lock(self, conn: Connection, name: str) -> None:
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(:name))", {"name": name})
+    def lock(self, conn: Connection, name: str, *, shared: bool = False) -> None:
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        conn.execute(f"SELECT {fn}(hashtext(:name))", {"name": name})
 
     def notify(self, conn: Connection) -> None:
         conn.execute(f"NOTIFY {WAKE_CHANNEL}")

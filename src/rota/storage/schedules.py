@@ -198,6 +198,11 @@ class ScheduleQueries:
             WHERE state = 'RUNNING' AND {d.any_of("id", "ids")}""",
             params,
         )
+        conn.execute(  # open waits belong to WAITING runs, cancelled above: end them too
+            f"""UPDATE rota_waits SET status = 'cancelled', resolved_at = :now
+            WHERE status = :open AND {d.any_of("run_id", "ids")}""",
+            {**params, "open": "waiting"},
+        )
 
     def record_ticks(self, runs: Sequence[NewRun], ticks: Sequence[Tick]) -> int:
         """Backfill: enqueue runs with their tick records; returns how many runs are new."""

@@ -199,6 +199,175 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        5,
+        "durable waits: sleeps and waits for events (approvals later)",
+        (
+            # One row per topic a wait listens on (an event name as "event:NAME"; "" when it
+            # waits for time only). Rows change only under their run's row lock.
+            """CREATE TABLE rota_waits (
+                run_id TEXT NOT NULL REFERENCES rota_runs (id) ON DELETE CASCADE,
+                step_key TEXT NOT NULL,
+                topic TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                step_name TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                detail TEXT NOT NULL,
+                since DOUBLE PRECISION,
+                deadline DOUBLE PRECISION,
+                status TEXT NOT NULL,
+                event_id TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                resolved_at DOUBLE PRECISION,
+                PRIMARY KEY (run_id, step_key, topic)
+            )""",
+            "CREATE INDEX rota_waits_topic ON rota_waits (topic) WHERE status = 'waiting'",
+            "CREATE INDEX rota_waits_deadline ON rota_waits (deadline) WHERE status = 'waiting'",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        6,
+        "metering: model usage per call, agent sessions, shared budget ledger",
+        (
+            # One row per model call, keyed by its step: a step re-executed after a crash
+            # replaces its row instead of adding one. Cost is in picodollars (USD x 1e12):
+            # an integer, so sums are exact in SQL on both databases (exact for any rate
+            # with up to six decimals per million tokens).
+            """CREATE TABLE rota_usage (
+                run_id TEXT NOT NULL,
+                step_key TEXT NOT NULL,
+                at DOUBLE PRECISION NOT NULL,
+                name TEXT NOT NULL,
+                agent TEXT NOT NULL,
+                principal TEXT,
+                trigger TEXT,
+                provider TEXT NOT NULL,
+                model TEXT NOT NULL,
+                input_tokens BIGINT NOT NULL,
+                output_tokens BIGINT NOT NULL,
+                cache_write_tokens BIGINT NOT NULL,
+                cache_read_tokens BIGINT NOT NULL,
+                reasoning_tokens BIGINT NOT NULL,
+                requests INTEGER NOT NULL,
+                cost_pusd BIGINT NOT NULL,
+                price TEXT NOT NULL,
+                simulated INTEGER NOT NULL DEFAULT 0,
+                PRIMARY KEY (run_id, step_key)
+            )""",
+            "CREATE INDEX rota_usage_at ON rota_usage (at)",
+            "CREATE INDEX rota_usage_agent ON rota_usage (agent, at)",
+            "CREATE INDEX rota_usage_name ON rota_usage (name, at)",
+            "CREATE INDEX rota_usage_principal ON rota_usage (principal, at)",
+            # Agent session time per execution of an agent loop (excluding parked waits:
+            # a parked run is not executing); tool_calls is what that execution saw.
+            """CREATE TABLE rota_agent_sessions (
+                run_id TEXT NOT NULL,
+                agent_key TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                agent TEXT NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                seconds DOUBLE PRECISION NOT NULL,
+                tool_calls INTEGER NOT NULL,
+                PRIMARY KEY (run_id, agent_key, attempt)
+            )""",
+            # Shared budgets: one row per (budget, period) to lock while reserving, and the
+            # holds of calls in flight (worst case), each expiring so that a crashed run's
+            # hold cannot block the budget for ever. Spent money is read from rota_usage.
+            """CREATE TABLE rota_budgets (
+                key TEXT NOT NULL,
+                period TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (key, period)
+            )""",
+            """CREATE TABLE rota_budget_holds (
+                run_id TEXT NOT NULL,
+                step_key TEXT NOT NULL,
+                key TEXT NOT NULL,
+                period TEXT NOT NULL,
+                cost_pusd BIGINT NOT NULL,
+                tokens BIGINT NOT NULL,
+                requests INTEGER NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (run_id, step_key, key)
+            )""",
+            "CREATE INDEX rota_budget_holds_key ON rota_budget_holds (key, period)",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        7,
+        "escalation: children of a run, shadow comparisons, the agent decision cache",
+        (
+            "CREATE INDEX rota_runs_parent ON rota_runs (parent_id) WHERE parent_id IS NOT NULL",
+            """CREATE TABLE rota_shadow (
+                run_id TEXT PRIMARY KEY,
+                parent_id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                agent TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                agreed INTEGER,
+                fields TEXT NOT NULL,
+                job_result TEXT,
+                agent_output TEXT,
+                tokens BIGINT NOT NULL,
+                error TEXT
+            )""",
+            "CREATE INDEX rota_shadow_name ON rota_shadow (name, created_at)",
+            # Decisions of agents with cache=True, by a hash of their normalised inputs.
+            """CREATE TABLE rota_agent_cache (
+                key TEXT PRIMARY KEY,
+                agent TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL,
+                run_id TEXT,
+                text TEXT NOT NULL,
+                output TEXT
+            )""",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        8,
+        "approvals: human decisions that durable waits of kind 'approval' wait for",
+        (
+            # One row per request. Its wait is the rota_waits row (run_id, step_key); both
+            # change only under the run's row lock. status: pending, approved, rejected,
+            # timed_out (the deadline passed: on_timeout applied) or expired (the run stopped
+            # waiting without a decision, e.g. it was cancelled).
+            """CREATE TABLE rota_approvals (
+                id TEXT PRIMARY KEY,
+                run_id TEXT NOT NULL REFERENCES rota_runs (id) ON DELETE CASCADE,
+                step_key TEXT NOT NULL,
+                run_name TEXT NOT NULL,
+                principal TEXT,
+                question TEXT NOT NULL,
+                context TEXT NOT NULL,
+                approvers TEXT NOT NULL,
+                on_timeout TEXT NOT NULL,
+                status TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                deadline DOUBLE PRECISION,
+                decided_by TEXT,
+                decided_at DOUBLE PRECISION,
+                comment TEXT
+            )""",
+            # A step waits for one request at a time; decided ones stay as history.
+            """CREATE UNIQUE INDEX rota_approvals_open ON rota_approvals (run_id, step_key)
+                WHERE status = 'pending'""",
+            "CREATE INDEX rota_approvals_status ON rota_approvals (status, created_at)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 META_TABLE = """CREATE TABLE IF NOT EXISTS rota_meta (

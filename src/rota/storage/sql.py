@@ -31,12 +31,19 @@ from ..model import (
     StepRecord,
 )
 from . import schema
+from .agent_cache import AgentCacheQueries
+from .approvals import ApprovalQueries
 from .audit import AuditQueries
 from .dialects import Connection, Dialect, Row, dialect_for
+from .history import HistoryQueries
 from .limits import LimitQueries
+from .principals import PrincipalQueries
 from .schedules import ScheduleQueries
 from .secrets import SecretQueries
+from .shadow import ShadowQueries
 from .urls import DatabaseUrl, resolve
+from .usage import UsageQueries
+from .waits import WaitQueries
 
 # Columns of a new run with their PostgreSQL types (for batched inserts over arrays).
 _RUN_COLUMNS = {
@@ -81,7 +88,19 @@ _LEASE = """state = 'RUNNING', lease_owner = :owner, lease_token = lease_token +
     started_at = COALESCE(started_at, CASE WHEN run_after > :now THEN run_after ELSE :now END)"""
 
 
-class SqlStore(ScheduleQueries, LimitQueries, SecretQueries, AuditQueries):
+class SqlStore(
+    ScheduleQueries,
+    LimitQueries,
+    SecretQueries,
+    PrincipalQueries,
+    AuditQueries,
+    ApprovalQueries,  # ahead of WaitQueries: it hooks into closing waits
+    WaitQueries,
+    UsageQueries,
+    HistoryQueries,
+    ShadowQueries,
+    AgentCacheQueries,
+):
     """Thread-safe: each thread uses its own connection, closed when the thread ends (so that
     short-lived threads calling the store do not pile up connections) or at close()."""
 
@@ -189,6 +208,7 @@ class SqlStore(ScheduleQueries, LimitQueries, SecretQueries, AuditQueries):
             run_ids += [self._debounce(conn, d, event) for d in debounced]
             if run_ids:
                 self.dialect.notify(conn)
+            self._wake_for_event(conn, event)  # parked runs waiting for it: queued again
         return event.id, True, run_ids
 
     def _debounce(self, conn: Connection, d: Debounced, event: Event) -> str:
@@ -535,6 +555,8 @@ class SqlStore(ScheduleQueries, LimitQueries, SecretQueries, AuditQueries):
                     cancel_requested = 1 WHERE id = :id""",
                     {"id": run_id, "now": now},
                 )
+                if run.state == RunState.WAITING:
+                    self._close_waits(conn, [run_id], now)
         return self.get_run(run_id)
 
     def retry(self, run_id: str, now: float) -> Run:

@@ -9,12 +9,13 @@ checkpoints elsewhere; every write a worker makes is fenced by the run's lease t
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -23,10 +24,14 @@ from typing import TYPE_CHECKING, Any
 from .. import serialization
 from ..backoff import backoff_delay
 from ..calls import call_user, error_info
-from ..durable import RunContext
+from ..durable import RunContext, WaitParked
 from ..errors import RunInterrupted, SerializationError
+from ..identity.directory import directory_for
+from ..identity.principals import PrincipalDisabled, UnknownPrincipal
+from ..identity.runs import run_refused, run_started
 from ..ids import new_id
 from ..model import Completion, Run, RunState
+from ..storage.audit import AuditEntry
 
 if TYPE_CHECKING:
     from ..app import App
@@ -57,6 +62,7 @@ class WorkerStats:
     retried: int = 0
     cancelled: int = 0
     released: int = 0
+    parked: int = 0  # executions that ended parked on a durable wait (sleep, event)
     by_name: dict[str, int] = field(default_factory=dict)
 
 
@@ -81,7 +87,16 @@ class Worker:
         self._active: dict[str, _Active] = {}
         self._pending: list[Completion] = []
         self._flushing: list[Completion] = []  # the batch being written right now
+        # Run starts, written in batches with each flush, or sooner by write_audit: the
+        # deque takes appends from the loop while a database thread drains it.
+        self._audit_entries: collections.deque[AuditEntry] = collections.deque()
+        self._audit_lock = threading.Lock()
+        self._directory = directory_for(self.store)
         self._stopping = False
+        # When a parked run next times out (None: none known; 0: look at the first turn),
+        # and when to look again after a sweep left one behind (held by another resolver).
+        self._wait_due: float | None = 0.0
+        self._sweep_after = 0.0
         self._db_pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -89,6 +104,7 @@ class Worker:
 
     async def run(self, *, until_idle: bool = False) -> WorkerStats:
         """Work until stop() (or, with until_idle, until no queued or running run is left)."""
+        self.app.verify_principals()  # a run_as naming no principal fails here, not per run
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._flush_wanted = asyncio.Event()
@@ -131,6 +147,7 @@ class Worker:
     async def _claim_loop(self, until_idle: bool) -> None:
         while not self._stopping:
             self._wake.clear()  # before claiming, so that a wake-up during the claim counts
+            await self._sweep_waits()
             free = self._capacity() - len(self._active)
             try:
                 got = await self._claim(free) if free > 0 else 0
@@ -180,15 +197,33 @@ class Worker:
 
     async def _idle_wait(self) -> float:
         """Until the next poll, or sooner when a queued run falls due (e.g. a scheduled
-        run enqueued ahead of its time): wake to claim it one lookahead early."""
+        run enqueued ahead of its time: wake to claim it one lookahead early) or a parked
+        run's wait times out."""
         poll = self.options.poll_interval_s
         try:
-            due = await self.db(self.store.next_run_due, self._names)
+            due, self._wait_due = await self.db(self.store.wake_times, self._names)
         except Exception:
             return poll
-        if due is None:
-            return poll
-        return max(0.0, min(poll, due - self.options.lookahead_s - self.clock.now()))
+        now, waits = self.clock.now(), [poll]
+        if due is not None:
+            waits.append(due - self.options.lookahead_s - now)
+        if self._wait_due is not None:
+            waits.append(max(self._wait_due, self._sweep_after) - now)
+        return max(0.0, min(waits))
+
+    async def _sweep_waits(self) -> None:
+        """Time out parked runs whose deadline has passed, so that they are queued again.
+        No query unless a deadline this worker knows of has passed."""
+        now = self.clock.now()
+        if self._wait_due is None or self._wait_due > now or now < self._sweep_after:
+            return
+        try:
+            self._wait_due = await self.db(self.store.wake_due_waits, now)
+        except Exception:
+            log.exception("timing out parked runs failed; retrying")
+            self._wait_due = now
+        if self._wait_due is not None and self._wait_due <= now:
+            self._sweep_after = now + self.options.poll_interval_s
 
     async def _idle(self) -> bool:
         await self._flush_now()
@@ -198,21 +233,41 @@ class Worker:
     # -- executing ---------------------------------------------------------------------
 
     async def _slotted(self, run: Run) -> None:
+        mine = self._active[run.id]
         try:
             early = run.run_after - self.clock.now()
             if early > 0:  # claimed ahead (lookahead): start at its time, not before
                 await asyncio.sleep(min(early, self.options.lookahead_s))
             async with self._slots:
-                self._active[run.id].started = True
+                mine.started = True
                 await self._execute(run)
         except asyncio.CancelledError as exc:  # interrupted while waiting for a slot
             self._interrupted(run, exc)
         finally:
-            self._active.pop(run.id, None)
+            # A run that parked may be woken and claimed again before this task ends.
+            if self._active.get(run.id) is mine:
+                del self._active[run.id]
             self._wake.set()
+
+    async def _admit(self, run: Run) -> bool:
+        """Check the run's principal (unknown or disabled: refused, audited, failed for
+        good) and record the start in the audit log."""
+        principal = None
+        if run.principal is not None:
+            try:
+                principal = await self.db(self._directory.require, run.principal)
+            except (UnknownPrincipal, PrincipalDisabled) as exc:
+                self._audit_entries.append(run_refused(run, str(exc)))
+                self._failed(run, exc, retryable=False)
+                return False
+        self._audit_entries.append(run_started(run, principal))
+        self._flush_wanted.set()
+        return True
 
     async def _execute(self, run: Run) -> None:
         definition = self.app.definitions[run.name]
+        if not await self._admit(run):
+            return
         try:
             checkpoints = {}
             if run.attempt > 1:  # a first attempt cannot have checkpoints
@@ -224,6 +279,10 @@ class Worker:
             )
             text = serialization.dumps(value, what=f"the result of {run.name!r}")
             self._finish(run, RunState.SUCCEEDED, result=text)
+        except WaitParked as exc:  # WAITING now, without a lease: nothing left to record
+            self.stats.parked += 1
+            if exc.deadline is not None:
+                self._wait_due = min(self._wait_due or exc.deadline, exc.deadline)
         except (asyncio.CancelledError, RunInterrupted) as exc:
             self._interrupted(run, exc)
         except Exception as exc:
@@ -309,6 +368,8 @@ class Worker:
         # One writer at a time: a flush at shutdown waits for the one in flight, which took
         # its batch from _pending, instead of finding _pending empty and cancelling it.
         async with self._flush_lock:
+            if self._audit_entries:  # before the outcomes: a start is never missing
+                await self.db(self.write_audit)
             while self._pending:
                 self._flushing, self._pending = self._pending[:1000], self._pending[1000:]
                 try:
@@ -318,6 +379,21 @@ class Worker:
                     raise
                 finally:
                     self._flushing = []
+
+    def write_audit(self, entries: Sequence[AuditEntry] = ()) -> None:
+        """Append the pending run starts, then `entries`, in one transaction (blocking: call
+        it from a database thread). Everything a run audits goes through here, so that a
+        run's own records always follow its run.started record in the chain."""
+        with self._audit_lock:
+            batch: list[AuditEntry] = []
+            with contextlib.suppress(IndexError):
+                while True:
+                    batch.append(self._audit_entries.popleft())
+            try:
+                self.store.audit_many([*batch, *entries])
+            except BaseException:
+                self._audit_entries.extendleft(reversed(batch))
+                raise
 
     def held_run_ids(self) -> list[str]:
         """Runs this worker is responsible for: executing, prefetched, or awaiting a write."""
@@ -341,6 +417,8 @@ class Worker:
             try:
                 await self._heartbeat()
                 await self.db(self.store.reap_expired, self.clock.now(), self.options.max_reclaims)
+                # Also learns of waits parked by other processes while this one is busy.
+                self._wait_due = await self.db(self.store.wake_due_waits, self.clock.now())
             except Exception:  # a database blip must not kill the worker; leases have slack
                 log.exception("heartbeat failed; retrying")
 

@@ -1,0 +1,137 @@
+"""`rota principals add|list|show|grant|revoke|disable|enable`: who runs may act as.
+
+Every change is audited as a human action by the person at the terminal (ROTA_ACTOR, else
+the OS user). Principals an app declares in code (`app.principal(...)`) are synced when the
+app opens its store: change their scopes in code, or a grant made here is undone then.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..identity import admin
+from ..identity.principals import Principal, UnknownPrincipal, make_principal
+from .common import err, print_json, print_table, read_store
+
+principals_app = typer.Typer(
+    help="Manage principals: users and service accounts, their scopes and roles.",
+    no_args_is_help=True,
+)
+
+Name = Annotated[str, typer.Argument(help="The principal's name, as run_as names it.")]
+Scopes = Annotated[
+    list[str] | None,
+    typer.Option("--scope", "-s", help="A scope such as billing:read (repeatable)."),
+]
+Roles = Annotated[
+    list[str] | None,
+    typer.Option("--role", "-r", help="admin, operator, viewer or approver:<group> (repeatable)."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@principals_app.command("add")
+def add(
+    ctx: typer.Context,
+    name: Name,
+    kind: Annotated[
+        str, typer.Option("--kind", "-k", help="user (a person) or service (a machine).")
+    ] = "service",
+    scope: Scopes = None,
+    role: Roles = None,
+) -> None:
+    """Create a principal: `rota principals add svc-billing -s billing:read`."""
+    wanted = make_principal(name, kind, scope or (), role or ())
+    with read_store(ctx) as store:
+        created = admin.add(store, wanted, admin.cli_actor())
+    err.print(f"{created.kind} {created.name} added; scopes: {_list(created.scopes)}")
+
+
+@principals_app.command("list")
+def list_principals(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """List principals with their scopes and roles."""
+    with read_store(ctx) as store:
+        found = store.principals()
+    if as_json:
+        print_json([principal_json(p) for p in found])
+        return
+    if not found:
+        err.print("no principals; add one with `rota principals add NAME --scope SCOPE`")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "kind", "scopes", "roles", "state"):
+        table.add_column(column)
+    for p in found:
+        state = "disabled" if p.disabled else "enabled"
+        table.add_row(p.name, p.kind, _list(p.scopes), _list(p.roles), state)
+    print_table(table)
+
+
+@principals_app.command("show")
+def show(ctx: typer.Context, name: Name) -> None:
+    """Print one principal as JSON."""
+    with read_store(ctx) as store:
+        found = store.principal(name)
+        if found is None:
+            raise UnknownPrincipal(name, [p.name for p in store.principals()])
+    print_json(principal_json(found))
+
+
+@principals_app.command("grant")
+def grant(ctx: typer.Context, name: Name, scope: Scopes = None, role: Roles = None) -> None:
+    """Add scopes and roles: `rota principals grant svc-billing -s billing:write`."""
+    _need_some(scope, role, "grant")
+    with read_store(ctx) as store:
+        changed = admin.grant(store, name, admin.cli_actor(), scope or (), role or ())
+    _report(changed)
+
+
+@principals_app.command("revoke")
+def revoke(ctx: typer.Context, name: Name, scope: Scopes = None, role: Roles = None) -> None:
+    """Remove scopes and roles; running agents lose them within a second."""
+    _need_some(scope, role, "revoke")
+    with read_store(ctx) as store:
+        changed = admin.revoke(store, name, admin.cli_actor(), scope or (), role or ())
+    _report(changed)
+
+
+@principals_app.command("disable")
+def disable(ctx: typer.Context, name: Name) -> None:
+    """Refuse every run as this principal and every token of it, until enabled again."""
+    with read_store(ctx) as store:
+        admin.set_disabled(store, name, admin.cli_actor(), True)
+    err.print(f"principal {name} disabled: its runs are refused and its tokens rejected")
+
+
+@principals_app.command("enable")
+def enable(ctx: typer.Context, name: Name) -> None:
+    """Allow runs as this principal again."""
+    with read_store(ctx) as store:
+        admin.set_disabled(store, name, admin.cli_actor(), False)
+    err.print(f"principal {name} enabled")
+
+
+def principal_json(p: Principal) -> dict[str, object]:
+    return {
+        "name": p.name,
+        "kind": p.kind,
+        "scopes": sorted(p.scopes),
+        "roles": sorted(p.roles),
+        "disabled": p.disabled,
+    }
+
+
+def _need_some(scope: list[str] | None, role: list[str] | None, verb: str) -> None:
+    if not scope and not role:
+        raise typer.BadParameter(f"name at least one --scope or --role to {verb}")
+
+
+def _report(p: Principal) -> None:
+    err.print(f"{p.name}: scopes {_list(p.scopes)}; roles {_list(p.roles)}")
+
+
+def _list(values: frozenset[str]) -> str:
+    return ", ".join(sorted(values)) or "-"

@@ -1,0 +1,88 @@
+"""`rota tokens create|list|revoke`: API tokens of principals, for the HTTP API.
+
+A token is printed once, on stdout, when it is made (so that `TOKEN=$(rota tokens create
+svc-ci)` captures it); rota keeps only its hash and can never show it again.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..clock import iso
+from ..durations import seconds
+from ..identity import admin, tokens
+from .common import err, print_json, print_table, read_store, when
+
+tokens_app = typer.Typer(
+    help="Manage API tokens (shown once, stored hashed).", no_args_is_help=True
+)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@tokens_app.command("create")
+def create(
+    ctx: typer.Context,
+    principal: Annotated[str, typer.Argument(help="The principal the token stands for.")],
+    expires: Annotated[
+        str | None,
+        typer.Option("--expires", "-e", help="Lifetime, e.g. 30d or 12h (default: no expiry)."),
+    ] = None,
+) -> None:
+    """Make a token and print it once."""
+    lifetime = None if expires is None else seconds(expires, what="--expires")
+    with read_store(ctx) as store:
+        issued = tokens.issue(store, principal, admin.cli_actor(), expires_in_s=lifetime)
+    until = f"until {when(issued.expires_at)} UTC" if issued.expires_at else "with no expiry"
+    err.print(
+        f"token {issued.id} for {principal}, valid {until}; it is shown only now, store it "
+        "somewhere safe:"
+    )
+    typer.echo(issued.token)
+
+
+@tokens_app.command("list")
+def list_tokens(
+    ctx: typer.Context,
+    principal: Annotated[str | None, typer.Option("--principal", "-p")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List tokens (ids and state, never the tokens)."""
+    with read_store(ctx) as store:
+        found = store.tokens(principal)
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": t.id,
+                    "principal": t.principal,
+                    "created": iso(t.created_at),
+                    "expires": iso(t.expires_at),
+                    "revoked": iso(t.revoked_at),
+                }
+                for t in found
+            ]
+        )
+        return
+    if not found:
+        err.print("no tokens; make one with `rota tokens create PRINCIPAL`")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("id", "principal", "created (UTC)", "expires (UTC)", "revoked (UTC)"):
+        table.add_column(column)
+    for t in found:
+        table.add_row(t.id, t.principal, when(t.created_at), when(t.expires_at), when(t.revoked_at))
+    print_table(table)
+
+
+@tokens_app.command("revoke")
+def revoke(
+    ctx: typer.Context, token_id: Annotated[str, typer.Argument(help="The token's id.")]
+) -> None:
+    """Revoke a token at once."""
+    with read_store(ctx) as store:
+        tokens.revoke(store, token_id, admin.cli_actor())
+    err.print(f"token {token_id} revoked")

@@ -1,0 +1,35 @@
+"""Prometheus counters for model usage, in the default registry (the dashboard's /metrics
+endpoint exposes it). Counted for every call a process makes, including a call repeated
+after a crash: Prometheus counts what was done, the store what the run kept."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from prometheus_client import Counter
+
+from ..agents.types import Usage
+
+MODEL_TOKENS = Counter(
+    "rota_model_tokens",  # exposed as rota_model_tokens_total
+    "Tokens used by model calls, by kind (input, output, cache_write, cache_read, reasoning).",
+    ["provider", "model", "type"],
+)
+MODEL_COST = Counter(
+    "rota_model_cost_usd",  # exposed as rota_model_cost_usd_total
+    "USD spent on model calls at the price in force (simulated models count 0).",
+    ["provider", "model"],
+)
+
+
+def observe(provider: str, model: str, usage: Usage, cost: Decimal) -> None:
+    for kind, count in (
+        ("input", usage.input_tokens),
+        ("output", usage.output_tokens),
+        ("cache_write", usage.cache_write_tokens),
+        ("cache_read", usage.cache_read_tokens),
+        ("reasoning", usage.reasoning_tokens),
+    ):
+        if count:
+            MODEL_TOKENS.labels(provider, model, kind).inc(count)
+    MODEL_COST.labels(provider, model).inc(float(cost))

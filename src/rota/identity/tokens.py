@@ -1,0 +1,129 @@
+"""API tokens: how a principal authenticates to rota's HTTP API (and `rota` to a remote one).
+
+A token reads `rota_<id>_<secret>`: the id finds the row, the secret is 32 random bytes
+that are shown once, when the token is made, and stored only as their SHA-256 (a fast hash
+is enough for a high-entropy secret: there is nothing to guess). A token works until it
+expires or is revoked, and only while its principal exists and is enabled. Every refusal is
+audited (auth.denied), with the token's id when the token named one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets as random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NoReturn
+
+from ..clock import Clock, system_clock
+from ..errors import ConfigError, RotaError
+from ..storage.audit import AuditEntry
+from ..storage.principals import TokenRecord
+from .admin import Actor
+from .audit import AUTH_DENIED, TOKEN_CREATED, TOKEN_REVOKED
+from .principals import Principal, UnknownPrincipal
+
+if TYPE_CHECKING:
+    from ..storage.sql import SqlStore
+
+_TOKEN = re.compile(r"rota_([0-9a-f]{32})_([A-Za-z0-9_\-]{43})")
+
+
+class TokenRefused(RotaError, PermissionError):
+    """The token does not authenticate anyone; the message says why (never the token)."""
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    id: str
+    principal: str
+    token: str  # shown once; only its hash is stored
+    expires_at: float | None
+
+
+def issue(
+    store: SqlStore,
+    principal: str,
+    actor: Actor,
+    *,
+    expires_in_s: float | None = None,
+    clock: Clock = system_clock,
+) -> IssuedToken:
+    if store.principal(principal) is None:
+        raise UnknownPrincipal(principal, [p.name for p in store.principals()])
+    if expires_in_s is not None and expires_in_s <= 0:
+        raise ConfigError(f"a token's lifetime must be positive, got {expires_in_s:g}s")
+    token_id = random.token_hex(16)
+    secret = random.token_urlsafe(32)
+    now = clock.now()
+    expires = None if expires_in_s is None else now + expires_in_s
+    store.add_token(
+        TokenRecord(token_id, principal, _hash(secret), now, expires, None),
+        AuditEntry(
+            actor.name,
+            TOKEN_CREATED,
+            actor.kind,
+            subject=principal,
+            detail={"token_id": token_id, "expires_at": expires},
+            at=now,
+        ),
+    )
+    return IssuedToken(token_id, principal, f"rota_{token_id}_{secret}", expires)
+
+
+def revoke(store: SqlStore, token_id: str, actor: Actor, clock: Clock = system_clock) -> None:
+    record = store.token(token_id)
+    if record is None:
+        raise TokenRefused(f"no token with id {token_id!r} (see `rota tokens list`)")
+    entry = AuditEntry(
+        actor.name,
+        TOKEN_REVOKED,
+        actor.kind,
+        subject=record.principal,
+        detail={"token_id": token_id},
+    )
+    if not store.revoke_token(token_id, clock.now(), entry):
+        raise TokenRefused(f"token {token_id} was already revoked")
+
+
+def authenticate(store: SqlStore, token: str, clock: Clock = system_clock) -> Principal:
+    """The principal a presented token stands for; TokenRefused (audited) otherwise."""
+    match = _TOKEN.fullmatch(token.strip())
+    if match is None:
+        _refuse(store, None, None, "malformed token: expected rota_<id>_<secret>")
+    token_id, secret = match[1], match[2]
+    record = store.token(token_id)
+    if record is None or not hmac.compare_digest(record.token_hash, _hash(secret)):
+        _refuse(store, token_id, None, "unknown token")
+    who = record.principal
+    if record.revoked_at is not None:
+        _refuse(store, token_id, who, f"token {token_id} was revoked")
+    if record.expires_at is not None and clock.now() >= record.expires_at:
+        _refuse(store, token_id, who, f"token {token_id} expired")
+    principal = store.principal(who)
+    if principal is None:
+        _refuse(store, token_id, who, f"the principal {who!r} of token {token_id} was deleted")
+    if principal.disabled:
+        _refuse(store, token_id, who, f"principal {who!r} is disabled")
+    return principal
+
+
+def _refuse(store: SqlStore, token_id: str | None, principal: str | None, reason: str) -> NoReturn:
+    store.audit(
+        principal or "rota:unauthenticated",
+        AUTH_DENIED,
+        actor_kind="machine" if principal is None else _kind(store, principal),
+        subject=token_id,
+        detail={"reason": reason},
+    )
+    raise TokenRefused(reason)
+
+
+def _kind(store: SqlStore, name: str) -> str:
+    found = store.principal(name)
+    return found.actor_kind if found is not None else "machine"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()

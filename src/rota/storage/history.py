@@ -1,0 +1,135 @@
+"""What a cost report reads of the recorded history, mixed into SqlStore: the runs that
+started in a window, their model usage, agent sessions and parked time, and the prices their
+calls were billed at (see rota.cost.history, which turns them into RunCost records).
+
+Plain job runs are metered here, at report time, from their rows in `rota_runs`: the queue's
+hot path writes nothing extra for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .dialects import Connection
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """What a cost report needs of one run (see rota.cost.history)."""
+
+    id: str
+    name: str
+    kind: str
+    principal: str | None
+    trigger: str | None
+    parent_id: str | None  # the run that escalated to this one, if any
+    started_at: float
+    finished_at: float | None
+    parked_s: float  # time spent parked on durable waits (not compute)
+
+
+@dataclass(frozen=True)
+class RunUsage:
+    """One run's summed usage of one model, with the agent that made the calls."""
+
+    run_id: str
+    model: str
+    agent: str
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    reasoning_tokens: int
+    requests: int
+    cost_pusd: int
+
+
+@dataclass(frozen=True)
+class RunSession:
+    run_id: str
+    seconds: float
+    tool_calls: int
+
+
+class HistoryQueries:
+    def conn(self) -> Connection:
+        raise NotImplementedError  # provided by SqlStore
+
+    def run_rows(self, since: float, until: float) -> list[RunRow]:
+        """Runs that started in [since, until), with the time each spent parked."""
+        rows = self.conn().execute(
+            """SELECT id, name, kind, principal, trigger, parent_id, started_at, finished_at
+            FROM rota_runs WHERE started_at >= :since AND started_at < :until
+            ORDER BY started_at, id""",
+            {"since": since, "until": until},
+        )
+        parked = self._parked(since, until)
+        return [RunRow(**row, parked_s=parked.get(row["id"], 0.0)) for row in rows]
+
+    def run_usage(self, since: float, until: float) -> list[RunUsage]:
+        """Usage per (run, model, agent) of the runs that started in [since, until)."""
+        rows = self.conn().execute(
+            """SELECT u.run_id, u.model, u.agent, SUM(u.input_tokens) AS input_tokens,
+                SUM(u.output_tokens) AS output_tokens,
+                SUM(u.cache_write_tokens) AS cache_write_tokens,
+                SUM(u.cache_read_tokens) AS cache_read_tokens,
+                SUM(u.reasoning_tokens) AS reasoning_tokens, SUM(u.requests) AS requests,
+                SUM(u.cost_pusd) AS cost_pusd
+            FROM rota_usage u JOIN rota_runs r ON r.id = u.run_id
+            WHERE r.started_at >= :since AND r.started_at < :until
+            GROUP BY u.run_id, u.model, u.agent""",
+            {"since": since, "until": until},
+        )
+        return [RunUsage(**_ints(row, keep=("run_id", "model", "agent"))) for row in rows]
+
+    def run_sessions(self, since: float, until: float) -> list[RunSession]:
+        """Agent session seconds per run (summed over executions) and tool calls (each
+        execution counts the calls it replayed too: the largest count per agent is it)."""
+        rows = self.conn().execute(
+            """SELECT s.run_id, s.agent_key, SUM(s.seconds) AS seconds,
+                MAX(s.tool_calls) AS tool_calls
+            FROM rota_agent_sessions s JOIN rota_runs r ON r.id = s.run_id
+            WHERE r.started_at >= :since AND r.started_at < :until
+            GROUP BY s.run_id, s.agent_key""",
+            {"since": since, "until": until},
+        )
+        sessions: dict[str, tuple[float, int]] = {}
+        for row in rows:
+            seconds, calls = sessions.get(row["run_id"], (0.0, 0))
+            sessions[row["run_id"]] = (
+                seconds + float(row["seconds"]),
+                calls + int(row["tool_calls"]),
+            )
+        return [RunSession(run_id, s, c) for run_id, (s, c) in sessions.items()]
+
+    def recorded_prices(self, since: float, until: float) -> list[tuple[str, str, float]]:
+        """(model, price JSON, first use) of every distinct price calls were billed at."""
+        rows = self.conn().execute(
+            """SELECT model, price, MIN(at) AS first FROM rota_usage
+            WHERE at >= :since AND at < :until GROUP BY model, price ORDER BY model, first""",
+            {"since": since, "until": until},
+        )
+        return [(r["model"], r["price"], float(r["first"])) for r in rows]
+
+    def _parked(self, since: float, until: float) -> dict[str, float]:
+        # A wait on several topics has a row per topic: one span per (run, step).
+        rows = self.conn().execute(
+            """SELECT w.run_id, w.step_key, MIN(w.created_at) AS parked,
+                MAX(w.resolved_at) AS resumed
+            FROM rota_waits w JOIN rota_runs r ON r.id = w.run_id
+            WHERE r.started_at >= :since AND r.started_at < :until
+              AND w.resolved_at IS NOT NULL
+            GROUP BY w.run_id, w.step_key""",
+            {"since": since, "until": until},
+        )
+        parked: dict[str, float] = {}
+        for row in rows:
+            span = max(0.0, float(row["resumed"]) - float(row["parked"]))
+            parked[row["run_id"]] = parked.get(row["run_id"], 0.0) + span
+        return parked
+
+
+def _ints(row: dict[str, Any], keep: tuple[str, ...]) -> dict[str, Any]:
+    """Sums as ints (PostgreSQL's SUM of BIGINT is NUMERIC: a Decimal in Python)."""
+    return {k: v if k in keep else int(v or 0) for k, v in row.items()}
