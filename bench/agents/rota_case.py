@@ -28,6 +28,7 @@ from bench.peers.common import analyze, reset_database
 
 from rota import Agent, App, tool
 from rota.agents.models.ratelimited import RateLimit
+from rota.cost import Price
 
 from .common import INSTRUCTIONS, MODEL_NAME, cpu_s, emit, lookup_text, peak_rss_kib, rss_kib, task
 
@@ -74,6 +75,7 @@ def build(dsn: str, base_url: str, rpm: float, burst_s: float | None) -> App:
         instructions=INSTRUCTIONS,
         tools=[lookup],
         max_steps=5,
+        price=Price(input=3, output=15),  # a fake server's model has no list price
         rate_limit=RateLimit(requests_per_minute=rpm)
         if burst_s is None
         else RateLimit(requests_per_minute=rpm, burst_s=burst_s),

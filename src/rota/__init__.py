@@ -5,6 +5,7 @@ from .agents.mcp import mcp_http, mcp_stdio
 from .agents.models.ratelimited import RateLimit
 from .agents.tools import ToolContext, tool
 from .app import App, Emitted, RunHandle
+from .approvals import ApprovalDecision, ApprovalWebhook
 from .clock import FakeClock, SystemClock
 from .cost.prices import Price
 from .durable import RunContext, StepInfo, current_step
@@ -22,7 +23,8 @@ from .errors import (
     StepTimeout,
     UnknownJobError,
 )
-from .model import Run, RunState, Step
+from .identity.principals import Principal, PrincipalDisabled, UnknownPrincipal
+from .model import Event, Run, RunState, Step
 from .scheduling import at, combined, cron, every, on_event, on_notify, on_webhook
 from .worker import Worker, WorkerOptions
 
@@ -33,13 +35,18 @@ __all__ = [
     "AgentFailed",
     "AgentResult",
     "App",
+    "ApprovalDecision",
+    "ApprovalWebhook",
     "Budget",
     "ConfigError",
     "DatabaseError",
     "Emitted",
+    "Event",
     "FakeClock",
     "InvalidStateError",
     "Price",
+    "Principal",
+    "PrincipalDisabled",
     "RateLimit",
     "RotaError",
     "Run",
@@ -57,6 +64,7 @@ __all__ = [
     "SystemClock",
     "ToolContext",
     "UnknownJobError",
+    "UnknownPrincipal",
     "Worker",
     "WorkerOptions",
     "at",

@@ -26,8 +26,8 @@ from .storage.base import Store
 from .storage.waits import Parking, event_topic
 
 if TYPE_CHECKING:
-    from .approvals.records import ApprovalDecision
     from .agents.agent import Agent, AgentResult
+    from .approvals.records import ApprovalDecision
 
 log = logging.getLogger("rota.run")
 

@@ -224,3 +224,21 @@ def test_identical_inputs_reuse_a_cached_decision_within_its_ttl(database_url: s
         assert other.result() == {"approve": True}
     finally:
         app.close()
+
+
+def test_runs_show_tells_the_escalation_chain(app: App) -> None:
+    billing_app(app)
+    odd = app.run_now("bill", {"type": "refund_requested", "customer": "zed"})
+    app.drain()
+    child_id = odd.result()["run_id"]
+    url = app.database_url.original
+    shown = CliRunner().invoke(cli, ["--database-url", url, "runs", "show", child_id, "--json"])
+    assert shown.exit_code == 0, shown.output
+    links = json.loads(shown.stdout)["chain"]
+    assert [(c["depth"], c["name"], c["kind"], c["id"]) for c in links] == [
+        (0, "bill", "job", odd.id),
+        (1, "billing-reviewer", "agent", child_id),
+    ]
+    text = CliRunner().invoke(cli, ["--database-url", url, "runs", "show", odd.id]).stdout
+    assert "escalation chain" in text
+    assert f"billing-reviewer (agent, escalation) SUCCEEDED  {child_id}" in text

@@ -204,9 +204,10 @@ def test_tools_carry_the_sources_scopes_and_guards_still_decide(tmp_path: Path) 
 
     run(agent, "go", principal=make_principal("calc-user", scopes=["calc:use"]))
 
-    denied, allowed = results(model.requests[1])
+    denied, gated = results(model.requests[1])
     assert denied.is_error and "recording is not allowed" in denied.content
-    assert not allowed.is_error
+    # requires_approval is carried too, and enforced: an in-memory run cannot wait for a human
+    assert gated.is_error and "needs a human's approval" in gated.content
     assert not log.exists()  # the guard refused before the server was called
     assert seen == [
         ("record", ("calc:use",), {"path": str(log), "text": "x"}),

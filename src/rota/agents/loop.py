@@ -30,6 +30,7 @@ from ..identity.principals import Principal
 from ..identity.redact import redactor
 from ..ids import new_id
 from .agent import Agent, AgentResult, Reason
+from .approvals import ToolApprovals
 from .budgets import BudgetExceeded, Metering
 from .tools import ToolContext
 from .types import (
@@ -73,7 +74,9 @@ class AgentLoop:
         self.ctx = ctx
         self.prefix = prefix
         self.access = tool_access(agent.name, ctx, principal)
-        self.guards = (self.access.check, *agent.tool_guards, self.access.called)
+        # Approval gates ask a human only about calls every other guard let through.
+        gate = ToolApprovals(agent.name, ctx, lambda: self.messages).check
+        self.guards = (self.access.check, *agent.tool_guards, gate, self.access.called)
         self.local_id = None if ctx is not None else f"local-{new_id()}"
         self.messages: list[Message] = [Message("user", _task_text(task))]
         self.usage = Usage(requests=0)

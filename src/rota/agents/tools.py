@@ -29,7 +29,9 @@ from typing import Any, Generic, TypeVar, overload
 import pydantic
 import pydantic_core
 
+from ..approvals.records import approver_groups
 from ..calls import call_user
+from ..durations import Duration, optional_seconds
 from ..errors import ConfigError, RotaError
 from ..identity.redact import redactor
 from .types import ToolCall, ToolResult, ToolSpec
@@ -83,9 +85,18 @@ The hook for scope checks (deny by default) and approval gates, which arrive wit
 identity and approvals work; agents take a list of them (`Agent(tool_guards=[...])`)."""
 
 
+ApprovalRule = bool | Callable[[dict[str, Any]], Any]
+"""`requires_approval`: always (True), never (False), or per call: a function of the call's
+validated arguments, e.g. `lambda args: args["amount_cents"] > 10_000` (see agents/approvals)."""
+
+
 class Tool:
     """A function plus what the model needs to know to call it. Calling the Tool object
     calls the function unchanged, so decorated functions stay usable in plain code."""
+
+    # Defaults for tools not made by __init__ (MCP tools): admins decide, within a day.
+    approvers: tuple[str, ...] = ()
+    approval_timeout_s: float | None = 86400.0
 
     def __init__(
         self,
@@ -93,8 +104,10 @@ class Tool:
         *,
         name: str | None = None,
         scopes: Sequence[str] = (),
-        requires_approval: bool = False,
+        requires_approval: ApprovalRule = False,
         read_only: bool = False,
+        approvers: str | Sequence[str] | None = None,
+        approval_timeout: Duration | None = "1d",
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
@@ -106,7 +119,13 @@ class Tool:
         if isinstance(scopes, str):
             raise ConfigError(f"tool {self.name}: scopes must be a list, e.g. scopes=[{scopes!r}]")
         self.scopes: tuple[str, ...] = tuple(scopes)
-        self.requires_approval = bool(requires_approval)
+        self.requires_approval: ApprovalRule = (
+            requires_approval if callable(requires_approval) else bool(requires_approval)
+        )
+        self.approvers = approver_groups(approvers, what=f"tool {self.name}")
+        self.approval_timeout_s = optional_seconds(
+            approval_timeout, what=f"tool {self.name} approval_timeout"
+        )
         self.read_only = bool(read_only)  # changes nothing: shadow runs may call it
         summary, param_docs = parse_docstring(fn.__doc__)
         self.description = summary
@@ -190,9 +209,11 @@ def tool(fn: Callable[..., Any], /) -> Tool: ...
 def tool(
     *,
     scopes: Sequence[str] = (),
-    requires_approval: bool = False,
+    requires_approval: ApprovalRule = False,
     name: str | None = None,
     read_only: bool = False,
+    approvers: str | Sequence[str] | None = None,
+    approval_timeout: Duration | None = "1d",
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -201,20 +222,31 @@ def tool(
     /,
     *,
     scopes: Sequence[str] = (),
-    requires_approval: bool = False,
+    requires_approval: ApprovalRule = False,
     name: str | None = None,
     read_only: bool = False,
+    approvers: str | Sequence[str] | None = None,
+    approval_timeout: Duration | None = "1d",
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Make a function callable by agents: `@tool` or `@tool(scopes=["billing:write"])`.
 
     The schema comes from the type hints; the docstring's first paragraph describes the
     tool, and its `Args:` section (Google, NumPy or Sphinx style) describes the parameters.
     `read_only=True` declares that it changes nothing, so shadow runs may call it.
+    `requires_approval=True` (or a function of the call's arguments) parks the run until a
+    principal with the role `approver:<group>` of one of `approvers` (or an admin) decides;
+    nobody deciding within `approval_timeout` counts as a rejection (docs/approvals.md).
     """
 
     def make(f: Callable[..., Any]) -> Tool:
         return Tool(
-            f, name=name, scopes=scopes, requires_approval=requires_approval, read_only=read_only
+            f,
+            name=name,
+            scopes=scopes,
+            requires_approval=requires_approval,
+            read_only=read_only,
+            approvers=approvers,
+            approval_timeout=approval_timeout,
         )
 
     return make(fn) if fn is not None else make

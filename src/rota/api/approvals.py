@@ -75,7 +75,7 @@ async def _decide(request: Request, *, approve: bool) -> Response:
         body = DecisionBody.model_validate_json(raw) if raw.strip() else DecisionBody()
         comment = check_comment(body.comment)
     except (pydantic.ValidationError, ConfigError) as exc:
-        return problem(400, "bad_request", f"the body must be {{\"comment\": \"...\"}}: {exc}")
+        return problem(400, "bad_request", f'the body must be {{"comment": "..."}}: {exc}')
     ctx = context(request)
     approval_id = request.path_params["id"]
     try:

@@ -54,7 +54,7 @@ class ApprovalWebhook:
                 f"'https://hooks.slack.com/services/...', got {self.url!r}"
             )
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise ConfigError(f"approval webhook retries must be a whole number >= 0")
+            raise ConfigError("approval webhook retries must be a whole number >= 0")
         seconds(self.backoff, what="approval webhook backoff")
         seconds(self.timeout, what="approval webhook timeout")
 

@@ -168,7 +168,26 @@ def check_comment(comment: object) -> str | None:
     if not isinstance(comment, str):
         raise ConfigError(f"a comment must be text, got {comment!r}")
     if len(comment) > MAX_COMMENT:
-        raise ConfigError(
-            f"the comment is {len(comment)} characters; keep it under {MAX_COMMENT}"
-        )
+        raise ConfigError(f"the comment is {len(comment)} characters; keep it under {MAX_COMMENT}")
     return comment.strip() or None
+
+
+def not_an_approver(decider: str, principal: Principal | None, request: ApprovalRequest) -> str:
+    """Why `decider` may not decide `request`, and what would fix it."""
+    role = f"approver:{request.approvers[0]}" if request.approvers else "admin"
+    if principal is None:
+        why = (
+            f"there is no principal named {decider!r} (the CLI decides as --as PRINCIPAL, "
+            "else as ROTA_ACTOR or your OS user)"
+        )
+        fix = f"`rota principals add {decider} --kind user --role {role}`"
+    elif principal.disabled:
+        why = f"principal {decider!r} is disabled"
+        fix = f"`rota principals enable {decider}`"
+    else:
+        why = f"principal {decider!r} is not an approver of it"
+        fix = f"`rota principals grant {decider} --role {role}`"
+    return (
+        f"approval {request.id} may be decided by {request.who_may_decide()}; {why}. "
+        f"Ask one of them, or have an admin run {fix}"
+    )

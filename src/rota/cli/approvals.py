@@ -20,7 +20,7 @@ from ..approvals.records import PENDING, ApprovalRequest, check_comment
 from ..clock import system_clock
 from ..identity import admin
 from ..storage import SqlStore
-from .common import compact, err, print_json, print_table, read_store, when
+from .common import err, print_json, print_table, read_store, when
 
 approvals_app = typer.Typer(
     help="List pending approval requests and approve or reject them.", no_args_is_help=True
@@ -70,13 +70,17 @@ def list_approvals(
 
 
 @approvals_app.command("approve")
-def approve(ctx: typer.Context, approval_id: ApprovalId, comment: Comment = None, as_: As = None) -> None:
+def approve(
+    ctx: typer.Context, approval_id: ApprovalId, comment: Comment = None, as_: As = None
+) -> None:
     """Approve a pending request; its run resumes."""
     _decide(ctx, approval_id, True, comment, as_)
 
 
 @approvals_app.command("reject")
-def reject(ctx: typer.Context, approval_id: ApprovalId, comment: Comment = None, as_: As = None) -> None:
+def reject(
+    ctx: typer.Context, approval_id: ApprovalId, comment: Comment = None, as_: As = None
+) -> None:
     """Reject a pending request; its run resumes and sees the rejection (and the comment)."""
     _decide(ctx, approval_id, False, comment, as_)
 
@@ -116,7 +120,7 @@ def decide(
 
 def _question(r: ApprovalRequest) -> str:
     tool = r.context.get("tool") if isinstance(r.context, dict) else None
-    text = r.question if len(r.question) <= 80 else r.question[:79] + "…"
+    text = _cut(r.question, 80)
     return f"{text} [{tool}]" if tool and tool not in text else text
 
 
@@ -124,5 +128,9 @@ def _status(r: ApprovalRequest) -> str:
     if r.status == PENDING:
         return PENDING
     by = f" by {r.decided_by}" if r.decided_by else ""
-    note = f": {compact(r.comment, 40)}" if r.comment else ""
+    note = f": {_cut(r.comment, 40)}" if r.comment else ""
     return f"{r.status}{by}{note}"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

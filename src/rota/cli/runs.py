@@ -26,6 +26,7 @@ from .common import (
     state_text,
     when,
 )
+from .runs_chain import chain, chain_json, chain_text
 from .runs_waits import describe_wait, open_waits, step_note, wait_json
 
 runs_app = typer.Typer(help="Inspect and manage runs.", no_args_is_help=True)
@@ -96,12 +97,16 @@ def show(ctx: typer.Context, run_id: RunId, as_json: JsonFlag = False) -> None:
         run = store.get_run(run_id)
         steps = store.steps(run_id)
         waits = store.waits([run_id])
+        links = chain_json(store, chain(store, run))
     wait = open_waits(waits).get(run_id) if run.state == RunState.WAITING else None
     if as_json:
-        shown = _with_wait(run_json(run), wait)
+        shown = _with_wait(run_json(run), wait) | {"chain": links if len(links) > 1 else []}
         print_json({**shown, "steps": [step_json(run, s) for s in steps]} | _waits_json(waits))
         return
     out.print(_details(run, resumed=bool(waits), wait=wait))
+    if len(links) > 1:
+        out.print(Text("escalation chain", style="bold"))
+        out.print(chain_text(links, run.id), end="")
     if run.error:
         out.print(
             Text(f"error: {run.error.get('type', '')}: {run.error.get('message', '')}", style="red")

@@ -36,6 +36,9 @@ def describe_wait(wait: Wait) -> str:
         text += " " + " | ".join(wait.detail.get("names", []))
         if wait.detail.get("match"):
             text += " " + compact(wait.detail["match"], limit=80)
+    elif wait.kind == "approval":  # see `rota approvals list`
+        groups = ", ".join(wait.detail.get("approvers", [])) or "admins"
+        text += f" {wait.detail.get('approval_id')} ({groups})"
     if wait.deadline is not None:
         text += f" until {when(wait.deadline)} UTC"
     return text
@@ -50,5 +53,6 @@ def step_note(step: Step) -> Text | None:
     """The timeline's note for a wait step that timed out (None for any other step)."""
     result = step.result
     if isinstance(result, dict) and result.get("timed_out"):
-        return Text("timed out (returned None)", style="yellow")
+        note = "timed out (returned None)" if "event" in result else "timed out"
+        return Text(note, style="yellow")
     return None

@@ -7,6 +7,7 @@ change and whether a human or a machine did.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 from collections.abc import Iterable
@@ -82,41 +83,28 @@ def add(store: PrincipalStore, wanted: Principal, actor: Actor) -> Principal:
     return _stored(store, wanted.name, change)
 
 
-def grant(
+def regrant(
     store: PrincipalStore,
     name: str,
     actor: Actor,
     scopes: Iterable[str] = (),
     roles: Iterable[str] = (),
-) -> Principal:
-    return _regrant(store, name, actor, scopes, roles, add=True)
-
-
-def revoke(
-    store: PrincipalStore,
-    name: str,
-    actor: Actor,
-    scopes: Iterable[str] = (),
-    roles: Iterable[str] = (),
-) -> Principal:
-    return _regrant(store, name, actor, scopes, roles, add=False)
-
-
-def _regrant(
-    store: PrincipalStore,
-    name: str,
-    actor: Actor,
-    scopes: Iterable[str],
-    roles: Iterable[str],
     *,
     add: bool,
 ) -> Principal:
+    """Add (or remove) scopes and roles."""
     s, r = check_scopes(scopes), check_roles(roles)
-    if add:
-        return _update(
-            store, name, actor, lambda p: replace(p, scopes=p.scopes | s, roles=p.roles | r)
-        )
-    return _update(store, name, actor, lambda p: replace(p, scopes=p.scopes - s, roles=p.roles - r))
+
+    def edit(p: Principal) -> Principal:
+        if add:
+            return replace(p, scopes=p.scopes | s, roles=p.roles | r)
+        return replace(p, scopes=p.scopes - s, roles=p.roles - r)
+
+    return _update(store, name, actor, edit)
+
+
+grant = functools.partial(regrant, add=True)
+revoke = functools.partial(regrant, add=False)
 
 
 def set_disabled(store: PrincipalStore, name: str, actor: Actor, disabled: bool) -> Principal:

@@ -27,8 +27,10 @@ from ..approvals.records import (
     REJECTED,
     TIMED_OUT,
     ApprovalRequest,
+    check_comment,
     decided_outcome,
     may_decide,
+    not_an_approver,
     refusal_text,
 )
 from ..clock import iso
@@ -156,7 +158,23 @@ class ApprovalQueries(WaitQueries):
         records the decision, audits it, checkpoints the wait and queues the run, in one
         transaction. Raises ApprovalNotFound, or ApprovalRefused (audited) when the decider
         is not an approver of the request or the request is no longer pending."""
-        refused: ApprovalRefused | None = None
+        decided = self._decide(
+            approval_id, decider, approve, check_comment(comment), now, via, note
+        )
+        if isinstance(decided, ApprovalRefused):
+            raise decided  # raised here, not in _decide, so its traceback holds no connection
+        return decided
+
+    def _decide(
+        self,
+        approval_id: str,
+        decider: str,
+        approve: bool,
+        comment: str | None,
+        now: float,
+        via: str,
+        note: dict[str, Any] | None,
+    ) -> ApprovalRequest | ApprovalRefused:
         with self.tx() as conn:
             request = self._locked_request(conn, approval_id)
             principal = self.principal(decider)
@@ -164,20 +182,17 @@ class ApprovalQueries(WaitQueries):
             detail = {"via": via, "question": request.question, **(note or {})}
             if refused is not None:
                 entry = _entry(decider, principal, APPROVAL_REFUSED, request, detail)
-                self.append_audit(
-                    conn, [_with(entry, reason=str(refused), attempted=_verb(approve))]
-                )
-            else:
-                assert principal is not None
-                decided = self._record(conn, request, principal, approve, comment, now)
-                action = APPROVAL_GRANTED if approve else APPROVAL_REJECTED
-                entry = _entry(decider, principal, action, request, detail)
-                self.append_audit(conn, [_with(entry, comment=comment)])
-                outcome = decided_outcome(decided)
-                self._resolve(conn, [_wait_key(request)], "resolved", lambda _: outcome, now)
-        if refused is not None:
-            raise refused
-        return decided
+                more = {"reason": str(refused), "attempted": _verb(approve)}
+                self.append_audit(conn, [_with(entry, **more)])
+                return refused
+            assert principal is not None  # may_decide() said so
+            decided = self._record(conn, request, principal, approve, comment, now)
+            action = APPROVAL_GRANTED if approve else APPROVAL_REJECTED
+            entry = _entry(decider, principal, action, request, detail)
+            self.append_audit(conn, [_with(entry, comment=comment)])
+            outcome = decided_outcome(decided)
+            self._resolve(conn, [_wait_key(request)], "resolved", lambda _: outcome, now)
+            return decided
 
     def _locked_request(self, conn: Connection, approval_id: str) -> ApprovalRequest:
         """The request, read again after locking its run's row: every writer of a request
@@ -205,7 +220,7 @@ class ApprovalQueries(WaitQueries):
     ) -> ApprovalRefused | None:
         if not may_decide(principal, request.approvers):
             return ApprovalRefused(
-                request.id, "forbidden", _not_an_approver(decider, principal, request)
+                request.id, "forbidden", not_an_approver(decider, principal, request)
             )
         if request.status != PENDING:
             return ApprovalRefused(request.id, request.status, refusal_text(request))
@@ -374,21 +389,3 @@ def _with(entry: AuditEntry, **more: Any) -> AuditEntry:
 
 def _verb(approve: bool) -> str:
     return "approve" if approve else "reject"
-
-
-def _not_an_approver(decider: str, principal: Principal | None, request: ApprovalRequest) -> str:
-    if principal is None:
-        why = f"there is no principal named {decider!r}"
-        fix = f"`rota principals add {decider} --kind user --role approver:<group>`"
-    elif principal.disabled:
-        why = f"principal {decider!r} is disabled"
-        fix = f"`rota principals enable {decider}`"
-    else:
-        why = f"principal {decider!r} is not an approver of it"
-        group = request.approvers[0] if request.approvers else None
-        role = f"approver:{group}" if group else "admin"
-        fix = f"`rota principals grant {decider} --role {role}`"
-    return (
-        f"approval {request.id} may be decided by {request.who_may_decide()}; {why}. "
-        f"Ask one of them, or have an admin run {fix}"
-    )

@@ -85,6 +85,10 @@ class Store(Protocol):
 
     def list_runs(self, flt: RunFilter) -> list[Run]: ...
 
+    def child_runs(self, run_ids: Sequence[str]) -> list[Run]:
+        """Runs whose parent is one of these (escalations, shadow runs)."""
+        ...
+
     def count_states(self, names: Sequence[str] = ()) -> dict[str, int]: ...
 
     def cancel(self, run_id: str, now: float) -> Run:

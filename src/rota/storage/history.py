@@ -64,7 +64,7 @@ class HistoryQueries:
             ORDER BY started_at, id""",
             {"since": since, "until": until},
         )
-        parked = self._parked(since, until)
+        parked = self._parked_seconds(since, until)
         return [RunRow(**row, parked_s=parked.get(row["id"], 0.0)) for row in rows]
 
     def run_usage(self, since: float, until: float) -> list[RunUsage]:
@@ -112,7 +112,7 @@ class HistoryQueries:
         )
         return [(r["model"], r["price"], float(r["first"])) for r in rows]
 
-    def _parked(self, since: float, until: float) -> dict[str, float]:
+    def _parked_seconds(self, since: float, until: float) -> dict[str, float]:
         # A wait on several topics has a row per topic: one span per (run, step).
         rows = self.conn().execute(
             """SELECT w.run_id, w.step_key, MIN(w.created_at) AS parked,

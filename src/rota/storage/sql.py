@@ -510,6 +510,17 @@ class SqlStore(
             raise RunNotFound(run_id)
         return _run(rows[0])
 
+    def child_runs(self, run_ids: Sequence[str]) -> list[Run]:
+        """Runs made by these runs (escalations, shadow runs), oldest first."""
+        if not run_ids:
+            return []
+        rows = self.conn().execute(
+            f"""SELECT * FROM rota_runs WHERE {self.dialect.any_of("parent_id", "ids")}
+            ORDER BY created_at, id""",
+            {"ids": self.dialect.list_param(list(run_ids))},
+        )
+        return [_run(row) for row in rows]
+
     def list_runs(self, flt: RunFilter) -> list[Run]:
         d = self.dialect
         where: list[str] = ["1 = 1"]

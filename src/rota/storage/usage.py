@@ -208,7 +208,7 @@ class UsageQueries:
                     WHERE key = :key AND period = :period AND expires_at <= :now""",
                     {"key": c.key, "period": c.period, "now": now},
                 )
-                refusal = self._refusal(conn, c, hold)
+                refusal = self._budget_refusal(conn, c, hold)
                 if refusal is not None:
                     return refusal
             conn.execute_many(
@@ -247,7 +247,9 @@ class UsageQueries:
         row = rows[0]
         return int(row["pusd"]), int(row["tokens"]), int(row["requests"])
 
-    def _refusal(self, conn: Connection, c: BudgetCharge, hold: Hold) -> BudgetRefusal | None:
+    def _budget_refusal(
+        self, conn: Connection, c: BudgetCharge, hold: Hold
+    ) -> BudgetRefusal | None:
         # One statement, so that it reads usage and holds from one snapshot: a call being
         # recorded concurrently (hold replaced by usage) is counted exactly once.
         column = SCOPE_COLUMNS[c.scope]
@@ -292,7 +294,7 @@ class UsageQueries:
         """Model calls in [since, until) summed per agent, workflow, principal, trigger,
         model or UTC day (as YYYY-MM-DD), most expensive first (days in order)."""
         if by == "day":
-            key = self._day_expr()
+            key = self._usage_day_expr()
         elif by in GROUP_COLUMNS:
             key = GROUP_COLUMNS[by]
         else:
@@ -318,7 +320,7 @@ class UsageQueries:
         )
         return [ModelCall(**{**row, "simulated": bool(row["simulated"])}) for row in rows]
 
-    def _day_expr(self) -> str:
+    def _usage_day_expr(self) -> str:
         # Epoch seconds to a UTC date; CAST truncates on SQLite, FLOOR is exact on PostgreSQL.
         if self.dialect.name == "sqlite":
             return "date(CAST(at AS INTEGER), 'unixepoch')"
