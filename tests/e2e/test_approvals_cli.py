@@ -4,7 +4,13 @@ store, deciding workflows that a worker then resumes."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +22,8 @@ from rota.api import create_api
 from rota.cli import app as cli
 from rota.identity import admin, tokens
 from rota.identity.audit import APPROVAL_GRANTED, APPROVAL_REFUSED, APPROVAL_REJECTED
+
+ROTA = Path(sys.executable).parent / "rota"
 
 
 @pytest.fixture(autouse=True)
@@ -200,3 +208,62 @@ def test_who_sees_which_requests(app: App, api: TestClient) -> None:
     assert api.get("/api/approvals", headers=carol).json() == []
     viewer = token(app, "bob")  # a viewer sees every request
     assert [r["id"] for r in api.get("/api/approvals", headers=viewer).json()] == [request_id]
+
+
+# -- real processes ------------------------------------------------------------------------
+
+PROCESS_APP = """
+import os, signal
+from rota import App
+
+app = App()
+app.principal("alice", kind="user", roles=["approver:finance"])
+
+@app.workflow(priority=10)
+async def payout(ctx):
+    await ctx.step("prepare", lambda: os.getpid())
+    decision = await ctx.approval("Pay out 1200?", approvers="finance", timeout="1d")
+    pid = await ctx.step("pay", lambda: os.getpid())
+    return {"approved": decision.approved, "by": decision.decided_by, "paid_in": pid}
+
+@app.job(priority=0)
+def stop_worker(ctx):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return "stopping"
+"""
+
+
+def test_an_approval_survives_a_restart_of_every_process(tmp_path: Path, database_url: str) -> None:
+    (tmp_path / "app.py").write_text(textwrap.dedent(PROCESS_APP))
+    env = {**os.environ, "ROTA_DATABASE_URL": database_url, "ROTA_ACTOR": "alice"}
+
+    def rota_process(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ROTA), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    def work() -> None:  # one worker process, until it runs stop_worker
+        assert rota_process("run", "stop_worker").returncode == 0
+        worker = rota_process("worker", "--concurrency", "1", "--grace", "5", "--poll", "0.1")
+        assert worker.returncode in (0, 128 + signal.SIGTERM), worker.stderr
+
+    assert rota_process("db", "migrate").returncode == 0
+    asked = rota_process("run", "payout")
+    assert asked.returncode == 0, asked.stderr
+    work()  # parks the payout, then stops
+    (request,) = json.loads(rota_process("approvals", "list", "--json").stdout)
+    approved = rota_process("approvals", "approve", request["id"], "-m", "ok")
+    assert approved.returncode == 0, approved.stderr
+    work()  # a new worker process resumes it
+
+    (run,) = [
+        r
+        for r in json.loads(rota_process("runs", "list", "--json").stdout)
+        if r["name"] == "payout"
+    ]
+    assert run["state"] == "SUCCEEDED"
+    shown = json.loads(rota_process("runs", "show", run["id"], "--json").stdout)
+    assert shown["result"]["approved"] is True and shown["result"]["by"] == "alice"
+    steps = {s["key"]: s["result"] for s in shown["steps"]}
+    assert list(steps) == ["prepare", "approval", "pay"]
+    assert steps["prepare"] != steps["pay"]  # done by two different worker processes

@@ -5,6 +5,7 @@ a webhook that retries."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -293,6 +294,46 @@ def test_a_waiting_approval_survives_a_restart_and_resumes_on_a_cli_decision(
         "alice",
     )
     second.close()
+
+
+def test_a_live_worker_resumes_on_the_decision_and_on_the_deadline(
+    app: App, clock: FakeClock
+) -> None:
+    refund_flow(app, timeout="1h")
+    decided, forgotten = app.run_now("refund"), app.run_now("refund")
+
+    async def scenario() -> None:
+        worker = app.worker(poll_interval_s=0.05)
+        task = asyncio.create_task(worker.run())
+        await until(lambda: len(app.store.approvals()) == 2)
+        request = next(r for r in app.store.approvals() if r.run_id == decided.id)
+        await asyncio.to_thread(decide, app, request.id, "alice", True)
+        await until(lambda: decided.state == "SUCCEEDED")
+        assert forgotten.state == "WAITING"
+        clock.advance(HOUR)  # the worker notices the deadline by itself
+        await until(lambda: forgotten.state == "SUCCEEDED")
+        worker.stop()
+        await task
+
+    asyncio.run(scenario())
+    assert done(decided)["by"] == "alice"
+    assert done(forgotten)["status"] == "timed_out"
+
+
+def test_a_retried_run_asks_afresh(app: App) -> None:
+    refund_flow(app)
+    handle = app.run_now("refund")
+    app.drain()
+    first = pending(app)
+    app.store.cancel(handle.id, app.clock.now())
+    app.store.retry(handle.id, app.clock.now())
+    app.drain()
+    second = pending(app)
+    assert second.id != first.id and second.run_id == handle.id
+    assert app.store.approval(first.id).status == "expired"
+    decide(app, second.id, "alice", True)
+    app.drain()
+    assert done(handle)["request"] == second.id
 
 
 # -- bad input -------------------------------------------------------------------------------
@@ -643,6 +684,15 @@ def test_the_webhook_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll off the loop until condition() holds (a generous timeout, not a threshold)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await asyncio.to_thread(condition):
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
 
 
 def _asking(ask: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -57,6 +57,10 @@ class Budget:
     usd: Decimal | float | int | None = None
     tokens: int | None = None
     requests: int | None = None
+    # Per-run budgets only: instead of stopping, park the run and ask a human of these
+    # approver groups to allow as much again (each approval adds one more budget's worth).
+    approvers: str | Sequence[str] | None = None
+    approval_timeout: Duration | None = None
 
     def __post_init__(self) -> None:
         if self.usd is None and self.tokens is None and self.requests is None:
@@ -76,6 +80,10 @@ class Budget:
                     f"Budget({field}={value!r}) must be {what}: a limit of zero or less "
                     f"would refuse every model call; leave {field} out for no limit"
                 )
+        if self.approvers is not None:
+            from ..approvals.records import approver_groups
+
+            object.__setattr__(self, "approvers", approver_groups(self.approvers, what="Budget"))
         if self.usd is not None:
             # Through the decimal text, so that 0.1 stays 0.1 (budgets compare to Decimals).
             object.__setattr__(self, "usd", Decimal(str(self.usd)))

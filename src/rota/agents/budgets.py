@@ -168,6 +168,7 @@ class Metering:
             agent.model_spec, datetime.fromtimestamp(run_start, UTC), price=agent.price
         )
         self.spent = Decimal(0)  # USD of this run's calls so far (replayed ones too)
+        self.allowances = 1  # budgets' worth this run may spend: humans may raise it
         self.worst = Usage(requests=0)  # the next call's worst case, set by check()
         self.worst_usd = Decimal(0)
         self.shared = self._shared_budgets()
@@ -181,23 +182,25 @@ class Metering:
         budget = self.agent.budget
         if budget is None:
             return None
-        if budget.requests is not None and used.requests + 1 > budget.requests:
+        n = self.allowances
+        if budget.requests is not None and used.requests + 1 > budget.requests * n:
             return (
-                f"the budget allows {budget.requests} model requests and {used.requests} were made"
+                f"the budget allows {budget.requests * n} model requests and {used.requests} "
+                "were made"
             )
         worst = prompt + max_tokens
-        if budget.tokens is not None and tokens(used) + worst > budget.tokens:
+        if budget.tokens is not None and tokens(used) + worst > budget.tokens * n:
             return (
                 f"the next model call could use {worst} tokens (prompt about {prompt} + "
-                f"max_tokens {max_tokens}) and {budget.tokens - tokens(used)} of the "
-                f"budget's {budget.tokens} are left"
+                f"max_tokens {max_tokens}) and {budget.tokens * n - tokens(used)} of the "
+                f"budget's {budget.tokens * n} are left"
             )
-        if budget.usd is not None and self.spent + self.worst_usd > Decimal(budget.usd):
-            left = Decimal(budget.usd) - self.spent
+        usd = None if budget.usd is None else Decimal(budget.usd) * n
+        if usd is not None and self.spent + self.worst_usd > usd:
             return (
                 f"the next model call could cost ${_usd(self.worst_usd)} (prompt about "
                 f"{prompt} + max_tokens {max_tokens} tokens at {_source(self.price)}) and "
-                f"${_usd(left)} of the budget's ${_usd(Decimal(budget.usd))} is left"
+                f"${_usd(usd - self.spent)} of the budget's ${_usd(usd)} is left"
             )
         return None
 

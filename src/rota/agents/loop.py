@@ -167,10 +167,32 @@ class AgentLoop:
     async def _check_budget(self, request: ModelRequest) -> None:
         """Fail closed: refuse the call if its worst case could exceed what is left of the
         run's budget (tokens, requests, USD at the model's price; see agents/budgets.py)."""
-        problem = self.meter.check(self.usage, self._prompt_estimate(request), request.max_tokens)
-        if problem is not None:
-            await self.meter.refused(problem, limit="run")
-            raise _Stop("budget_exceeded", problem)
+        prompt = self._prompt_estimate(request)
+        problem = self.meter.check(self.usage, prompt, request.max_tokens)
+        while problem is not None:
+            if not await self._more_budget(problem):
+                await self.meter.refused(problem, limit="run")
+                raise _Stop("budget_exceeded", problem)
+            problem = self.meter.check(self.usage, prompt, request.max_tokens)
+
+    async def _more_budget(self, problem: str) -> bool:
+        """With Budget(approvers=...): park and ask a human to allow one more budget's
+        worth (a decision is checkpointed, so a resumed run takes the same path)."""
+        budget = self.agent.budget
+        if self.ctx is None or budget is None or not budget.approvers:
+            return False
+        decision = await self.ctx.approval(
+            f"Agent {self.agent.name!r} has used its budget: {problem}. "
+            "Allow it as much again?",
+            approvers=budget.approvers,
+            timeout=budget.approval_timeout,
+            on_timeout="reject",
+            context={"agent": self.agent.name, "usage": to_json(self.usage), "why": problem},
+            name=f"{self.prefix}budget",
+        )
+        if decision.approved:
+            self.meter.allowances += 1
+        return bool(decision.approved)
 
     def _prompt_estimate(self, request: ModelRequest) -> int:
         # The next prompt holds the previous one and its reply (both counted by the

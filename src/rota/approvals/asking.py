@@ -23,6 +23,7 @@ from ..clock import iso
 from ..durations import Duration, optional_seconds
 from ..errors import ApprovalTimedOut, ConfigError
 from ..identity.audit import APPROVAL_REQUESTED
+from ..identity.redact import redactor
 from ..ids import new_id
 from ..model import NewRun, Run
 from ..storage.audit import AuditEntry
@@ -88,7 +89,8 @@ class Ask:
             raise ConfigError(f"context must be a dict of JSON values, got {context!r}")
         stored = serialization.roundtrip(dict(context or {}), what="the approval's context")
         groups = approver_groups(approvers, what="ctx.approval")
-        return cls(question.strip(), groups, timeout_s, on_timeout, stored)
+        # Stored as plain text (and sent to chat): without any secret value read so far.
+        return cls(redactor.redact(question.strip()), groups, timeout_s, on_timeout, stored)
 
     @property
     def on_timeout_label(self) -> str:
