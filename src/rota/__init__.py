@@ -1,6 +1,7 @@
 """rota: recurring backend automation with deterministic jobs and LLM agents."""
 
 from .agents.agent import Agent, AgentResult, Budget
+from .agents.human import ask_human
 from .agents.mcp import mcp_http, mcp_stdio
 from .agents.models.ratelimited import RateLimit
 from .agents.tools import ToolContext, tool
@@ -67,6 +68,7 @@ __all__ = [
     "UnknownPrincipal",
     "Worker",
     "WorkerOptions",
+    "ask_human",
     "at",
     "combined",
     "cron",
