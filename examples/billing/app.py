@@ -87,7 +87,8 @@ reviewer = Agent(
     instructions=(
         "You resolve billing events the billing job could not handle. Look up the "
         "subscription, compute the prorated amount with calculate_delta, create exactly one "
-        "billing event when money changes hands, then answer with the decision."
+        "billing event when money changes hands, then answer with the decision. Policy: no "
+        "credit is given in the last 7 days of a billing cycle."
     ),
     tools=[query_subscription, calculate_delta, create_billing_event],
     output=BillingDecision,

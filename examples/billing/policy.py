@@ -14,6 +14,8 @@ from typing import Any
 from rota.agents.types import ModelRequest
 from rota.testing import ScriptedModel, answer, call
 
+LAST_WEEK = 7  # days: the policy the instructions state, which the job does not know
+
 
 def scripted_reviewer() -> ScriptedModel:
     return ScriptedModel("billing-reviewer", fn=_decide, tokens=(900, 120))
@@ -37,6 +39,8 @@ def _decide(request: ModelRequest, turn: int) -> Any:
             seats=event.get("seats"),
         )
     amount = int(results["calculate_delta"]["amount_cents"])
+    if amount < 0 and int(sub["days_left"]) < LAST_WEEK:  # no credit in a cycle's last week
+        return answer({"customer": customer, "amount_cents": 0, "action": "none"})
     if amount and "create_billing_event" not in results:
         reason = f"{event.get('type', 'change')}: {task.get('reason', 'review')}"
         return call("create_billing_event", customer=customer, amount_cents=amount, reason=reason)
@@ -63,4 +67,6 @@ def _tool_results(request: ModelRequest) -> dict[str, Any]:
 
 
 def _rejected(result: Any) -> bool:
-    return isinstance(result, dict) and "error" in result
+    """The billing event was refused (a human rejected it). In a shadow run the tool is
+    "not performed", and the instructions say to go on as if it had succeeded."""
+    return isinstance(result, dict) and "error" in result and "shadow run" not in result["error"]

@@ -104,6 +104,46 @@ def test_an_event_that_contradicts_the_subscription_is_escalated(example: Module
     )
 
 
+@pytest.mark.parametrize("approve", [True, False])
+def test_a_billing_event_over_100_dollars_waits_for_finance(
+    example: ModuleType, approve: bool
+) -> None:
+    # umbrella: enterprise 99,900 x 40 seats -> x 60 seats, 20 of 30 days left: +1,332,000
+    run_id = deliver(
+        example, {"type": "seats_changed", "customer": "umbrella", "seats": 60}, "evt_big"
+    )
+    app = example.app
+    app.drain()
+    agent_run = app.get_run(app.get_run(run_id).result["run_id"])
+    assert agent_run.state == RunState.WAITING
+    assert ledger(example) == []  # nothing billed while the human decides
+    [request] = app.store.approvals()
+    assert request.approvers == ("finance",)
+    assert request.context["arguments"]["amount_cents"] == 1_332_000
+    assert request.context["tool"] == "create_billing_event"
+    comment = "annual deal signed" if approve else "seats not confirmed yet"
+    app.store.decide_approval(
+        request.id, "finance-lead", approve, comment, app.clock.now(), via="test"
+    )
+    app.drain()
+    done = app.get_run(agent_run.id)
+    assert done.state == RunState.SUCCEEDED
+    if approve:
+        assert done.result == {
+            "customer": "umbrella",
+            "amount_cents": 1_332_000,
+            "action": "charge",
+        }
+        assert [e["amount_cents"] for e in ledger(example)] == [1_332_000]
+    else:  # the model read the rejection (and the comment) and billed nothing
+        assert done.result == {"customer": "umbrella", "amount_cents": 0, "action": "none"}
+        assert ledger(example) == []
+        steps = {s.key: s.result for s in app.store.steps(agent_run.id)}
+        assert "rejected by finance-lead: seats not confirmed yet" in json.dumps(steps)
+    decided = app.store.audit_records(action="approval.granted" if approve else "approval.rejected")
+    assert [(r.actor, r.actor_kind) for r in decided] == [("finance-lead", "human")]
+
+
 def test_shadow_mode_on_the_example_reports_agreement(
     database_url: str, example: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,13 +153,15 @@ def test_shadow_mode_on_the_example_reports_agreement(
         del sys.modules[name]
     shadowed = importlib.import_module("examples.billing.app")
     events = [
-        ("acme", "pro", "team"),  # the job and the agent agree
-        ("globex", "team", "pro"),  # a credit: the agent computes the same
-        ("initech", "starter", "pro"),
+        ("subscription_upgraded", "acme", "pro", "team"),  # the job and the agent agree
+        ("subscription_downgraded", "globex", "team", "pro"),  # a credit: the same
+        # A credit 3 days before the cycle ends: the agent's policy says none, the job's
+        # code does not know that rule. Shadow mode finds the difference.
+        ("subscription_downgraded", "initech", "starter", "free"),
     ]
-    for i, (customer, old, new) in enumerate(events):
-        event = {"type": "subscription_upgraded", "customer": customer, "from_plan": old}
-        deliver(shadowed, {**event, "to_plan": new}, f"evt_s{i}")
+    for i, (kind, customer, old, new) in enumerate(events):
+        event = {"type": kind, "customer": customer, "from_plan": old, "to_plan": new}
+        deliver(shadowed, event, f"evt_s{i}")
     shadowed.app.drain()
     result = CliRunner().invoke(
         cli, ["--database-url", database_url, "shadow", "report", "bill", "--json"]
@@ -127,8 +169,11 @@ def test_shadow_mode_on_the_example_reports_agreement(
     shadowed.app.close()
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["compared"] == 3
-    assert report["agreement_rate"] is not None
-    assert set(report["fields"]) == {"action", "amount_cents", "customer"}
+    assert (report["compared"], report["agreed"]) == (3, 2)
+    assert report["fields"]["amount_cents"]["disagree"] == 1
+    assert report["fields"]["customer"] == {"agree": 3, "disagree": 0, "rate": 1.0}
+    [odd] = report["disagreements"]
+    assert odd["job"] == {"customer": "initech", "amount_cents": -190, "action": "credit"}
+    assert odd["agent"] == {"customer": "initech", "amount_cents": 0, "action": "none"}
     # Shadow runs never act: only the job's three billing events are in the ledger.
     assert len(ledger(shadowed)) == 3
