@@ -182,8 +182,7 @@ class AgentLoop:
         if self.ctx is None or budget is None or not budget.approvers:
             return False
         decision = await self.ctx.approval(
-            f"Agent {self.agent.name!r} has used its budget: {problem}. "
-            "Allow it as much again?",
+            f"Agent {self.agent.name!r} has used its budget: {problem}. Allow it as much again?",
             approvers=budget.approvers,
             timeout=budget.approval_timeout,
             on_timeout="reject",
