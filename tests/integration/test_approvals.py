@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from together import together
 from typer.testing import CliRunner
 
 from rota import Agent, App, FakeClock, RunHandle, RunState, tool
@@ -422,7 +423,7 @@ def test_two_approvers_deciding_at_once_decide_once(app: App) -> None:
     handles = [app.run_now("refund") for _ in range(8)]
     app.drain()
     for request in app.store.approvals():
-        outcomes = _together(
+        outcomes = together(
             lambda r=request: _attempt(app, r.id, "alice", True),
             lambda r=request: _attempt(app, r.id, "carol", False),
         )
@@ -707,20 +708,3 @@ def _attempt(app: App, request_id: str, who: str, approve: bool) -> Any:
         return decide(app, request_id, who, approve)
     except ApprovalRefused as exc:  # kept as text: a traceback would hold the thread's connection
         return ("refused", exc.state, str(exc))
-
-
-def _together(*calls: Callable[[], Any]) -> list[Any]:
-    """Run the calls in threads released at the same instant; returns their results."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        results[i] = calls[i]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results

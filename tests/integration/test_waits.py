@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
 import pytest
+from together import together
 from typer.testing import CliRunner
 
 from rota import App, FakeClock, RunHandle, RunState
@@ -525,29 +525,12 @@ def _event_wait(run_id: str, token: int, now: float, deadline: float | None = No
     )
 
 
-def _together(*calls: Callable[[], Any]) -> list[Any]:
-    """Run the calls in threads released at the same instant; returns their results."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        results[i] = calls[i]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 def test_an_event_racing_the_registration_is_never_missed(store: SqlStore) -> None:
     for i in range(30):
         now = START + 10 * i
         run_id, token = _running_run(store, now)
         event = Event(new_id(), "go", {"i": i}, None, "app", now)
-        parking, _ = _together(
+        parking, _ = together(
             partial(store.park, _event_wait(run_id, token, now), now),
             partial(store.record_event, event, []),
         )
@@ -569,7 +552,7 @@ def test_a_wait_is_resolved_once_when_events_and_its_deadline_race(store: SqlSto
         run_id, token = _running_run(store, now)
         assert store.park(_event_wait(run_id, token, now, deadline=now + 1), now).state == "parked"
         events = [Event(new_id(), "go", n, None, "app", now + 0.5) for n in range(2)]
-        _together(
+        together(
             partial(store.record_event, events[0], []),
             partial(store.record_event, events[1], []),
             partial(store.wake_due_waits, now + 1),

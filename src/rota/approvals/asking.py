@@ -35,6 +35,7 @@ from .records import (
     ApprovalDecision,
     ApprovalRequest,
     approver_groups,
+    request_detail,
 )
 
 if TYPE_CHECKING:
@@ -159,12 +160,7 @@ def parker(runtime: Runtime, request: ApprovalRequest) -> Callable[..., Any]:
         "machine",
         subject=request.id,
         run_id=request.run_id,
-        detail={
-            "question": request.question,
-            "approvers": list(request.approvers),
-            "deadline": iso(request.deadline),
-            "on_timeout": request.on_timeout,
-        },
+        detail=request_detail(request),
     )
     return partial(
         store.request_approval,

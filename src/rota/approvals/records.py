@@ -191,3 +191,13 @@ def not_an_approver(decider: str, principal: Principal | None, request: Approval
         f"approval {request.id} may be decided by {request.who_may_decide()}; {why}. "
         f"Ask one of them, or have an admin run {fix}"
     )
+
+
+def request_detail(request: ApprovalRequest) -> dict[str, Any]:
+    """What the audit log keeps of a request when it is made or times out."""
+    return {
+        "question": request.question,
+        "approvers": list(request.approvers),
+        "deadline": iso(request.deadline),
+        "on_timeout": request.on_timeout,
+    }

@@ -32,6 +32,7 @@ from ..approvals.records import (
     may_decide,
     not_an_approver,
     refusal_text,
+    request_detail,
 )
 from ..clock import iso
 from ..errors import ApprovalNotFound, ApprovalRefused
@@ -305,12 +306,7 @@ class ApprovalQueries(WaitQueries):
                 "machine",
                 subject=request.id,
                 run_id=request.run_id,
-                detail={
-                    "question": request.question,
-                    "approvers": list(request.approvers),
-                    "deadline": iso(request.deadline),
-                    "on_timeout": request.on_timeout,
-                },
+                detail=request_detail(request),
             )
             self.append_audit(conn, [entry])
 
