@@ -158,8 +158,11 @@ class Worker:
                 continue  # likely more ready: claim again straight away
             if until_idle and not self._active and await self._idle():
                 return
+            # Busy (slots full, or runs were just claimed): a finishing run or a new one
+            # wakes the loop. Only a worker that found nothing asks when to look next.
+            wait = await self._idle_wait() if free > 0 and not got else self._busy_wait()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     def _capacity(self) -> int:
         # Leasing a few runs ahead of the free slots hides the claim round trip.
@@ -194,6 +197,15 @@ class Worker:
             self._active[run.id] = _Active(run, task)
         self.stats.claimed += len(runs)
         return len(runs)
+
+    def _busy_wait(self) -> float:
+        """How long a busy worker waits for a wake-up without asking the store: one
+        lookahead at most, so that a run falling due meanwhile is still leased ahead of its
+        time and starts on time; less when a parked run it knows of times out sooner."""
+        wait = min(self.options.poll_interval_s, self.options.lookahead_s)
+        if self._wait_due is not None:
+            wait = min(wait, max(self._wait_due, self._sweep_after) - self.clock.now())
+        return max(0.0, wait)
 
     async def _idle_wait(self) -> float:
         """Until the next poll, or sooner when a queued run falls due (e.g. a scheduled
