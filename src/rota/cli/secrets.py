@@ -21,6 +21,8 @@ secrets_app = typer.Typer(
     help="Manage secrets: encrypted at rest, granted to principals.", no_args_is_help=True
 )
 
+SHORT = 8  # characters: below this, redaction catches ordinary words too
+
 SecretName = Annotated[str, typer.Argument(help="The secret's name, as tools ask for it.")]
 
 
@@ -68,6 +70,13 @@ def set_secret(
         secret = secret.removesuffix("\n").removesuffix("\r")
     if not secret:
         fail(f"the value read from stdin for secret {name!r} is empty; pipe a value", code=2)
+    if len(secret) < SHORT:
+        err.print(
+            f"warning: secret {name} is only {len(secret)} characters long; it is redacted "
+            "wherever that text appears in what rota stores, logs or sends, so a short value "
+            "also hides innocent text (and is easy to guess)",
+            style="yellow",
+        )
     with _vault(ctx) as vault:
         vault.set(name, secret, grant)
         grants = next(i.grants for i in vault.list() if i.name == name)
