@@ -10,7 +10,10 @@ from __future__ import annotations
 
 
 class RotaError(Exception):
-    """Root of every error rota raises on purpose."""
+    """Root of every error rota raises on purpose. `retryable = False` marks an error that
+    a retry of the run would only meet again (the worker fails the run at once)."""
+
+    retryable = True
 
 
 class ConfigError(RotaError, ValueError):
@@ -49,6 +52,8 @@ class InvalidStateError(RotaError):
 
 class SerializationError(RotaError, TypeError):
     """A payload or result cannot be stored as JSON."""
+
+    retryable = False
 
 
 class DatabaseError(RotaError):
@@ -194,3 +199,5 @@ class ApprovalRefused(RotaError, PermissionError):
 
 class ApprovalTimedOut(RotaError):
     """`ctx.approval(..., on_timeout="fail")` got no decision before its deadline."""
+
+    retryable = False  # the timeout is checkpointed: every retry would fail the same way

@@ -57,7 +57,7 @@ def people(app: App) -> None:
 def refund_flow(app: App, **ask: Any) -> None:
     """A workflow that asks finance, and returns what it was told."""
 
-    @app.workflow(name=ask.pop("name", "refund"))
+    @app.workflow(name=ask.pop("name", "refund"), retries=ask.pop("retries", 0))
     async def flow(ctx: Any) -> dict[str, Any]:
         decision = await ctx.approval(
             "Refund $500 to acme?", approvers="finance", context={"amount_cents": 50_000}, **ask
@@ -199,13 +199,14 @@ def test_a_timeout_applies_on_timeout_and_is_recorded(
 
 
 def test_on_timeout_fail_fails_the_run_with_a_clear_error(app: App, clock: FakeClock) -> None:
-    refund_flow(app, timeout="1h", on_timeout="fail")
+    refund_flow(app, timeout="1h", on_timeout="fail", retries=3)
     handle = app.run_now("refund")
     app.drain()
     clock.advance(HOUR)
     app.drain()
     run = handle.get()
     assert run.state == RunState.FAILED
+    assert run.failures == 1  # not retried: every retry would meet the same timeout
     assert run.error["type"] == "ApprovalTimedOut"
     assert "nobody decided approval" in run.error["message"]
     assert "'Refund $500 to acme?'" in run.error["message"]

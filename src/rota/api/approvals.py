@@ -51,9 +51,13 @@ async def list_approvals(request: Request) -> Response:
         return problem(400, "bad_request", "limit must be a whole number (at most 1000)")
     ctx = context(request)
     statuses = () if status == "all" else (status,)
-    found = await ctx.db(lambda: ctx.app.store.approvals(statuses=statuses, limit=limit))
-    if not holds_role(principal, "viewer"):
-        found = [r for r in found if may_decide(principal, r.approvers)]
+    viewer = holds_role(principal, "viewer")
+    # An approver sees only what it may decide: filtered here, so read a wider window first
+    # (the newest 1,000) and cut to the limit after filtering.
+    window = limit if viewer else 1000
+    found = await ctx.db(lambda: ctx.app.store.approvals(statuses=statuses, limit=window))
+    if not viewer:
+        found = [r for r in found if may_decide(principal, r.approvers)][:limit]
     return JSONResponse([r.to_json() for r in found])
 
 

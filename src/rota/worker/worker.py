@@ -25,7 +25,7 @@ from .. import serialization
 from ..backoff import backoff_delay
 from ..calls import call_user, error_info
 from ..durable import RunContext, WaitParked
-from ..errors import RunInterrupted, SerializationError
+from ..errors import RunInterrupted
 from ..identity.directory import directory_for
 from ..identity.principals import PrincipalDisabled, UnknownPrincipal
 from ..identity.runs import run_refused, run_started
@@ -298,7 +298,7 @@ class Worker:
         except (asyncio.CancelledError, RunInterrupted) as exc:
             self._interrupted(run, exc)
         except Exception as exc:
-            self._failed(run, exc, retryable=not isinstance(exc, SerializationError))
+            self._failed(run, exc, retryable=getattr(exc, "retryable", True))
 
     def _interrupted(self, run: Run, exc: BaseException) -> None:
         active = self._active.get(run.id)
