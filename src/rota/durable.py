@@ -28,6 +28,7 @@ from .storage.waits import Parking, event_topic
 if TYPE_CHECKING:
     from .agents.agent import Agent, AgentResult
     from .approvals.records import ApprovalDecision
+    from .storage.usage import ModelCall
 
 log = logging.getLogger("rota.run")
 
@@ -65,6 +66,18 @@ class WaitParked(RunInterrupted):
 
 _current_step: ContextVar[StepInfo | None] = ContextVar("rota_current_step", default=None)
 _current_runtime: ContextVar[Runtime | None] = ContextVar("rota_current_runtime", default=None)
+# Model calls made by the step being executed, written with its checkpoint.
+_step_calls: ContextVar[list[ModelCall] | None] = ContextVar("rota_step_calls", default=None)
+
+
+def record_with_checkpoint(call: ModelCall) -> bool:
+    """Have the running step's checkpoint write this model call's metering in its own
+    transaction; False outside a step (the caller writes it itself)."""
+    calls = _step_calls.get()
+    if calls is None:
+        return False
+    calls.append(call)
+    return True
 
 
 def current_runtime() -> Runtime | None:
@@ -344,6 +357,8 @@ class RunContext:
             attempts += 1
             info = StepInfo(self.run.id, key, attempts, f"{self.run.id}:{key}")
             token = _current_step.set(info)
+            calls: list[ModelCall] = []
+            calls_token = _step_calls.set(calls)
             try:
                 value = await call_user(fn, args, kwargs, timeout=timeout, what=f"step {key!r}")
                 text = serialization.dumps(value, what=f"the result of step {key!r}")
@@ -359,8 +374,11 @@ class RunContext:
                     raise StepFailed(key, type(exc).__name__, str(exc)) from exc
                 await asyncio.sleep(backoff_delay(attempts, backoff_s, cap_s=300))
             finally:
+                _step_calls.reset(calls_token)
                 _current_step.reset(token)
-        await self._save(key, seq, name, "SUCCEEDED", attempts, input_hash, text, None, started)
+        await self._save(
+            key, seq, name, "SUCCEEDED", attempts, input_hash, text, None, started, calls
+        )
         return serialization.loads(text)
 
     async def _save(
@@ -374,6 +392,7 @@ class RunContext:
         result: str | None,
         exc: BaseException | None,
         started: float,
+        model_calls: Sequence[ModelCall] = (),
     ) -> None:
         record = StepRecord(
             run_id=self.run.id,
@@ -389,7 +408,7 @@ class RunContext:
             started_at=started,
             finished_at=self._runtime.clock.now(),
         )
-        if not await self._runtime.db(self._runtime.store.save_step, record):
+        if not await self._runtime.db(self._runtime.store.save_step, record, model_calls):
             raise RunInterrupted("lease_lost")
 
 

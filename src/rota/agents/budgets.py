@@ -29,7 +29,7 @@ from ..clock import Clock, system_clock
 from ..cost import metrics
 from ..cost.prices import Price
 from ..cost.pricing import SIMULATED, model_price, price_to_json, to_pusd
-from ..durable import current_runtime, current_step
+from ..durable import current_runtime, current_step, record_with_checkpoint
 from ..errors import ConfigError, RotaError
 from ..identity.audit import BUDGET_EXCEEDED
 from ..storage.usage import BudgetCharge, BudgetRefusal, Hold, ModelCall
@@ -239,10 +239,9 @@ class Metering:
                     await self.runtime.db(self.runtime.store.release_holds, self.ctx.run_id, key)
             raise
         cost = self._observe_metrics(response)
-        await self.runtime.db(
-            self.runtime.store.record_model_call,
-            self._model_call(key, at, response, cost),
-        )
+        call = self._model_call(key, at, response, cost)
+        if not record_with_checkpoint(call):  # written with the step's checkpoint
+            await self.runtime.db(self.runtime.store.record_model_call, call)
         return response
 
     def observe(self, response: ModelResponse) -> None:

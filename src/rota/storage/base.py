@@ -73,8 +73,9 @@ class Store(Protocol):
         """Give leased runs back to the queue (graceful shutdown)."""
         ...
 
-    def save_step(self, record: StepRecord) -> bool:
-        """Checkpoint a step; False when the writer no longer holds the run's lease."""
+    def save_step(self, record: StepRecord, model_calls: Sequence[ModelCall] = ()) -> bool:
+        """Checkpoint a step, with the metering of the model calls it made, in one
+        transaction; False when the writer no longer holds the run's lease."""
         ...
 
     def steps(self, run_id: str) -> list[Step]: ...

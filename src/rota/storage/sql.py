@@ -42,7 +42,7 @@ from .schedules import ScheduleQueries
 from .secrets import SecretQueries
 from .shadow import ShadowQueries
 from .urls import DatabaseUrl, resolve
-from .usage import UsageQueries
+from .usage import ModelCall, UsageQueries
 from .waits import WaitQueries
 
 # Columns of a new run with their PostgreSQL types (for batched inserts over arrays).
@@ -485,15 +485,22 @@ class SqlStore(
 
     # -- steps -------------------------------------------------------------------------
 
-    def save_step(self, record: StepRecord) -> bool:
+    def save_step(self, record: StepRecord, model_calls: Sequence[ModelCall] = ()) -> bool:
         # The EXISTS guard fences out a worker that lost its lease; a step that already
-        # succeeded is never overwritten.
-        conn = self.conn()
-        conn.execute(
-            _SAVE_STEP.format(share=self.dialect.share_lock),
-            {**_params(record), "running": "RUNNING"},
-        )
-        return conn.rowcount == 1
+        # succeeded is never overwritten. A model step's metering commits with its
+        # checkpoint: no extra transaction per call, and no usage without its step.
+        params = {**_params(record), "running": "RUNNING"}
+        sql = _SAVE_STEP.format(share=self.dialect.share_lock)
+        if not model_calls:
+            conn = self.conn()
+            conn.execute(sql, params)
+            return conn.rowcount == 1
+        with self.tx() as conn:
+            conn.execute(sql, params)
+            saved = conn.rowcount == 1
+            for call in model_calls if saved else ():
+                self.write_model_call(conn, call)
+        return saved
 
     def steps(self, run_id: str) -> list[Step]:
         rows = self.conn().execute(

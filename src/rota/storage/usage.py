@@ -134,21 +134,26 @@ class UsageQueries:
         """Store a call's metering (replacing the row of an earlier execution of the same
         step) and release the call's holds, in one transaction: a concurrent reservation
         sees either the hold or the usage, never both and never neither."""
+        with self.tx() as conn:
+            self.write_model_call(conn, call)
+
+    def write_model_call(self, conn: Connection, call: ModelCall) -> None:
+        """record_model_call inside the caller's transaction (the model step's checkpoint:
+        see SqlStore.save_step)."""
         params = {name: getattr(call, name) for name in call.__dataclass_fields__}
         params["simulated"] = int(call.simulated)
         columns = ", ".join(params)
         values = ", ".join(f":{c}" for c in params)
         updates = ", ".join(f"{c} = excluded.{c}" for c in params if c not in _KEY)
-        with self.tx() as conn:
-            conn.execute(
-                f"""INSERT INTO rota_usage ({columns}) VALUES ({values})
-                ON CONFLICT (run_id, step_key) DO UPDATE SET {updates}""",
-                params,
-            )
-            conn.execute(
-                "DELETE FROM rota_budget_holds WHERE run_id = :run_id AND step_key = :step_key",
-                {"run_id": call.run_id, "step_key": call.step_key},
-            )
+        conn.execute(
+            f"""INSERT INTO rota_usage ({columns}) VALUES ({values})
+            ON CONFLICT (run_id, step_key) DO UPDATE SET {updates}""",
+            params,
+        )
+        conn.execute(
+            "DELETE FROM rota_budget_holds WHERE run_id = :run_id AND step_key = :step_key",
+            {"run_id": call.run_id, "step_key": call.step_key},
+        )
 
     def record_session(
         self,
