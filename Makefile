@@ -4,13 +4,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BENCH_VENV ?= .venv-bench
+# Exact versions the suite was last run against; `make lock` refreshes it. pyproject.toml keeps
+# only lower bounds, for users who `pip install rota`.
+LOCK := requirements.lock
+LOCK_VENV ?= .venv-lock
 
-.PHONY: demo test lint format test-fast bench bench-queue bench-steps bench-precision bench-agents venv clean
+.PHONY: demo test lint format test-fast bench bench-queue bench-steps bench-precision bench-agents venv lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev]' -c $(LOCK)
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -33,10 +36,10 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench examples
 	$(BIN)/ruff format src tests bench examples
 
-$(BENCH_VENV)/.installed-stamp: pyproject.toml bench/requirements-peers.txt
+$(BENCH_VENV)/.installed-stamp: pyproject.toml $(LOCK) bench/requirements-peers.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
-	$(BENCH_VENV)/bin/python -m pip install -q -e . -r bench/requirements-peers.txt
+	$(BENCH_VENV)/bin/python -m pip install -q -e . -r bench/requirements-peers.txt -c $(LOCK)
 	touch $@
 
 bench: bench-queue bench-steps bench-precision bench-agents
@@ -53,5 +56,15 @@ bench-precision: $(BENCH_VENV)/.installed-stamp
 bench-agents: $(BENCH_VENV)/.installed-stamp
 	$(BENCH_VENV)/bin/python -m bench.agent_fanout
 
+# A scratch venv gets the newest releases pyproject.toml allows; their exact versions become the
+# lock. Run `make test` after it, and commit requirements.lock with what it passed on.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade -e '.[dev]'
+	( echo "# Exact versions for make's installs: refresh with 'make lock' (see Makefile)."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable ) > $(LOCK)
+	rm -rf $(LOCK_VENV)
+
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache .ruff_cache .mypy_cache rota.db rota.db-*
+	rm -rf $(VENV) $(BENCH_VENV) $(LOCK_VENV) .pytest_cache .ruff_cache .mypy_cache rota.db rota.db-*

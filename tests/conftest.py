@@ -16,7 +16,9 @@ from urllib.parse import quote
 import psycopg
 import pytest
 
+import pinned_prices
 from rota import App
+from rota.cost import catalog
 from rota.identity.redact import redactor
 from rota.storage import SqlStore
 
@@ -91,3 +93,16 @@ def _forget_secrets() -> Iterator[None]:
     text of the tests after it."""
     yield
     redactor.clear()
+
+
+@pytest.fixture(autouse=True)
+def _pinned_price_catalogue(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """List prices come from the tests' own catalogue, not the installed genai-prices data,
+    which changes with every release (see pinned_prices.py). Tests marked `bundled_prices`
+    read the installed data and compare rota with genai-prices' own calculation."""
+    if request.node.get_closest_marker("bundled_prices"):
+        return
+    monkeypatch.setattr(catalog, "_snapshot", lambda: pinned_prices.SNAPSHOT)
+    monkeypatch.setattr(catalog, "version", lambda: pinned_prices.VERSION)

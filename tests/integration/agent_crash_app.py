@@ -18,10 +18,10 @@ import os
 
 from side_db import SideDb, run_worker_until_sigterm
 
-from rota import Agent, App, ToolContext, tool
+from rota import Agent, App, Price, ToolContext, tool
 
 AGENT = "crash-agent"
-MODEL = "anthropic:claude-haiku-4-5"  # a real model: agents need a known price
+MODEL = "anthropic:claude-haiku-4-5"  # a real provider, priced here (not by package data)
 BASE_URL_ENV = "AGENT_CRASH_BASE_URL"
 HOLD_ENV = "AGENT_CRASH_HOLD"  # "1": the tool's step-2 execution never returns
 HOLD_STEP = 2
@@ -89,6 +89,7 @@ def make_app(database_url: str | None = None, base_url: str | None = None) -> Ap
         instructions="Record step 1, then step 2, then say that you are done.",
         tools=[record_step],
         max_steps=5,
+        price=Price(input=1, output=5),
     )
     app.agent(agent)
     return app

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from pinned_prices import VERSION as PINNED_VERSION
 from rota import Agent, App, FakeClock, RunState, tool
 from rota.agents.models.registry import resolve_model
 from rota.agents.types import ModelRequest, Usage
@@ -412,8 +413,9 @@ def test_an_agent_whose_model_has_no_price_is_refused_where_it_is_defined(
     with pytest.raises(UnknownPrice) as caught:
         Agent("x", "anthropic:claude-test", "Go.")
     assert str(caught.value) == (
-        "no price for model 'anthropic:claude-test': genai-prices 0.2.3 (bundled data) has no "
-        "token price for it; pass price=Price(input=..., output=...) (USD per million tokens), "
+        f"no price for model 'anthropic:claude-test': genai-prices {PINNED_VERSION} (bundled "
+        "data) has no token price for it; pass price=Price(input=..., output=...) "
+        "(USD per million tokens), "
         "or add an override: [[prices]] model = 'anthropic:claude-test' input = ... output = "
         "... (0 and 0 for a free local model)"
     )

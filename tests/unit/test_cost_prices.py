@@ -13,12 +13,16 @@ from genai_prices import Usage as GenaiUsage
 from genai_prices import data as genai_data
 from genai_prices.data_snapshot import DataSnapshot, set_custom_snapshot
 
+from pinned_prices import SNAPSHOT as PINNED
+from pinned_prices import VERSION as PINNED_VERSION
 from rota.agents.types import Usage
 from rota.cost import Price, PriceOverride, PriceTable
 from rota.errors import ConfigError, ConfigFileError, UnknownPrice
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=UTC)
 BUNDLED = DataSnapshot(providers=genai_data.providers, from_auto_update=False)
+# The catalogue rota reads in these tests (conftest installs it): the tests' own figures.
+CATALOGUE = PINNED
 
 
 @pytest.fixture(autouse=True)
@@ -121,7 +125,7 @@ def test_bad_prices_are_refused(fields: dict[str, object], message: str) -> None
 def _bundled(
     provider: str, ref: str, at: datetime, context: dict[str, str] | None = None
 ) -> object:
-    _, info = BUNDLED.find_provider_model(ref, None, provider, None)
+    _, info = CATALOGUE.find_provider_model(ref, None, provider, None)
     return info.get_prices(at, context)
 
 
@@ -144,7 +148,7 @@ def test_list_prices_are_the_bundled_genai_prices(model: str, provider: str, ref
     # and the whole cost agrees with genai-prices' own calculation, whose input_tokens
     # is the whole prompt (rota's three input fields are disjoint parts of it)
     usage = Usage(input_tokens=12_000, output_tokens=3_000, cache_read_tokens=40_000)
-    theirs = BUNDLED.calc(
+    theirs = CATALOGUE.calc(
         GenaiUsage(input_tokens=52_000, output_tokens=3_000, cache_read_tokens=40_000),
         ref,
         provider,
@@ -154,10 +158,11 @@ def test_list_prices_are_the_bundled_genai_prices(model: str, provider: str, ref
     assert price.cost(usage) == theirs
 
 
-def test_the_bundled_figures_for_two_well_known_models() -> None:
-    # As the installed genai-prices says (and as the providers publish): Claude Sonnet 4 at
-    # $3 / $15, cache write $3.75 (5 min) / $6 (1 h), read $0.30; GPT-4o at $2.50 / $10,
-    # cached input $1.25, no cache write price (so writes cost plain input).
+def test_the_catalogue_figures_for_two_well_known_models() -> None:
+    # As the tests' catalogue says (pinned_prices.py, the providers' published prices in
+    # genai-prices' types): Claude Sonnet 4 at $3 / $15, cache write $3.75 (5 min) / $6 (1 h),
+    # read $0.30; GPT-4o at $2.50 / $10, cached input $1.25, no cache write price (so writes
+    # cost plain input).
     sonnet = PriceTable().resolve("anthropic:claude-sonnet-4", NOW)
     assert (sonnet.input, sonnet.output, sonnet.cache_write_5m, sonnet.cache_write_1h) == (
         3,
@@ -175,8 +180,8 @@ def test_the_bundled_figures_for_two_well_known_models() -> None:
     )
 
 
-def test_bundled_prices_are_versioned_by_date() -> None:
-    # OpenAI cut o3 from $10/$40 to $2/$8 on 2025-06-10; genai-prices records both.
+def test_catalogue_prices_are_versioned_by_date() -> None:
+    # OpenAI cut o3 from $10/$40 to $2/$8 on 2025-06-10; the catalogue records both.
     table = PriceTable()
     before = table.resolve("openai:o3", datetime(2025, 6, 9, 23, 59, tzinfo=UTC))
     after = table.resolve("openai:o3", datetime(2025, 6, 10, 0, 0, tzinfo=UTC))
@@ -184,10 +189,10 @@ def test_bundled_prices_are_versioned_by_date() -> None:
     assert (after.input, after.output) == (2, 8)
 
 
-def test_bundled_tiers_and_batch_rates_match_genai_prices() -> None:
+def test_catalogue_tiers_and_batch_rates_match_genai_prices() -> None:
     price = PriceTable().resolve("anthropic:claude-sonnet-4-5", NOW)
     long = Usage(input_tokens=250_000, output_tokens=2_000)
-    theirs = BUNDLED.calc(
+    theirs = CATALOGUE.calc(
         GenaiUsage(input_tokens=250_000, output_tokens=2_000),
         "claude-sonnet-4-5",
         "anthropic",
@@ -195,7 +200,7 @@ def test_bundled_tiers_and_batch_rates_match_genai_prices() -> None:
         NOW,
     ).total_price
     assert price.cost(long) == theirs == Decimal("1.545")  # 250000*6 + 2000*22.5 per 1e6
-    theirs_batch = BUNDLED.calc(
+    theirs_batch = CATALOGUE.calc(
         GenaiUsage(input_tokens=1000, output_tokens=1000),
         "claude-sonnet-4-5",
         "anthropic",
@@ -207,19 +212,52 @@ def test_bundled_tiers_and_batch_rates_match_genai_prices() -> None:
 
 
 def test_a_model_without_batch_rates_pays_list_price_in_batch() -> None:
-    # claude-sonnet-4 has no batch variant in the data: rota does not guess a discount.
+    # claude-sonnet-4 has no batch variant in the catalogue: rota does not guess a discount.
     price = PriceTable().resolve("anthropic:claude-sonnet-4", NOW)
     assert price.cost(MIXED, batch=True) == price.cost(MIXED)
 
 
+@pytest.mark.bundled_prices
 def test_a_downloaded_snapshot_elsewhere_in_the_process_is_ignored() -> None:
     # Another library may start genai-prices' updater, which swaps the process-wide
     # snapshot. rota reads its own copy of the bundled data, so its prices do not move.
+    provider, model = _a_bundled_token_priced_model()
+    spec = f"{provider}:{model}"
+    before = PriceTable().resolve(spec, NOW)
     set_custom_snapshot(DataSnapshot(providers=[], from_auto_update=True))
     try:
-        assert PriceTable().resolve("openai:gpt-4o", NOW).input == Decimal("2.5")
+        assert PriceTable().resolve(spec, NOW) == before
     finally:
         set_custom_snapshot(None)
+
+
+def _a_bundled_token_priced_model() -> tuple[str, str]:
+    """Any Anthropic model with flat input and output rates in the installed data: the test
+    must not name a model or a figure, which change from one release to the next."""
+    for provider in genai_data.providers:
+        if provider.id != "anthropic":
+            continue
+        for info in provider.models:
+            prices = info.get_prices(NOW)
+            if isinstance(prices.input_mtok, Decimal) and isinstance(prices.output_mtok, Decimal):
+                return "anthropic", info.id
+    raise AssertionError("the installed genai-prices data has no Anthropic token prices")
+
+
+@pytest.mark.bundled_prices
+def test_rota_reads_the_installed_bundled_data_as_genai_prices_does() -> None:
+    provider, model = _a_bundled_token_priced_model()
+    price = PriceTable().resolve(f"{provider}:{model}", NOW)
+    _, info = BUNDLED.find_provider_model(model, None, provider, None)
+    bundled = info.get_prices(NOW)
+    assert (price.input, price.output) == (bundled.input_mtok, bundled.output_mtok)
+    assert price.source.startswith("genai-prices ")
+    assert "(bundled data)" not in price.source and model in price.source
+    usage = Usage(input_tokens=12_000, output_tokens=3_000)
+    theirs = BUNDLED.calc(
+        GenaiUsage(input_tokens=12_000, output_tokens=3_000), model, provider, None, NOW
+    ).total_price
+    assert price.cost(usage) == theirs
 
 
 # -- unknown prices ------------------------------------------------------------------------
@@ -233,20 +271,18 @@ FIX = (
 @pytest.mark.parametrize(
     ("model", "reason"),
     [
-        ("openai:gpt-nonexistent", "genai-prices 0.2.3 (bundled data) has no token price for it"),
+        ("openai:gpt-nonexistent", "genai-prices VERSION (bundled data) has no token price for it"),
         ("openai-compatible:llama3", "a self-hosted or third-party server has no list price"),
         (
             "scripted:demo",
             "a scripted model is simulated; price it explicitly, or give its override "
             "simulates = 'anthropic:...' to price it as the model it stands for",
         ),
-        ("openai:whisper-1", "genai-prices 0.2.3 (bundled data) has no token price for it"),
+        ("openai:whisper-1", "genai-prices VERSION (bundled data) has no token price for it"),
     ],
 )
 def test_an_unknown_price_is_an_error_never_zero(model: str, reason: str) -> None:
-    import genai_prices
-
-    reason = reason.replace("0.2.3", genai_prices.__version__)
+    reason = reason.replace("VERSION", PINNED_VERSION)
     with pytest.raises(UnknownPrice) as caught:
         PriceTable().resolve(model, NOW)
     assert str(caught.value) == f"no price for model {model!r}: {reason}" + FIX.format(model=model)
