@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .approvals import notify
 from .approvals.notify import ApprovalWebhook
-from .clock import Clock, system_clock
+from .clock import Clock, FakeClock, system_clock
 from .durations import Duration, seconds
 from .errors import ConfigError, RunFailed, UnknownJobError, UnknownWebhook
 from .identity import admin
@@ -73,8 +73,7 @@ class App:
                 store = SqlStore(self.database_url)
                 try:
                     store.migrate() if self._migrate else store.check_schema()
-                    for declared in self.principals.values():
-                        admin.declare(store, declared)
+                    admin.declare_all(store, self.principals.values())
                 except BaseException:
                     store.close()
                     raise
@@ -429,9 +428,64 @@ class App:
     def worker(self, **options: Any) -> Worker:
         return Worker(self, WorkerOptions(**options))
 
-    def drain(self, **options: Any) -> WorkerStats:
-        """Run a worker in this process until nothing is queued or running (scripts, tests)."""
-        return asyncio.run(self.worker(**options).run(until_idle=True))
+    def drain(self, *, advance_waits: bool = False, **options: Any) -> WorkerStats:
+        """Run a worker in this process until nothing is queued or running (scripts, tests).
+
+        With a FakeClock, time passes only as drain moves it: when nothing is running and
+        every queued run is due later (a delay, a retry's backoff), drain moves the clock to
+        the earliest of them, or to an earlier deadline of a parked run, and goes on, so it
+        runs everything queued to completion in virtual time. Parked runs stay parked unless
+        the clock passes their deadline on the way; advance_waits=True also moves the clock
+        to the deadlines of parked runs (a ctx.sleep ending, a wait_for_event or approval
+        timing out). A wait with no deadline stays parked. With any other clock, queued runs
+        are waited for in real time, and advance_waits is refused."""
+        fake = self.clock if isinstance(self.clock, FakeClock) else None
+        if advance_waits and fake is None:
+            raise ConfigError(
+                "drain(advance_waits=True) needs a FakeClock: it moves the clock to the "
+                f"deadlines of parked runs, and this app's clock is a {type(self.clock).__name__};"
+                " make the app with App(..., clock=FakeClock()) or drop advance_waits"
+            )
+        worker = self.worker(**options)
+        skip_ahead = None
+        if fake is not None:
+            skip_ahead = _virtual_time(fake, worker, sorted(self.definitions), advance_waits)
+        return asyncio.run(worker.run(until_idle=True, skip_ahead=skip_ahead))
+
+
+def _virtual_time(
+    clock: FakeClock, worker: Worker, names: list[str], advance_waits: bool
+) -> Callable[[], Awaitable[bool]]:
+    """drain's skip_ahead under a FakeClock: move the clock to the next instant something
+    falls due, and queue the parked runs whose deadline it reached."""
+    store = worker.store
+
+    async def skip_ahead() -> bool:
+        now = clock.now()
+        target = await worker.db(_next_instant, store, names, now, advance_waits)
+        if target is None:
+            return False
+        clock.set(target)  # here on the loop: it resolves the futures of clock.sleep callers
+        await worker.db(store.wake_due_waits, target)
+        return True
+
+    return skip_ahead
+
+
+def _next_instant(
+    store: SqlStore, names: list[str], now: float, advance_waits: bool
+) -> float | None:
+    """When something next falls due, if that is later than now and nothing is running;
+    None: nothing to move the clock to (or something is due or running already)."""
+    if store.count_states(names).get("RUNNING"):
+        return None  # a run held by another worker may still queue something sooner
+    due, wait_due = store.wake_times(names)
+    if due is None and not advance_waits:
+        return None  # only parked runs are left: they stay parked
+    instants = [t for t in (due, wait_due) if t is not None]
+    if not instants or min(instants) <= now:
+        return None
+    return min(instants)
 
 
 WEBHOOK_SOURCE = "webhook"

@@ -4,13 +4,18 @@ A workflow is re-executed from the top when it resumes (after a crash, a retry o
 release). Each `await ctx.step(name, fn, ...)` first looks for a checkpoint: a completed step
 returns its stored result and does not run again; an unfinished one runs (again), with the
 same idempotency key as before so that side effects can be de-duplicated downstream.
+
+rota's own database failing (StoreUnavailable: a restart, a dropped connection) is never a
+failure of the run: a store call made for the run raises StoreLost, which user code's
+`except Exception` does not catch, and the worker abandons the attempt without counting it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,7 +25,15 @@ from .backoff import backoff_delay
 from .calls import call_user, error_info
 from .clock import Clock
 from .durations import Duration, optional_seconds, seconds
-from .errors import ConfigError, RotaError, RunInterrupted, SerializationError, StepFailed
+from .errors import (
+    ConfigError,
+    RotaError,
+    RunInterrupted,
+    SerializationError,
+    StepFailed,
+    StoreLost,
+    StoreUnavailable,
+)
 from .model import Event, NewWait, Run, Step, StepRecord
 from .storage.base import Store
 from .storage.waits import Parking, event_topic
@@ -131,7 +144,8 @@ class RunContext:
         app = getattr(self._runtime, "app", None)
         if app is None:
             raise RotaError("ctx.escalate needs a run executed by a worker")
-        return escalate(self, app, item, reason=reason, to=to)
+        with _store_lost_on_blip():
+            return escalate(self, app, item, reason=reason, to=to)
 
     def next_escalation(self) -> int:
         """Numbers this run's escalations in order, so a re-execution repeats the same keys."""
@@ -149,7 +163,8 @@ class RunContext:
             self._runtime.store,  # type: ignore[arg-type]
             audit_with=audit_writer(self._runtime),
         )
-        return vault.get(name, self.principal, run_id=self.run_id)
+        with _store_lost_on_blip():
+            return vault.get(name, self.principal, run_id=self.run_id)
 
     @property
     def idempotency_key(self) -> str:
@@ -287,7 +302,15 @@ class RunContext:
     async def _flush_audit(self) -> None:
         from .identity.access import audit_writer
 
-        await self._runtime.db(audit_writer(self._runtime), [])
+        await self._db(audit_writer(self._runtime), [])
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A store call for this run: the database being unavailable interrupts the run
+        (StoreLost) instead of raising an error its code could take for its own."""
+        try:
+            return await self._runtime.db(fn, *args)
+        except StoreUnavailable as exc:
+            raise StoreLost(exc) from exc
 
     def _new_wait(
         self, key: str, seq: int, name: str, kind: str, now: float, **fields: Any
@@ -313,7 +336,7 @@ class RunContext:
         """Resolve the wait now if it can be (its outcome is checkpointed and returned),
         else park the run on it and stop executing. `park` replaces the store's park (an
         approval stores its request with the wait)."""
-        parking = await self._runtime.db(park or self._runtime.store.park, wait, now)
+        parking = await self._db(park or self._runtime.store.park, wait, now)
         if parking.state == "resolved":
             return parking.result
         if parking.state == "parked":
@@ -366,6 +389,8 @@ class RunContext:
             except SerializationError as exc:
                 await self._save(key, seq, name, "FAILED", attempts, input_hash, None, exc, started)
                 raise
+            except StoreUnavailable as exc:  # the step reached rota's database itself
+                raise StoreLost(exc) from exc
             except Exception as exc:
                 if attempts > retries:
                     await self._save(
@@ -408,8 +433,17 @@ class RunContext:
             started_at=started,
             finished_at=self._runtime.clock.now(),
         )
-        if not await self._runtime.db(self._runtime.store.save_step, record, model_calls):
+        if not await self._db(self._runtime.store.save_step, record, model_calls):
             raise RunInterrupted("lease_lost")
+
+
+@contextmanager
+def _store_lost_on_blip() -> Iterator[None]:
+    """For the context's own synchronous store calls: see RunContext._db."""
+    try:
+        yield
+    except StoreUnavailable as exc:
+        raise StoreLost(exc) from exc
 
 
 def _event_names(name: str | Sequence[str]) -> tuple[str, ...]:

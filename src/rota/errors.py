@@ -64,6 +64,18 @@ class SchemaVersionError(DatabaseError):
     """The database schema is older or newer than this version of rota expects."""
 
 
+class StoreUnavailable(DatabaseError):
+    """rota's database failed in a way that passes: a restart or failover dropped the
+    connection, the server refuses connections for now, a SQLite file stays locked or hits
+    an I/O error. The same call may work later. Raised from the driver's error (the cause)."""
+
+    @classmethod
+    def from_driver(cls, error: BaseException) -> StoreUnavailable:
+        lines = str(error).strip().splitlines()
+        detail = lines[0].strip() if lines else "no detail"
+        return cls(f"the database is unavailable: {type(error).__name__}: {detail}")
+
+
 class RunFailed(RotaError):
     """Raised by RunHandle.result() when the run ended in FAILED or CANCELLED."""
 
@@ -98,6 +110,19 @@ class RunInterrupted(BaseException):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class StoreLost(RunInterrupted):
+    """Control flow: a database call that a run made for itself (a checkpoint, a wait, its
+    metering) failed with StoreUnavailable. The worker abandons the attempt without counting
+    it as a failure, and the run resumes from its checkpoints once the database is back.
+
+    A RunInterrupted, so that `except Exception` in user code cannot take a database blip
+    for a failure of its own."""
+
+    def __init__(self, cause: StoreUnavailable) -> None:
+        super().__init__("store_unavailable")
+        self.cause = cause
 
 
 class ProviderError(RotaError):

@@ -294,3 +294,54 @@ def test_bad_price_files_and_windows_are_clear_errors(sqlite_url: str, tmp_path:
 
 def _one_line(result: Result) -> str:
     return " ".join(result.stderr.split())
+
+
+# -- the forecast --------------------------------------------------------------------------
+
+
+def test_the_forecast_is_the_same_whatever_since_and_says_what_it_was_fitted_on(
+    database_url: str, history: dict[str, list[str]], plans: list[str]
+) -> None:
+    # The runs are on 2-5 March; reading from 1 March, 1 February or 1 January adds days
+    # before the first run, which are not history and must not bend the trend.
+    forecasts = []
+    for since in (SINCE, "2026-02-01T00:00:00Z", "2026-01-01T00:00:00Z"):
+        result = rota(
+            database_url, "cost", "compare", *plans, "--since", since, "--until", UNTIL, "--json"
+        )
+        assert result.exit_code == 0, result.output
+        forecasts.append({p["name"]: p["forecast"] for p in json.loads(result.stdout)["plans"]})
+    assert forecasts[1] == forecasts[0] and forecasts[2] == forecasts[0]
+    sessions = forecasts[0]["sessions"]
+    assert sessions["basis"] == {"days": 4, "from": "2026-03-02", "to": "2026-03-05"}
+    low, total, high = (Decimal(sessions[k]) for k in ("low_usd", "total_usd", "high_usd"))
+    assert 0 <= low <= total <= high
+
+    text = rota(database_url, "cost", "compare", *plans, "--since", "2026-01-01T00:00:00Z").stdout
+    assert (
+        "next 30d: a straight line fitted to the daily cost of 4 days, 2026-03-02 .. "
+        "2026-03-05 (the first to the last day with runs); 95% prediction interval:"
+    ) in text
+    assert f"  sessions: ${round(total, 4)} (${round(low, 4)} .. ${round(high, 4)})" in text
+
+
+def test_less_than_three_days_of_history_gives_no_forecast_and_everything_else(
+    database_url: str, history: dict[str, list[str]], plans: list[str]
+) -> None:
+    window = ["--since", SINCE, "--until", "2026-03-04T00:00:00Z"]  # runs on 2 and 3 March
+    result = rota(database_url, "cost", "compare", *plans, *window)
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    rows = {cells[0]: cells for cells in (line.split() for line in text.splitlines()) if cells}
+    assert rows["sessions"][1] == "session" and rows["sessions"][-1] == "n/a"
+    assert rows["team"][-1] == "n/a"
+    assert "cheapest: sessions" in text
+    assert (
+        "no forecast: the history covers 2 days (2026-03-02 .. 2026-03-03, from the first day "
+        "with runs to the last); a trend needs at least 3"
+    ) in " ".join(text.split())
+
+    data = json.loads(rota(database_url, "cost", "compare", *plans, *window, "--json").stdout)
+    forecast = {p["name"]: p["forecast"] for p in data["plans"]}["team"]
+    assert forecast["total_usd"] is None
+    assert forecast["refused"].startswith("no forecast: the history covers 2 days")

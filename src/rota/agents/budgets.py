@@ -1,8 +1,9 @@
 """Budgets and metering around an agent's model calls: a wrapper, not a branch of the loop.
 
 The loop asks `Metering.check` before each call (fail closed: the worst case of the call,
-counted prompt tokens + max_tokens at the model's price, must fit what is left of the run's
-Budget) and makes the call through `Metering.complete`, inside the call's durable step:
+an upper bound of its prompt tokens (`prompt_bound`) + max_tokens at the model's dearest
+rates, must fit what is left of the run's Budget) and makes the call through
+`Metering.complete`, inside the call's durable step:
 
 1. shared budgets (per agent, workflow or principal, per day or month, declared with
    `app.budget(...)`) *hold* the worst case in the store, in one transaction under the
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import calendar
 import contextlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -33,7 +36,7 @@ from ..durable import current_runtime, current_step, record_with_checkpoint
 from ..errors import ConfigError, RotaError
 from ..identity.audit import BUDGET_EXCEEDED
 from ..storage.usage import BudgetCharge, BudgetRefusal, Hold, ModelCall
-from .types import Model, ModelRequest, ModelResponse, Usage
+from .types import Message, Model, ModelRequest, ModelResponse, Usage, to_json
 
 if TYPE_CHECKING:
     from ..durable import RunContext, Runtime
@@ -47,6 +50,16 @@ Per = Literal["day", "month"]
 # counting this long after the crash.
 HOLD_TTL_S = 900.0
 ANONYMOUS = "rota:anonymous"
+# Tokens a provider may add around what it is sent (see prompt_bound): per message, tool
+# call, tool result, the system prompt and the reply it primes (OpenAI documents 3 per
+# message and 3 for the reply), and, when tools or an output schema are sent, its own
+# instructions for them (Anthropic documents a tool-use system prompt of 159 to 530 tokens,
+# by model).
+FRAMING_TOKENS = 4
+TOOLS_PROMPT_TOKENS = 600
+# Providers whose usage is made up by a script, not counted from the prompt: no framing
+# of tools to allow for.
+SIMULATED_PROVIDERS = frozenset({"scripted"})
 
 
 class BudgetExceeded(RotaError):
@@ -135,6 +148,38 @@ def definition_price(name: str, spec: str, price: Price | None, budget: Budget |
     return found
 
 
+def prompt_bound(request: ModelRequest, provider: str) -> int:
+    """The most prompt tokens `provider` can count for `request`, known before it is sent.
+
+    Every token a tokenizer produces stands for at least one byte of its input, so no
+    tokenizer makes more tokens of a text than the text has UTF-8 bytes. The request (system
+    prompt, messages with their tool calls and results, tool definitions, output schema) is
+    measured as compact JSON, which holds every character the provider is sent (JSON
+    escaping only adds bytes); the framing the provider adds around it is allowed for on
+    top (FRAMING_TOKENS, TOOLS_PROMPT_TOKENS)."""
+    content = [request.system, to_json(request.messages), to_json(request.tools)]
+    size = _utf8_size([*content, request.output_schema])
+    parts = 2 + _framed_parts(request.messages)  # + the system prompt and the reply
+    instructed = bool(request.tools) or request.output_schema is not None
+    tools = TOOLS_PROMPT_TOKENS if instructed and provider not in SIMULATED_PROVIDERS else 0
+    return size + FRAMING_TOKENS * parts + tools
+
+
+def messages_bound(messages: Sequence[Message]) -> int:
+    """The most prompt tokens `messages` can add to a request (see prompt_bound)."""
+    return _utf8_size(to_json(messages)) + FRAMING_TOKENS * _framed_parts(messages)
+
+
+def _utf8_size(value: object) -> int:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8", "surrogatepass"))  # a lone surrogate: 3 bytes, no error
+
+
+def _framed_parts(messages: Sequence[Message]) -> int:
+    # OpenAI sends each tool result as a message of its own: frame each call and result.
+    return sum(1 + len(m.tool_calls) + len(m.tool_results) for m in messages)
+
+
 def worst_cost(price: Price, prompt: int, max_tokens: int) -> Decimal:
     """The most a call can cost: every prompt token at the dearest prompt rate (plain input,
     cache write or cache read), and max_tokens of output."""
@@ -156,6 +201,7 @@ class Metering:
 
     def __init__(self, agent: Agent, ctx: RunContext | None, prefix: str) -> None:
         self.agent = agent
+        self.provider = agent.model_spec.partition(":")[0]
         self.ctx = ctx
         self.runtime: Runtime | None = current_runtime() if ctx is not None else None
         self.clock: Clock = self.runtime.clock if self.runtime is not None else system_clock
@@ -176,7 +222,9 @@ class Metering:
     # -- before a call ----------------------------------------------------------------
 
     def check(self, used: Usage, prompt: int, max_tokens: int) -> str | None:
-        """Why the next call may not be made under the run's own Budget, or None."""
+        """Why the next call may not be made under the run's own Budget, or None. `prompt`
+        is at least the provider's count of the call's prompt (see prompt_bound): the worst
+        case set here is also what the call holds on shared budgets."""
         self.worst = Usage(input_tokens=prompt, output_tokens=max_tokens)
         self.worst_usd = worst_cost(self.price, prompt, max_tokens)
         budget = self.agent.budget
@@ -191,14 +239,14 @@ class Metering:
         worst = prompt + max_tokens
         if budget.tokens is not None and tokens(used) + worst > budget.tokens * n:
             return (
-                f"the next model call could use {worst} tokens (prompt about {prompt} + "
+                f"the next model call could use {worst} tokens (prompt at most {prompt} + "
                 f"max_tokens {max_tokens}) and {budget.tokens * n - tokens(used)} of the "
                 f"budget's {budget.tokens * n} are left"
             )
         usd = None if budget.usd is None else Decimal(budget.usd) * n
         if usd is not None and self.spent + self.worst_usd > usd:
             return (
-                f"the next model call could cost ${_usd(self.worst_usd)} (prompt about "
+                f"the next model call could cost ${_usd(self.worst_usd)} (prompt at most "
                 f"{prompt} + max_tokens {max_tokens} tokens at {_source(self.price)}) and "
                 f"${_usd(usd - self.spent)} of the budget's ${_usd(usd)} is left"
             )

@@ -31,7 +31,7 @@ from ..identity.redact import redactor
 from ..ids import new_id
 from .agent import Agent, AgentResult, Reason
 from .approvals import ToolApprovals
-from .budgets import BudgetExceeded, Metering
+from .budgets import BudgetExceeded, Metering, messages_bound, prompt_bound
 from .tools import ToolContext
 from .types import (
     Message,
@@ -40,7 +40,6 @@ from .types import (
     ToolCall,
     ToolResult,
     Usage,
-    estimate_tokens,
     response_from_json,
     to_json,
 )
@@ -194,20 +193,14 @@ class AgentLoop:
         return bool(decision.approved)
 
     def _prompt_estimate(self, request: ModelRequest) -> int:
-        # The next prompt holds the previous one and its reply (both counted by the
-        # provider) plus what was added since (estimated); a fresh estimate of the whole
-        # request is the floor.
-        whole = estimate_tokens(
-            len(request.system)
-            + len(json.dumps(to_json(request.messages)))
-            + len(json.dumps(to_json(request.tools)))
-            + len(json.dumps(request.output_schema or {}))
-        )
+        # An upper bound of the provider's count (agents/budgets.py). The previous prompt and
+        # reply as the provider counted them, plus the bound of what was added since, is a
+        # floor: a provider that frames more than the bound allows is caught from then on.
+        whole = prompt_bound(request, self.meter.provider)
         last = self.last_response
         if last is None:
             return whole
-        new = estimate_tokens(len(json.dumps(to_json(self.messages[-1]))))
-        known = _tokens(last.usage) + new
+        known = _tokens(last.usage) + messages_bound(self.messages[-1:])
         return max(whole, known)
 
     async def _model_step(self, n: int, request: ModelRequest) -> ModelResponse:

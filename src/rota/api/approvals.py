@@ -5,7 +5,7 @@ a viewer (or operator, admin) sees every request, anyone else only those it may 
 (role `approver:<group>` of one of the request's groups). Deciding is checked again by the
 store, in the transaction that records the decision: 403 for a principal that is not an
 approver (audited), 409 for a request that is no longer pending or past its deadline, 404
-for an unknown id.
+for an unknown id, 400 for a malformed id or body (nothing is decided).
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..approvals.records import PENDING, STATUSES, check_comment, may_decide
-from ..errors import ApprovalNotFound, ApprovalRefused, ConfigError
-from .auth import Denied, authorize, holds_role
+from ..approvals.records import MAX_COMMENT, PENDING, STATUSES, check_comment, may_decide
+from ..errors import ApprovalNotFound, ApprovalRefused
+from .auth import authorize, holds_role
 from .context import ApiContext, context, problem
+from .params import accepts, free_text, one_of, path_id, read_body, read_query, whole_number
 
 
 class DecisionBody(pydantic.BaseModel):
@@ -37,20 +38,18 @@ def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
     ]
 
 
+@accepts(
+    query={
+        "status": one_of((*STATUSES, "all"), default=PENDING),
+        "limit": whole_number(1, 1000, default=100),
+    }
+)
 async def list_approvals(request: Request) -> Response:
-    try:
-        principal = await authorize(request, "")
-    except Denied as denied:
-        return denied.response()
-    status = request.query_params.get("status", PENDING)
-    if status not in (*STATUSES, "all"):
-        return problem(400, "bad_request", f"status must be one of {', '.join(STATUSES)} or all")
-    try:
-        limit = min(int(request.query_params.get("limit", "100")), 1000)
-    except ValueError:
-        return problem(400, "bad_request", "limit must be a whole number (at most 1000)")
+    principal = await authorize(request, "")
+    query = read_query(request)
+    limit: int = query["limit"]
     ctx = context(request)
-    statuses = () if status == "all" else (status,)
+    statuses = () if query["status"] == "all" else (query["status"],)
     viewer = holds_role(principal, "viewer")
     # An approver sees only what it may decide: filtered here, so read a wider window first
     # (the newest 1,000) and cut to the limit after filtering.
@@ -61,27 +60,23 @@ async def list_approvals(request: Request) -> Response:
     return JSONResponse([r.to_json() for r in found])
 
 
+@accepts(body=DecisionBody)
 async def approve(request: Request) -> Response:
     return await _decide(request, approve=True)
 
 
+@accepts(body=DecisionBody)
 async def reject(request: Request) -> Response:
     return await _decide(request, approve=False)
 
 
 async def _decide(request: Request, *, approve: bool) -> Response:
-    try:
-        principal = await authorize(request, "")
-    except Denied as denied:
-        return denied.response()
-    try:
-        raw = await request.body()
-        body = DecisionBody.model_validate_json(raw) if raw.strip() else DecisionBody()
-        comment = check_comment(body.comment)
-    except (pydantic.ValidationError, ConfigError) as exc:
-        return problem(400, "bad_request", f'the body must be {{"comment": "..."}}: {exc}')
+    principal = await authorize(request, "")
+    read_query(request)
+    approval_id = path_id(request, "id", "an approval")
+    body: DecisionBody = await read_body(request)
+    comment = check_comment(free_text("comment", body.comment, max_len=MAX_COMMENT))
     ctx = context(request)
-    approval_id = request.path_params["id"]
     try:
         decided = await ctx.db(
             lambda: ctx.app.store.decide_approval(

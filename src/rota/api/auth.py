@@ -10,24 +10,19 @@ Roles nest: admin > operator > viewer; approver:<group> is separate (approvals).
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from ..identity import tokens
 from ..identity.audit import AUTH_DENIED
 from ..identity.principals import Principal
-from .context import context, problem
+from .context import ApiError, context, shown
 
 _IMPLIED = {"viewer": ("viewer", "operator", "admin"), "operator": ("operator", "admin")}
 
 
-class Denied(Exception):
+class Denied(ApiError):
     def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message = status, error, message
-
-    def response(self) -> JSONResponse:
-        headers = {"WWW-Authenticate": 'Bearer realm="rota"'} if self.status == 401 else None
-        return problem(self.status, self.error, self.message, headers=headers)
+        headers = {"WWW-Authenticate": 'Bearer realm="rota"'} if status == 401 else None
+        super().__init__(status, error, message, headers=headers)
 
 
 def holds_role(principal: Principal, role: str) -> bool:
@@ -51,20 +46,21 @@ async def authorize(request: Request, role: str) -> Principal:
     except tokens.TokenRefused as exc:
         raise Denied(401, "invalid_token", f"the API token was refused: {exc}") from None
     if not holds_role(principal, role):
+        # The path is the caller's: escaped and cut, so that what we audit can be stored.
+        where = f"{request.method} {shown(request.url.path, 200)}"
         await ctx.db(
             lambda: ctx.app.store.audit(
                 principal.name,
                 AUTH_DENIED,
                 actor_kind=principal.actor_kind,
-                subject=f"{request.method} {request.url.path}",
+                subject=where,
                 detail={"reason": f"lacks role {role}", "roles": sorted(principal.roles)},
             )
         )
         raise Denied(
             403,
             "forbidden",
-            f"principal {principal.name!r} lacks the role {role!r} that "
-            f"{request.method} {request.url.path} needs (grant it with `rota principals grant "
-            f"{principal.name} --role {role}`)",
+            f"principal {principal.name!r} lacks the role {role!r} that {where} needs (grant "
+            f"it with `rota principals grant {principal.name} --role {role}`)",
         )
     return principal

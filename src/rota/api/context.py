@@ -1,9 +1,10 @@
 """What every route module shares: the rota App, threads for its blocking store calls, and
-one shape for error responses."""
+one shape for error responses (`problem`, `ApiError`, `database_unavailable`)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from ..app import App
 from ..errors import DatabaseError
 
 T = TypeVar("T")
+
+log = logging.getLogger("rota.api")
 
 # What "the database did not answer" looks like: rota's own error (cannot connect) and the
 # drivers' errors raised mid-statement. The API answers these with 503: retry later.
@@ -67,3 +70,46 @@ def problem(
 ) -> JSONResponse:
     """Every error the API answers: a machine code in `error`, a sentence in `message`."""
     return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
+
+
+class ApiError(Exception):
+    """An error answer raised from anywhere in a request; the API turns it into `problem`."""
+
+    def __init__(
+        self, status: int, error: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message, self.headers = status, error, message, headers
+
+    def response(self) -> JSONResponse:
+        return problem(self.status, self.error, self.message, headers=self.headers)
+
+
+def database_unavailable(
+    request: Request,
+    exc: BaseException,
+    message: str = "the database did not answer; try again later (the server log says why)",
+    *,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """503 for a database error that is not the caller's fault, logged as one line: the
+    driver's first line tells an operator what failed, and a stack trace per request would
+    bury it (a load balancer polls /healthz every few seconds while the database is down)."""
+    first_line = next(iter(str(exc).strip().splitlines()), "")
+    log.warning(
+        "%s %s: the database did not answer: %s: %s",
+        request.method,
+        shown(request.url.path),
+        type(exc).__name__,
+        shown(first_line, 200),
+    )
+    return problem(503, "database_unavailable", message, headers=headers)
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """`text` safe to put in a message or a log line: non-printable characters escaped (as
+    repr does, so no line breaks or NULs), cut to `limit` characters so that a 4,000-character
+    value is not echoed back."""
+    cut = text[:limit]
+    escaped = cut if cut.isprintable() else repr(cut)[1:-1]
+    return escaped + ("..." if len(text) > limit else "")

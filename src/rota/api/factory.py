@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute
 
 from ..app import App
 from . import approvals, health, hooks, identity
-from .context import ApiContext, problem
+from .context import DB_ERRORS, ApiContext, ApiError, database_unavailable, problem, shown
 
 log = logging.getLogger("rota.api")
 
@@ -48,7 +48,12 @@ def create_api(
     api = Starlette(
         routes=[route for module in modules for route in module.routes(ctx)],
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            ApiError: _api_error,
+            **dict.fromkeys(DB_ERRORS, _database_error),
+            Exception: _internal_error,
+        },
     )
     api.state.rota = ctx
     return api
@@ -60,12 +65,32 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     codes = {404: "not_found", 405: "method_not_allowed"}
     message = exc.detail
     if exc.status_code == 404:
-        message = f"nothing at {request.url.path}; webhooks are delivered to POST /hooks/{{name}}"
+        message = (
+            f"nothing at {shown(request.url.path)}; webhooks are delivered to POST /hooks/{{name}}"
+        )
     elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path}"
+        message = f"{request.method} is not allowed on {shown(request.url.path)}"
     return problem(
         exc.status_code,
         codes.get(exc.status_code, "http_error"),
         message,
         headers=dict(exc.headers) if exc.headers else None,
     )
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    """A route refused the request (`raise BadRequest(...)`, `Denied`, ...)."""
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """A store call failed and the route had nothing more specific to say: the caller's
+    input was checked before it reached the store, so this is ours, not the caller's."""
+    return database_unavailable(request, exc, headers={"Retry-After": "5"})
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug: JSON like every other answer, and no traceback to the caller. Starlette
+    re-raises the exception after this, so the server logs it in full."""
+    return problem(500, "internal_error", "the request failed; the server log says why")

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .context import DB_ERRORS, ApiContext, context, problem
-
-log = logging.getLogger("rota.api")
+from .context import DB_ERRORS, ApiContext, context, database_unavailable
 
 
 def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
@@ -23,11 +20,8 @@ async def healthz(request: Request) -> Response:
     try:
         version = await ctx.db(lambda: ctx.app.store.schema_version())
     except DB_ERRORS as exc:
-        log.warning("health check: the database does not answer", exc_info=True)
-        return problem(
-            503,
-            "database_unavailable",
-            f"the database does not answer ({type(exc).__name__}); see the server log",
+        return database_unavailable(
+            request, exc, f"the database does not answer ({type(exc).__name__}); see the server log"
         )
     dialect = ctx.app.database_url.dialect
     return JSONResponse(

@@ -7,13 +7,15 @@ verifies it, stores the event and enqueues its runs in one transaction, before w
 - 202 new delivery: `{"event_id", "runs", "duplicate": false}`
 - 200 a delivery id seen before (replay protection): `"duplicate": true`, nothing enqueued
 - 4xx/500 refused (`WebhookRejected`): `{"error": reason, "message"}`, and recorded, so
-  operators can see it with `rota events rejected`
+  operators can see it with `rota events rejected`; hostile input (a name, header or body
+  that no hook could accept) is a 4xx like any other refusal, recorded with its text escaped
 - 503 the database did not answer: nothing was stored, the sender should retry
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 
 from starlette.requests import ClientDisconnect, Request
@@ -25,11 +27,18 @@ from ..errors import UnknownWebhook
 from ..ids import new_id
 from ..model import Rejection
 from ..scheduling.webhooks import MAX_DELIVERY_ID, OnWebhook, WebhookRejected
-from .context import DB_ERRORS, ApiContext, context, problem
+from .context import DB_ERRORS, ApiContext, context, database_unavailable, problem, shown
 
 log = logging.getLogger("rota.api")
 
 _MAX_RECORDED_NAME = 200  # an unknown hook's name comes from the URL: keep what we store small
+_MAX_RECORDED_SIZE = 2**31 - 1  # body_bytes is a 32-bit column; a claimed size may be larger
+_CONTENT_LENGTH = re.compile(r"[0-9]+")  # ASCII digits; str.isdigit() also takes "²"
+# A Content-Length with more digits is over any cap, and int() may not even read it.
+_HUGE_DIGITS = 18
+_HUGE = 10**_HUGE_DIGITS
+# C0 controls and DEL; bytes past 0x7f are legal in a header (Starlette reads them as Latin-1)
+_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
@@ -50,30 +59,30 @@ async def receive(request: Request) -> Response:
     headers = dict(request.headers.items())  # lower-case names, as verify() expects
     try:
         hook = _hook(ctx, name)
+        _check_headers(headers)
         body = await _read_body(request, hook)
     except _Refused as exc:
         await _record(ctx, name, headers, exc)
-        log.info("webhook %s refused (%s %s): %s", name[:80], exc.status, exc.reason, exc)
+        log.info("webhook %s refused (%s %s): %s", shown(name), exc.status, exc.reason, exc)
         # Closing the connection stops the server from reading (and discarding) the rest
         # of a body we refused without reading it.
         close = {"Connection": "close"} if exc.status == 413 else None
         return problem(exc.status, exc.reason, exc.message, headers=close)
     except ClientDisconnect:
-        log.info("webhook %s: the sender hung up before the body arrived", name)
+        log.info("webhook %s: the sender hung up before the body arrived", shown(name))
         return Response(status_code=400)  # nobody is left to read it
 
     try:
         emitted = await ctx.db(ctx.app.receive_webhook, name, headers, body)
     except WebhookRejected as exc:  # already recorded by receive_webhook
-        log.info("webhook %s refused (%s %s): %s", name, exc.status, exc.reason, exc)
+        log.info("webhook %s refused (%s %s): %s", shown(name), exc.status, exc.reason, exc)
         return problem(exc.status, exc.reason, exc.message)
     except UnknownWebhook as exc:  # the app's definitions changed under us: rare
         return problem(404, "unknown_hook", str(exc))
-    except DB_ERRORS:
-        log.exception("webhook %s: the database did not answer; the delivery was not stored", name)
-        return problem(
-            503,
-            "database_unavailable",
+    except DB_ERRORS as exc:
+        return database_unavailable(
+            request,
+            exc,
             "the database did not answer, so the delivery was not stored; send it again later",
             headers={"Retry-After": "5"},
         )
@@ -91,31 +100,58 @@ async def receive(request: Request) -> Response:
 
 def _hook(ctx: ApiContext, name: str) -> OnWebhook:
     hooks = ctx.app.webhooks()
-    if name not in hooks:
+    if name in hooks:
+        return hooks[name]
+    if name.isprintable() and len(name) <= _MAX_RECORDED_NAME:
         raise _Refused(404, "unknown_hook", str(UnknownWebhook(name, list(hooks))), 0)
-    return hooks[name]
+    # Not a name any hook could have: say so without echoing all of it.
+    known = ", ".join(sorted(hooks)) or "none are defined"
+    raise _Refused(404, "unknown_hook", f"no webhook named '{shown(name)}'; known: {known}", 0)
+
+
+def _declared_length(request: Request) -> int | None:
+    """Content-Length, if sent; _HUGE stands for any length with more digits than that."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return None
+    digits = declared.strip()
+    if not _CONTENT_LENGTH.fullmatch(digits):
+        raise _Refused(
+            400,
+            "invalid_header",
+            f"Content-Length must be a number of bytes, got '{shown(declared, 40)}'",
+            0,
+        )
+    return int(digits) if len(digits) <= _HUGE_DIGITS else _HUGE
+
+
+def _check_headers(headers: Mapping[str, str]) -> None:
+    """HTTP servers refuse control characters in headers; an ASGI server that does not would
+    hand us a delivery id that PostgreSQL cannot store (NUL), so refuse it here."""
+    for name, value in headers.items():
+        if _HEADER_CONTROL.search(name) or _HEADER_CONTROL.search(value):
+            raise _Refused(
+                400,
+                "invalid_header",
+                f"header '{shown(name)}' holds a control character; header names and values "
+                "must be printable text",
+                0,
+            )
 
 
 async def _read_body(request: Request, hook: OnWebhook) -> bytes:
     """The whole body, or _Refused as soon as it is known to be over the hook's cap."""
     cap = hook.max_body
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.strip().isdigit():
-            raise _Refused(
-                400,
-                "invalid_header",
-                f"Content-Length must be a number of bytes, got {declared[:40]!r}",
-                0,
-            )
-        if int(declared) > cap:
-            raise _Refused(
-                413,
-                "too_large",
-                f"body is {int(declared)} bytes (Content-Length); webhook {hook.name!r} accepts "
-                f"at most {cap} (raise max_body in on_webhook to allow more)",
-                int(declared),
-            )
+    declared = _declared_length(request)
+    if declared is not None and declared > cap:
+        size = f"at least {_HUGE}" if declared == _HUGE else str(declared)
+        raise _Refused(
+            413,
+            "too_large",
+            f"body is {size} bytes (Content-Length); webhook {hook.name!r} accepts "
+            f"at most {cap} (raise max_body in on_webhook to allow more)",
+            declared,
+        )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -135,18 +171,23 @@ async def _record(ctx: ApiContext, name: str, headers: Mapping[str, str], exc: _
     delivery = headers.get("webhook-id") or headers.get("x-github-delivery")
     rejection = Rejection(
         new_id(),
-        name[:_MAX_RECORDED_NAME],
+        shown(name, _MAX_RECORDED_NAME),  # escaped: PostgreSQL stores no NUL
         exc.status,
         exc.reason,
         exc.message,
-        delivery[:MAX_DELIVERY_ID] if delivery else None,
-        exc.size,
+        shown(delivery, MAX_DELIVERY_ID) if delivery else None,
+        min(exc.size, _MAX_RECORDED_SIZE),
         ctx.app.clock.now(),
     )
     try:
         await ctx.db(lambda: ctx.app.store.record_rejection(rejection))
-    except DB_ERRORS:  # the refusal stands; only its record is lost
-        log.warning("could not record a refused delivery to webhook %s", name, exc_info=True)
+    except DB_ERRORS as failure:  # the refusal stands; only its record is lost
+        log.warning(
+            "could not record a refused delivery to webhook %s: %s: %s",
+            shown(name),
+            type(failure).__name__,
+            shown(str(failure), 200),
+        )
 
 
 def _accepted(name: str, emitted: Emitted) -> JSONResponse:

@@ -11,8 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .auth import Denied, authorize
-from .context import ApiContext, context, problem
+from .auth import authorize
+from .context import ApiContext, context
+from .params import accepts, read_query, text_filter, whole_number
 
 
 def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
@@ -22,11 +23,10 @@ def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
     ]
 
 
+@accepts()
 async def whoami(request: Request) -> Response:
-    try:
-        principal = await authorize(request, "")
-    except Denied as denied:
-        return denied.response()
+    principal = await authorize(request, "")
+    read_query(request)
     return JSONResponse(
         {
             "name": principal.name,
@@ -37,21 +37,20 @@ async def whoami(request: Request) -> Response:
     )
 
 
+@accepts(
+    query={
+        "limit": whole_number(1, 1000, default=100),
+        "principal": text_filter(),
+        "action": text_filter(),  # exact, or a prefix: "approval.*"
+    }
+)
 async def audit(request: Request) -> Response:
-    try:
-        await authorize(request, "viewer")
-    except Denied as denied:
-        return denied.response()
-    try:
-        limit = min(int(request.query_params.get("limit", "100")), 1000)
-    except ValueError:
-        return problem(400, "bad_request", "limit must be a whole number (at most 1000)")
+    await authorize(request, "viewer")
+    query = read_query(request)
     ctx = context(request)
     records = await ctx.db(
         lambda: ctx.app.store.audit_records(
-            principal=request.query_params.get("principal"),
-            action=request.query_params.get("action"),
-            limit=limit,
+            principal=query["principal"], action=query["action"], limit=query["limit"]
         )
     )
     return JSONResponse([r.to_json() for r in records])

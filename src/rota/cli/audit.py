@@ -27,7 +27,8 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a 
 def list_records(
     ctx: typer.Context,
     principal: Annotated[
-        str | None, typer.Option("--principal", "-p", help="Only records by this actor.")
+        str | None,
+        typer.Option("--principal", "-p", help="Only records by this actor or on its behalf."),
     ] = None,
     since: Annotated[
         str | None,
@@ -40,7 +41,8 @@ def list_records(
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     as_json: JsonFlag = False,
 ) -> None:
-    """List audit records, newest first."""
+    """List audit records, newest first: who acted (a human or a machine), on whose behalf,
+    and what they did."""
     start = parse_since(since) if since else None
     with read_store(ctx) as store:
         records = store.audit_records(principal=principal, since=start, action=action, limit=limit)
@@ -51,7 +53,8 @@ def list_records(
         err.print("no audit records match")
         return
     table = Table(box=None, header_style="bold")
-    for column in ("seq", "at (UTC)", "actor", "kind", "action", "subject", "run", "detail"):
+    columns = ("seq", "at (UTC)", "actor", "actor kind", "on behalf of", "action", "subject")
+    for column in (*columns, "run", "detail"):
         table.add_column(column)
     for r in records:
         table.add_row(
@@ -59,6 +62,7 @@ def list_records(
             when(r.at),
             r.actor,
             r.actor_kind,
+            r.on_behalf_of or "-",
             r.action,
             r.subject or "-",
             r.run_id or "-",

@@ -21,7 +21,7 @@ import typer
 from rich.table import Table
 
 from ..clock import system_clock
-from ..cost.compare import PlanResult, compare
+from ..cost.compare import MONTH_FORECAST_DAYS, PlanResult, compare
 from ..cost.files import read_settings
 from ..cost.history import History, load_history
 from ..cost.plans import Plan, load_plans
@@ -136,7 +136,7 @@ def compare_command(
             r.plan.kind,
             *(usd(m) for m in money),
             str(len(r.dropped)),
-            usd(r.forecast.total),
+            "n/a" if r.forecast is None else usd(r.forecast.total),
         )
     print_table(table)
     for r in result.results:
@@ -151,6 +151,7 @@ def compare_command(
         out.print(f"cheapest that ran every run: {complete.name} ({usd(complete.total)})")
     elif complete is None:
         out.print("every plan dropped runs: compare their totals with care")
+    _print_forecasts(result.results)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -229,12 +230,39 @@ def _plan_json(r: PlanResult) -> dict[str, Any]:
             {"run_id": d.run_id, "name": d.name, "started_at": _iso(d.started_at), "limit": d.limit}
             for d in r.overage_runs
         ],
-        "forecast": {
-            "days": r.forecast.days,
-            "total_usd": exact(r.forecast.total),
-            "slope_usd_per_day": exact(r.forecast.slope),
-        },
+        "forecast": _forecast_json(r),
     }
+
+
+def _forecast_json(r: PlanResult) -> dict[str, Any]:
+    f = r.forecast
+    if f is None:
+        return {"days": MONTH_FORECAST_DAYS, "total_usd": None, "refused": r.forecast_note}
+    return {
+        "days": f.days,
+        "total_usd": exact(f.total),
+        "low_usd": exact(f.low),
+        "high_usd": exact(f.high),
+        "slope_usd_per_day": exact(f.slope),
+        "basis": {"days": f.basis_days, "from": f.first.isoformat(), "to": f.last.isoformat()},
+    }
+
+
+def _print_forecasts(results: tuple[PlanResult, ...]) -> None:
+    """What the "next 30d" column was fitted on, and each plan's 95% interval (every plan
+    is billed over the same runs: all have a forecast, or none)."""
+    made = [(r.name, r.forecast) for r in results if r.forecast is not None]
+    if not made:
+        out.print(results[0].forecast_note or "no forecast")
+        return
+    basis = made[0][1]
+    out.print(
+        f"next {basis.days}d: a straight line fitted to the daily cost of {basis.basis_days} "
+        f"days, {basis.first} .. {basis.last} (the first to the last day with runs); "
+        "95% prediction interval:"
+    )
+    for name, f in made:
+        out.print(f"  {name}: {usd(f.total)} ({usd(f.low)} .. {usd(f.high)})")
 
 
 def _print_report(rows: list[ReportRow], by: str, history: History) -> None:

@@ -2,19 +2,34 @@
 
 Every change is audited as a human action by the person at the terminal (ROTA_ACTOR, else
 the OS user). Principals an app declares in code (`app.principal(...)`) are synced when the
-app opens its store: change their scopes in code, or a grant made here is undone then.
+app opens its store, by `rota db migrate`, and by every command here before it reads or
+changes anything (when the app can be loaded): change their scopes in code, or a grant made
+here is undone at the next sync.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from ..app import App
 from ..identity import admin
 from ..identity.principals import Principal, UnknownPrincipal, make_principal
-from .common import err, print_json, print_table, read_store
+from ..storage import SqlStore
+from .common import (
+    DEFAULT_APP,
+    AppLoadError,
+    err,
+    load_app,
+    print_json,
+    print_table,
+    read_store,
+    settings,
+)
 
 principals_app = typer.Typer(
     help="Manage principals: users and service accounts, their scopes and roles.",
@@ -45,7 +60,7 @@ def add(
 ) -> None:
     """Create a principal: `rota principals add svc-billing -s billing:read`."""
     wanted = make_principal(name, kind, scope or (), role or ())
-    with read_store(ctx) as store:
+    with synced_store(ctx) as store:
         created = admin.add(store, wanted, admin.cli_actor())
     err.print(f"{created.kind} {created.name} added; scopes: {_list(created.scopes)}")
 
@@ -53,7 +68,7 @@ def add(
 @principals_app.command("list")
 def list_principals(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List principals with their scopes and roles."""
-    with read_store(ctx) as store:
+    with synced_store(ctx) as store:
         found = store.principals()
     if as_json:
         print_json([principal_json(p) for p in found])
@@ -73,7 +88,7 @@ def list_principals(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 @principals_app.command("show")
 def show(ctx: typer.Context, name: Name) -> None:
     """Print one principal as JSON."""
-    with read_store(ctx) as store:
+    with synced_store(ctx) as store:
         found = store.principal(name)
         if found is None:
             raise UnknownPrincipal(name, [p.name for p in store.principals()])
@@ -84,7 +99,7 @@ def show(ctx: typer.Context, name: Name) -> None:
 def grant(ctx: typer.Context, name: Name, scope: Scopes = None, role: Roles = None) -> None:
     """Add scopes and roles: `rota principals grant svc-billing -s billing:write`."""
     _need_some(scope, role, "grant")
-    with read_store(ctx) as store:
+    with synced_store(ctx) as store:
         changed = admin.grant(store, name, admin.cli_actor(), scope or (), role or ())
     _report(changed)
 
@@ -93,7 +108,7 @@ def grant(ctx: typer.Context, name: Name, scope: Scopes = None, role: Roles = No
 def revoke(ctx: typer.Context, name: Name, scope: Scopes = None, role: Roles = None) -> None:
     """Remove scopes and roles; running agents lose them within a second."""
     _need_some(scope, role, "revoke")
-    with read_store(ctx) as store:
+    with synced_store(ctx) as store:
         changed = admin.revoke(store, name, admin.cli_actor(), scope or (), role or ())
     _report(changed)
 
@@ -101,7 +116,7 @@ def revoke(ctx: typer.Context, name: Name, scope: Scopes = None, role: Roles = N
 @principals_app.command("disable")
 def disable(ctx: typer.Context, name: Name) -> None:
     """Refuse every run as this principal and every token of it, until enabled again."""
-    with read_store(ctx) as store:
+    with synced_store(ctx) as store:
         admin.set_disabled(store, name, admin.cli_actor(), True)
     err.print(f"principal {name} disabled: its runs are refused and its tokens rejected")
 
@@ -109,9 +124,37 @@ def disable(ctx: typer.Context, name: Name) -> None:
 @principals_app.command("enable")
 def enable(ctx: typer.Context, name: Name) -> None:
     """Allow runs as this principal again."""
-    with read_store(ctx) as store:
+    with synced_store(ctx) as store:
         admin.set_disabled(store, name, admin.cli_actor(), False)
     err.print(f"principal {name} enabled")
+
+
+@contextmanager
+def synced_store(ctx: typer.Context) -> Iterator[SqlStore]:
+    """read_store, with the app's declared principals synced first, so that these commands
+    see and act on them even before any process of the app has opened the store."""
+    with read_store(ctx) as store:
+        sync_declared(ctx, store)
+        yield store
+
+
+def sync_declared(ctx: typer.Context, store: SqlStore) -> list[Principal]:
+    """Store (and audit, as rota:app) the principals the app declares in code; a disabled
+    one stays disabled. No app to load: nothing is declared, nothing changes."""
+    app = declaring_app(ctx)
+    return [] if app is None else admin.declare_all(store, app.principals.values())
+
+
+def declaring_app(ctx: typer.Context) -> App | None:
+    """The user's app, when there is one: --app (or ROTA_APP) must load; the implicit
+    default app:app is used only when it exists, as store_url does."""
+    spec = settings(ctx).app_spec
+    try:
+        return load_app(spec or DEFAULT_APP)
+    except AppLoadError:
+        if spec is not None:
+            raise
+        return None
 
 
 def principal_json(p: Principal) -> dict[str, object]:

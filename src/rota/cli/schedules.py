@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..clock import iso
 from ..errors import ConfigError
+from ..identity.logredact import log_redaction
 from ..scheduling.scheduler import Scheduler, ScheduleSpec
 from .common import err, loaded_app, on_stop_signals, out, print_json, print_table, read_store, when
 
@@ -38,7 +39,8 @@ def scheduler(
         out.print(
             f"rota scheduler {s.id} on {app.database_url.redacted()}: {', '.join(sorted(s.specs))}"
         )
-        asyncio.run(_until_signalled(s))
+        with log_redaction():  # notify and schedule code may read secrets and log them
+            asyncio.run(_until_signalled(s))
         out.print(f"scheduler {s.id} stopped")
 
 

@@ -15,6 +15,7 @@ from ..clock import iso
 from ..durations import seconds
 from ..identity import admin, tokens
 from .common import err, print_json, print_table, read_store, when
+from .principals import synced_store
 
 tokens_app = typer.Typer(
     help="Manage API tokens (shown once, stored hashed).", no_args_is_help=True
@@ -34,7 +35,7 @@ def create(
 ) -> None:
     """Make a token and print it once."""
     lifetime = None if expires is None else seconds(expires, what="--expires")
-    with read_store(ctx) as store:
+    with synced_store(ctx) as store:  # a principal declared in code may have no row yet
         issued = tokens.issue(store, principal, admin.cli_actor(), expires_in_s=lifetime)
     until = f"until {when(issued.expires_at)} UTC" if issued.expires_at else "with no expiry"
     err.print(

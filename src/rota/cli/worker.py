@@ -25,6 +25,7 @@ from ..api import ApiServer
 from ..api.server import DEFAULT_HOST, DEFAULT_PORT
 from ..app import App
 from ..errors import ConfigError
+from ..identity.logredact import install_log_redaction
 from ..identity.redact import RedactingFilter
 from ..scheduling.scheduler import Scheduler
 from ..storage import SqlStore
@@ -201,7 +202,8 @@ def _stop_now(w: Worker, signum: int) -> None:
 
 @contextlib.contextmanager
 def _log_to_stderr() -> Iterator[None]:
-    """Show rota's own log lines (failures, retries) while a worker runs, then remove them."""
+    """Show rota's own log lines (failures, retries) while a worker runs, then remove them.
+    Every log line of the process, rota's or the user code's, is redacted meanwhile."""
     logger = logging.getLogger("rota")
     handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
     handler.addFilter(RedactingFilter())  # secret values read by tools never reach the log
@@ -210,8 +212,10 @@ def _log_to_stderr() -> Iterator[None]:
     logger.addHandler(handler)
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)
+    undo_redaction = install_log_redaction()
     try:
         yield
     finally:
+        undo_redaction()
         logger.removeHandler(handler)
         logger.setLevel(previous)

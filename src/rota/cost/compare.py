@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from ..errors import ConfigError
-from .forecast import Forecast, forecast_series
+from .forecast import NO_RUNS, Forecast, ShortHistory, forecast_series
 from .plans import ApiPlan, Plan, SessionPlan, SubscriptionPlan
 from .prices import MILLION, PriceTable
 from .records import HOUR, PricedRun, RunCost, compute_usd, price_history
@@ -61,7 +61,8 @@ class PlanResult:
     dropped: tuple[CappedRun, ...]  # not run under this plan (over_cap = "drop")
     overage_runs: tuple[CappedRun, ...]  # run and billed as overage (over_cap = "overage")
     monthly: dict[str, Decimal]  # "YYYY-MM" -> USD, the fee share included
-    forecast: Forecast  # the next days under this plan, from the trend
+    forecast: Forecast | None  # the next days under this plan, from the trend
+    forecast_note: str | None = None  # why there is no forecast (too little history)
 
     @property
     def name(self) -> str:
@@ -107,16 +108,16 @@ def evaluate(
     fee = plan.monthly_fee if isinstance(plan, SubscriptionPlan) else Decimal(0)
     for month, share in months.items():
         bill.add_fee(month, fee * share)
-    first, last = start.date(), (end - timedelta(microseconds=1)).date()
-    trend = forecast_series(bill.daily, start=first, end=last, days=forecast_days)
     fee_ahead = fee * forecast_days / MONTH_FORECAST_DAYS
+    trend, note = _trend(runs, bill.daily, forecast_days)
     return PlanResult(
         plan=plan,
         breakdown=bill.breakdown(),
         dropped=tuple(bill.dropped),
         overage_runs=tuple(bill.overage_runs),
         monthly=dict(sorted(bill.monthly.items())),
-        forecast=_with_fee(trend, fee_ahead),
+        forecast=None if trend is None else _with_fee(trend, fee_ahead),
+        forecast_note=note,
     )
 
 
@@ -291,13 +292,25 @@ def _ratio(part: timedelta, whole: timedelta) -> Decimal:
     return Decimal(part // unit) / Decimal(whole // unit)
 
 
+def _trend(
+    runs: Sequence[PricedRun], daily: dict[date, Decimal], days: int
+) -> tuple[Forecast | None, str | None]:
+    """The forecast of the metered daily costs, fitted on the history's first to last day
+    with runs (not the window: days before the first run are not history), or why not."""
+    if not runs:
+        return None, NO_RUNS
+    first, last = runs[0].record.started_at.date(), runs[-1].record.started_at.date()
+    try:
+        return forecast_series(daily, start=first, end=last, days=days), None
+    except ShortHistory as exc:
+        return None, str(exc)
+
+
 def _with_fee(trend: Forecast, fee_ahead: Decimal) -> Forecast:
-    """The trend of metered costs plus the fee for the forecast's days, spread evenly."""
+    """The trend of metered costs plus the fee for the forecast's days, spread evenly: the
+    fee is certain, so it moves both ends of the interval too."""
     per_day = fee_ahead / trend.days
-    return Forecast(
-        trend.days,
-        trend.basis_days,
-        trend.slope,
-        trend.intercept,
-        tuple(day + per_day for day in trend.daily),
-    )
+    daily = tuple(day + per_day for day in trend.daily)
+    total = sum(daily, Decimal(0))  # the fee spread over the days may round a hair off it
+    low, high = trend.low + fee_ahead, trend.high + fee_ahead
+    return replace(trend, daily=daily, low=min(low, total), high=max(high, total))

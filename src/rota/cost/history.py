@@ -2,11 +2,16 @@
 comparisons take, and a price table that can price all of it.
 
 Per run: its model usage (summed per model from `rota_usage`), its agent session seconds,
-and its compute seconds. Compute is the job path's own worker time: the run's wall time
-(`finished_at - started_at` from `rota_runs`, so plain jobs pay nothing extra for metering)
-less the time it was parked on durable waits and the time agents worked in it. It is wall
-time, not CPU time: runs share a worker process, whose CPU time cannot honestly be split
-between them. A retried run's wall time includes the backoff between its attempts.
+and its compute seconds. Compute is the job path's own worker time: how long the run's body
+executed (`compute_s` in `rota_runs`, which the worker measures from the body's start to its
+end and writes with the run's outcome), summed over its executions (every attempt of a
+retried run, each execution of a workflow that parked on a wait), less the time agents worked
+in it. Not counted: time a claimed run waited for a worker slot (the prefetch buffer), a
+retry's backoff, time parked on a wait, and an execution lost with a killed worker. It is
+wall time, not CPU time: runs share a worker process, whose CPU time cannot honestly be
+split between them. A run none of whose executions was measured (recorded by a rota before
+schema version 10) is estimated as before: its wall time (`finished_at - started_at`) less
+the time it was parked.
 
 An escalation (`ctx.escalate`: an agent run whose parent is the job that handed it the
 item) is folded into its job's record when both are in the window: one piece of work, kind
@@ -138,8 +143,7 @@ def _record(
     row: RunRow, usage: dict[str, Usage], agent: str | None, session: RunSession | None
 ) -> RunCost:
     session_s = Decimal(str(round(session.seconds, 6))) if session else Decimal(0)
-    wall = 0.0 if row.finished_at is None else row.finished_at - row.started_at
-    compute = max(Decimal(0), Decimal(str(round(wall - row.parked_s, 6))) - session_s)
+    compute = max(Decimal(0), Decimal(str(round(_body_seconds(row), 6))) - session_s)
     kind: RunKind = "agent" if row.kind == "agent" else "hybrid" if usage or session else "job"
     return RunCost(
         run_id=row.id,
@@ -154,3 +158,12 @@ def _record(
         compute_seconds=compute,
         tool_calls=session.tool_calls if session else 0,
     )
+
+
+def _body_seconds(row: RunRow) -> float:
+    """How long the run's body executed; for a run recorded without that measurement, its
+    wall time less the time it was parked (which counts any wait for a slot or a retry)."""
+    if row.compute_s is not None:
+        return row.compute_s
+    wall = 0.0 if row.finished_at is None else row.finished_at - row.started_at
+    return wall - row.parked_s

@@ -95,11 +95,12 @@ class ToolAccess:
     ) -> None:
         if self.record is None:
             return
-        principal = self.lookup()
+        # The agent acts, not the person it may act for: machine, on the principal's behalf.
         entry = AuditEntry(
             actor=ctx.principal or "rota:anonymous",
             action=action,
-            actor_kind=principal.actor_kind if principal is not None else "machine",
+            actor_kind="machine",
+            on_behalf_of=ctx.principal,
             subject=tool.name,
             run_id=self.run_id,
             detail={

@@ -69,6 +69,12 @@ def declare(store: PrincipalStore, wanted: Principal, actor: Actor = APP) -> Pri
     return _stored(store, wanted.name, change)
 
 
+def declare_all(store: PrincipalStore, declared: Iterable[Principal]) -> list[Principal]:
+    """Sync the principals an app declares in code, as the app: what App does when it opens
+    its store, and `rota db migrate` and `rota principals` do before an app process has."""
+    return [declare(store, wanted) for wanted in declared]
+
+
 def add(store: PrincipalStore, wanted: Principal, actor: Actor) -> Principal:
     """Create a principal; refused when the name is taken."""
 

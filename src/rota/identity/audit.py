@@ -1,4 +1,9 @@
-"""The audit log: who did what, as whom, human or machine; append-only and hash-chained.
+"""The audit log: who did what, human or machine, on whose behalf; append-only, hash-chained.
+
+What acted decides `actor_kind`, not the kind of principal: a person at the CLI (or an API
+caller with a user's token) is `human`; a run (job, workflow, agent), however it was
+started, is `machine`, also when it acts for a user. `on_behalf_of` names the
+principal whose authority was used (see storage.audit.AuditEntry).
 
 `record(store, actor, action, ...)` appends; `verify_chain(store)` walks the chain and names
 every record that was edited or deleted. See storage/audit.py for the chain's layout.
@@ -55,6 +60,7 @@ class AuditStore(Protocol):
         run_id: str | None = ...,
         detail: Any = ...,
         at: float | None = ...,
+        on_behalf_of: str | None = ...,
     ) -> AuditRecord: ...
 
     def audit_rows(self, after_seq: int, limit: int = ...) -> list[AuditRecord]: ...
@@ -70,12 +76,20 @@ def record(
     actor_kind: str = "machine",
     subject: str | None = None,
     run_id: str | None = None,
+    on_behalf_of: str | None = None,
     **detail: Any,
 ) -> AuditRecord:
     """Append one audit record; keyword arguments beyond the named ones become its detail.
+    `on_behalf_of` left out is the actor itself (no one for rota's own `rota:` actors).
     Never pass a secret's value: name the secret instead."""
     return store.audit(
-        actor, action, actor_kind=actor_kind, subject=subject, run_id=run_id, detail=detail
+        actor,
+        action,
+        actor_kind=actor_kind,
+        subject=subject,
+        run_id=run_id,
+        detail=detail,
+        on_behalf_of=on_behalf_of,
     )
 
 

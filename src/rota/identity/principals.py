@@ -57,7 +57,8 @@ class Principal:
 
     @property
     def actor_kind(self) -> str:
-        """How the audit log marks this principal's actions."""
+        """How the audit log marks what this principal does itself (an API caller with its
+        token, an approver): a user is a person. A run acting for it is always machine."""
         return "human" if self.kind == "user" else "machine"
 
     def holds(self, scope: str) -> bool:

@@ -8,6 +8,7 @@ Call `redactor.redact` / `redactor.redact_json` on anything that leaves the proc
 stored: step results before they are saved, a model's context before it is sent, trace span
 attributes and error messages. `RedactingFilter` does it for log records; add it to handlers
 (a filter on a logger does not see records propagated from its children).
+`rota.identity.logredact.install_log_redaction` does it for every log line of a process.
 """
 
 from __future__ import annotations
@@ -85,12 +86,18 @@ class Redactor:
         return obj
 
 
+_RECORD_FIELDS = frozenset(
+    (*logging.LogRecord("", 0, "", 0, "", None, None).__dict__, "message", "asctime")
+)
+
+
 class RedactingFilter(logging.Filter):
-    """Redacts a log record's message, arguments and traceback in place."""
+    """Redacts a log record's message, arguments, traceback, stack and the text values of
+    its `extra=` fields, in place."""
 
     def __init__(self, redactor_: Redactor | None = None) -> None:
         super().__init__()
-        self.redactor = redactor_ or redactor
+        self.redactor = redactor if redactor_ is None else redactor_
 
     def filter(self, record: logging.LogRecord) -> bool:
         r = self.redactor
@@ -104,6 +111,9 @@ class RedactingFilter(logging.Filter):
             record.exc_text = r.redact(record.exc_text)
         if record.stack_info:
             record.stack_info = r.redact(record.stack_info)
+        for name, value in record.__dict__.items():
+            if name not in _RECORD_FIELDS and isinstance(value, str):
+                record.__dict__[name] = r.redact(value)
         return True
 
 

@@ -2,6 +2,8 @@
 
 Each record carries `seq` (previous + 1, from 1), `prev_hash` (the previous record's hash;
 64 zeros for the first) and `hash` = sha256 of a canonical JSON of its fields and prev_hash.
+`on_behalf_of` (schema version 9) is hashed only when it is set: records written before it
+existed hash as they always did, and setting or clearing it on any record shows.
 Appenders are serialised (an advisory lock on PostgreSQL; SQLite's IMMEDIATE transactions
 already serialise writers), so the chain has no forks and no gaps.
 
@@ -38,6 +40,7 @@ _COLUMNS = {  # column -> PostgreSQL type, for batched inserts
     "at": "float8",
     "actor": "text",
     "actor_kind": "text",
+    "on_behalf_of": "text",
     "action": "text",
     "subject": "text",
     "run_id": "text",
@@ -46,13 +49,15 @@ _COLUMNS = {  # column -> PostgreSQL type, for batched inserts
     "hash": "text",
 }
 HEAD_KEY = "audit_head"
-ACTOR_KINDS = ("human", "machine")
+ACTOR_KINDS = ("human", "machine")  # what acted: a person, or rota running code
+SYSTEM_ACTOR_PREFIX = "rota:"  # rota's own actors (rota:app, rota:worker, rota:anonymous...)
 HASHED_FIELDS = (
     "seq",
     "id",
     "at",
     "actor",
     "actor_kind",
+    "on_behalf_of",
     "action",
     "subject",
     "run_id",
@@ -68,6 +73,7 @@ class AuditRecord:
     at: float
     actor: str
     actor_kind: str
+    on_behalf_of: str | None  # None: for no one (rota's own acts; records before version 9)
     action: str
     subject: str | None
     run_id: str | None
@@ -88,6 +94,7 @@ class AuditRecord:
             "at": iso(self.at),
             "actor": self.actor,
             "actor_kind": self.actor_kind,
+            "on_behalf_of": self.on_behalf_of,
             "action": self.action,
             "subject": self.subject,
             "run_id": self.run_id,
@@ -112,7 +119,14 @@ class AuditHead:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """A record to append: what the caller knows; seq and hashes come from the chain."""
+    """A record to append: what the caller knows; seq and hashes come from the chain.
+
+    `actor` is who acted: a person's name, or the principal a machine acted as (a run's
+    principal), or one of rota's own actors (`rota:...`). `actor_kind` is what acted: `human`
+    (a person at the CLI, or an API caller whose token is a user's) or `machine` (a job,
+    workflow or agent run, however started; rota's own code), whatever kind of principal it
+    acted for. `on_behalf_of` is the principal whose authority the act used; left out, it is
+    the actor itself, or no one for rota's own actors."""
 
     actor: str
     action: str
@@ -121,6 +135,7 @@ class AuditEntry:
     run_id: str | None = None
     detail: Mapping[str, Any] | None = None
     at: float | None = None
+    on_behalf_of: str | None = None
 
     def fields(self) -> dict[str, Any]:
         if self.actor_kind not in ACTOR_KINDS:
@@ -132,16 +147,28 @@ class AuditEntry:
             "at": float(system_clock.now() if self.at is None else self.at),
             "actor": self.actor,
             "actor_kind": self.actor_kind,
+            "on_behalf_of": self.behalf(),
             "action": self.action,
             "subject": self.subject,
             "run_id": self.run_id,
             "detail": canonical_detail(self.detail),
         }
 
+    def behalf(self) -> str | None:
+        """The on_behalf_of to store: as given, else the actor (None for `rota:` actors)."""
+        if self.on_behalf_of is not None:
+            if not isinstance(self.on_behalf_of, str) or not self.on_behalf_of:
+                raise ConfigError(
+                    f"on_behalf_of must name a principal or be None, got {self.on_behalf_of!r}"
+                )
+            return self.on_behalf_of
+        return None if self.actor.startswith(SYSTEM_ACTOR_PREFIX) else self.actor
+
 
 def record_hash(fields: Mapping[str, Any]) -> str:
     """sha256 over a canonical JSON (sorted keys, no spaces, ASCII) of the hashed fields.
-    `detail` is hashed as its stored text, so any change to that text shows."""
+    `detail` is hashed as its stored text, so any change to that text shows. `on_behalf_of`
+    is in it only when set, so records from before it existed keep their hashes."""
     canonical = {
         "seq": int(fields["seq"]),
         "id": fields["id"],
@@ -154,6 +181,8 @@ def record_hash(fields: Mapping[str, Any]) -> str:
         "detail": fields["detail"],
         "prev_hash": fields["prev_hash"],
     }
+    if fields.get("on_behalf_of") is not None:
+        canonical["on_behalf_of"] = fields["on_behalf_of"]
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -183,10 +212,11 @@ class AuditQueries:
         run_id: str | None = None,
         detail: Mapping[str, Any] | None = None,
         at: float | None = None,
+        on_behalf_of: str | None = None,
     ) -> AuditRecord:
         """Append one record to the chain and move the head, in one serialised transaction.
         `detail` must never hold secret values (record a secret's name, not its value)."""
-        entry = AuditEntry(actor, action, actor_kind, subject, run_id, detail, at)
+        entry = AuditEntry(actor, action, actor_kind, subject, run_id, detail, at, on_behalf_of)
         with self.tx() as conn:
             return self.append_audit(conn, [entry])[0]
 
@@ -223,12 +253,12 @@ class AuditQueries:
         action: str | None = None,
         limit: int = 100,
     ) -> list[AuditRecord]:
-        """Newest first. `principal` matches the actor; `action` matches exactly, or by
-        prefix when it ends with ".*" ("approval.*")."""
+        """Newest first. `principal` matches the actor or whom it acted for; `action` matches
+        exactly, or by prefix when it ends with ".*" ("approval.*")."""
         where: list[str] = ["1 = 1"]
         params: dict[str, Any] = {"limit": limit}
         if principal:
-            where.append("actor = :principal")
+            where.append("(actor = :principal OR on_behalf_of = :principal)")
             params["principal"] = principal
         if since is not None:
             where.append("at >= :since")
@@ -288,6 +318,7 @@ def _record(row: Row) -> AuditRecord:
         at=float(row["at"]),
         actor=row["actor"],
         actor_kind=row["actor_kind"],
+        on_behalf_of=row["on_behalf_of"],
         action=row["action"],
         subject=row["subject"],
         run_id=row["run_id"],

@@ -8,6 +8,7 @@ passed in by the caller, so a fake clock drives the store as well as the code.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..model import Completion, Event, NewRun, NewWait, Run, RunFilter, Step, StepRecord, Wait
@@ -19,6 +20,17 @@ if TYPE_CHECKING:
     from .audit import AuditEntry, AuditRecord
     from .usage import BudgetCharge, BudgetRefusal, Hold, ModelCall
     from .waits import Parking
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """How long one execution of a run's body took (the lease it ran under names it), as
+    the worker measured it: from the body's start to its end, whatever ended it (a result,
+    an error, a durable wait, an interruption). Not the time the run waited to start."""
+
+    run_id: str
+    lease_token: int
+    seconds: float
 
 
 class Store(Protocol):
@@ -65,8 +77,12 @@ class Store(Protocol):
         often. Returns how many runs were touched."""
         ...
 
-    def complete(self, completions: Sequence[Completion]) -> int:
-        """Record run outcomes; each applies only if its lease token is still current."""
+    def complete(
+        self, completions: Sequence[Completion], executions: Sequence[Execution] = ()
+    ) -> int:
+        """Record run outcomes; each applies only if its lease token is still current. Adds
+        the executions' time to their runs' compute time in the same transaction, each
+        execution once however often it is written. Returns the outcomes applied."""
         ...
 
     def release(self, owner: str, run_ids: Sequence[str], now: float) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, StoreUnavailable
 from .urls import DatabaseUrl
 
 Row = dict[str, Any]
@@ -27,28 +27,44 @@ WAKE_CHANNEL = "rota_wake"
 
 
 class Connection:
-    """One driver connection: plain statements autocommit; `transaction()` groups them."""
+    """One driver connection: plain statements autocommit; `transaction()` groups them.
+
+    A driver error that a later try may not meet (a dropped connection, a server that is
+    restarting, a locked SQLite file) is raised as StoreUnavailable, caused by it; mistakes
+    (bad SQL, a violated constraint) keep the driver's own error."""
 
     def __init__(self, dialect: Dialect, raw: Any) -> None:
         self.dialect = dialect
         self.raw = raw
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
-        cur = self.raw.execute(self.dialect.render(sql), params or {})
-        self.rowcount = cur.rowcount
-        return list(cur.fetchall()) if cur.description else []
+        try:
+            cur = self.raw.execute(self.dialect.render(sql), params or {})
+            self.rowcount = cur.rowcount
+            return list(cur.fetchall()) if cur.description else []
+        except _DRIVER_ERRORS as exc:
+            raise_if_unavailable(exc)
+            raise
 
     def execute_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> int:
         if not rows:
             return 0
-        cur = self.raw.cursor()
-        cur.executemany(self.dialect.render(sql), rows)
-        return cur.rowcount
+        try:
+            cur = self.raw.cursor()
+            cur.executemany(self.dialect.render(sql), rows)
+            return int(cur.rowcount)
+        except _DRIVER_ERRORS as exc:
+            raise_if_unavailable(exc)
+            raise
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.dialect.transaction(self.raw):
-            yield self
+        try:  # BEGIN and COMMIT can meet a dropped connection too
+            with self.dialect.transaction(self.raw):
+                yield self
+        except _DRIVER_ERRORS as exc:
+            raise_if_unavailable(exc)
+            raise
 
     def close(self) -> None:
         self.raw.close()
@@ -57,6 +73,47 @@ class Connection:
         # The thread that owned this connection ended: close it rather than leak it.
         with contextlib.suppress(Exception):
             self.raw.close()
+
+
+# What the drivers raise for trouble with the database rather than with the statement.
+_DRIVER_ERRORS = (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError)
+# PostgreSQL error classes that pass: connection exceptions (08), serialization failures and
+# deadlocks (40), insufficient resources (53), operator intervention such as a shutdown or a
+# restart (57), system errors such as I/O (58); and a lock not available now (55P03). Not a
+# statement_timeout (57014): the same statement would time out again.
+_PG_UNAVAILABLE_CLASSES = ("08", "40", "53", "57", "58")
+_PG_UNAVAILABLE_STATES = {"55P03"}
+_PG_LASTING_STATES = {"57014"}
+# SQLite's primary result codes for a busy or locked database, an I/O error, a full disk,
+# a file it cannot open and a locking protocol error (sqlite3.OperationalError also reports
+# SQL mistakes, e.g. "no such table", which are not retried).
+_SQLITE_UNAVAILABLE = {5, 6, 10, 13, 14, 15}
+_SQLITE_UNAVAILABLE_TEXT = ("database is locked", "database table is locked", "disk i/o error")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether a driver error means the database is unavailable for now (a later try may
+    work) rather than that the statement is wrong."""
+    if isinstance(exc, psycopg.InterfaceError):
+        return True  # the connection is closed or lost
+    if isinstance(exc, psycopg.OperationalError):
+        state = exc.sqlstate
+        if state is None:  # raised by the client: connection refused, lost, closed
+            return True
+        if state in _PG_LASTING_STATES:
+            return False
+        return state[:2] in _PG_UNAVAILABLE_CLASSES or state in _PG_UNAVAILABLE_STATES
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF in _SQLITE_UNAVAILABLE
+        return any(text in str(exc).lower() for text in _SQLITE_UNAVAILABLE_TEXT)
+    return False
+
+
+def raise_if_unavailable(exc: BaseException) -> None:
+    if unavailable(exc):
+        raise StoreUnavailable.from_driver(exc) from exc
 
 
 class Dialect:
@@ -155,7 +212,8 @@ class SQLiteDialect(Dialect):
             raw.execute("PRAGMA synchronous=NORMAL")
             raw.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_s * 1000)}")
         except sqlite3.Error as exc:
-            raise DatabaseError(f"cannot open SQLite database {path!r}: {exc}") from None
+            error = StoreUnavailable if unavailable(exc) else DatabaseError
+            raise error(f"cannot open SQLite database {path!r}: {exc}") from None
         return Connection(self, raw)
 
     def list_param(self, values: Sequence[Any]) -> Any:
@@ -194,8 +252,10 @@ class PostgresDialect(Dialect):
                 self.url.target, autocommit=True, row_factory=dict_row, connect_timeout=10
             )
         except psycopg.OperationalError as exc:
+            # Unavailable for now (a restart, a failover) as far as rota can tell; at start
+            # a wrong address or password fails the same way, and says so.
             reason = " ".join(line.strip() for line in str(exc).strip().splitlines())
-            raise DatabaseError(
+            raise StoreUnavailable(
                 f"cannot connect to PostgreSQL at {self.url.redacted()}: {reason or 'no answer'}"
             ) from None
         return Connection(self, raw)

@@ -1,9 +1,10 @@
 """What a cost report reads of the recorded history, mixed into SqlStore: the runs that
-started in a window, their model usage, agent sessions and parked time, and the prices their
-calls were billed at (see rota.cost.history, which turns them into RunCost records).
+started in a window, their compute time, model usage, agent sessions and parked time, and the
+prices their calls were billed at (see rota.cost.history, which turns them into RunCost
+records).
 
-Plain job runs are metered here, at report time, from their rows in `rota_runs`: the queue's
-hot path writes nothing extra for them.
+Plain job runs are metered from their rows in `rota_runs`: the time their bodies executed
+(`compute_s`) rides on the worker's batched completion writes, nothing more.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class RunRow:
     started_at: float
     finished_at: float | None
     parked_s: float  # time spent parked on durable waits (not compute)
+    # Seconds its bodies executed, summed over executions; None when none was measured
+    # (recorded before rota measured it, or every execution was lost with its worker).
+    compute_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,11 @@ class HistoryQueries:
         raise NotImplementedError  # provided by SqlStore
 
     def run_rows(self, since: float, until: float) -> list[RunRow]:
-        """Runs that started in [since, until), with the time each spent parked."""
+        """Runs that started in [since, until), with their compute time and the time each
+        spent parked."""
         rows = self.conn().execute(
-            """SELECT id, name, kind, principal, trigger, parent_id, started_at, finished_at
+            """SELECT id, name, kind, principal, trigger, parent_id, started_at, finished_at,
+                compute_s
             FROM rota_runs WHERE started_at >= :since AND started_at < :until
             ORDER BY started_at, id""",
             {"since": since, "until": until},

@@ -371,6 +371,33 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        9,
+        "audit: on whose behalf each record's actor acted",
+        (
+            # NULL in the records written before: they are hashed without it (storage/audit.py).
+            "ALTER TABLE rota_audit ADD COLUMN on_behalf_of TEXT",
+            "CREATE INDEX rota_audit_on_behalf_of ON rota_audit (on_behalf_of, at)",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        10,
+        "compute time: how long run bodies executed, summed over their executions",
+        (
+            # NULL until an execution is measured (runs recorded before this version: cost
+            # reports estimate theirs from wall time). compute_token is the lease token of
+            # the newest execution counted: a write retried after a lost commit
+            # acknowledgement is not counted twice.
+            "ALTER TABLE rota_runs ADD COLUMN compute_s DOUBLE PRECISION",
+            "ALTER TABLE rota_runs ADD COLUMN compute_token INTEGER",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 META_TABLE = """CREATE TABLE IF NOT EXISTS rota_meta (

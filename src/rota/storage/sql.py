@@ -34,6 +34,7 @@ from . import schema
 from .agent_cache import AgentCacheQueries
 from .approvals import ApprovalQueries
 from .audit import AuditQueries
+from .base import Execution
 from .dialects import Connection, Dialect, Row, dialect_for
 from .history import HistoryQueries
 from .limits import LimitQueries
@@ -82,6 +83,21 @@ _SAVE_STEP = """
         error = excluded.error, finished_at = excluded.finished_at,
         lease_token = excluded.lease_token, input_hash = excluded.input_hash
     WHERE rota_steps.state <> 'SUCCEEDED'"""
+# Compute time: an execution is added once (compute_token: the newest lease counted). One
+# that ended with its run's outcome is added by the completion, which the lease fences.
+_ADD_COMPUTE = """compute_s = CASE WHEN {seconds} IS NULL
+        OR COALESCE({r}compute_token, -1) >= {r}lease_token THEN {r}compute_s
+        ELSE COALESCE({r}compute_s, 0) + {seconds} END,
+    compute_token = CASE WHEN {seconds} IS NULL
+        OR COALESCE({r}compute_token, -1) >= {r}lease_token THEN {r}compute_token
+        ELSE {r}lease_token END"""
+# Executions that ended without an outcome to record (parked on a wait, interrupted): by
+# run, the first and newest lease of those in the batch and their summed time.
+_ADD_EXECUTIONS = """UPDATE rota_runs SET compute_s = COALESCE(compute_s, 0) + :seconds,
+        compute_token = :last_token
+    WHERE id = :run_id AND COALESCE(compute_token, -1) < :first_token"""
+# Measurements that cost reports read (storage/history.py), not part of a Run.
+_MEASURED = ("compute_s", "compute_token")
 # started_at is when the run is due to start if it was claimed ahead of its time.
 _LEASE = """state = 'RUNNING', lease_owner = :owner, lease_token = lease_token + 1,
     lease_expires_at = :expires, attempt = attempt + 1,
@@ -418,40 +434,78 @@ class SqlStore(
                 self.dialect.notify(conn)
         return len(failed) + len(requeued)
 
-    def complete(self, completions: Sequence[Completion]) -> int:
+    def complete(
+        self, completions: Sequence[Completion], executions: Sequence[Execution] = ()
+    ) -> int:
         ordered = sorted(completions, key=lambda c: c.run_id)  # lock order: by id
+        timed = {(e.run_id, e.lease_token): max(0.0, e.seconds) for e in executions}
+        # An execution that ended with its run's outcome is added by that outcome's update.
+        compute = [timed.pop((c.run_id, c.lease_token), None) for c in ordered]
+        alone = _by_run(timed)
+        if not ordered and not alone:
+            return 0
         with self.tx() as conn:
+            # Executions first: a completion of a newer lease would make them look counted.
             if self.dialect.arrays:
-                done = self._complete_with_arrays(conn, ordered)
+                done = self._complete_with_arrays(conn, ordered, compute, alone)
             else:
+                conn.execute_many(_ADD_EXECUTIONS, alone)
                 done = conn.execute_many(
-                    """UPDATE rota_runs SET state = :state, result = :result, error = :error,
+                    f"""UPDATE rota_runs SET state = :state, result = :result, error = :error,
                         finished_at = :finished_at, failures = :failures,
                         run_after = COALESCE(:run_after, run_after),
+                        {_ADD_COMPUTE.format(seconds=":compute", r="")},
                         lease_owner = NULL, lease_expires_at = NULL
                     WHERE id = :run_id AND lease_token = :lease_token AND state = :running""",
-                    [{**_params(c), "state": c.state.value, "running": "RUNNING"} for c in ordered],
+                    [
+                        {**_params(c), "state": c.state.value, "running": "RUNNING", "compute": s}
+                        for c, s in zip(ordered, compute, strict=True)
+                    ],
                 )
             if any(c.state == RunState.ENQUEUED for c in ordered):
                 self.dialect.notify(conn)
         return done
 
-    def _complete_with_arrays(self, conn: Connection, ordered: list[Completion]) -> int:
+    def _complete_with_arrays(
+        self,
+        conn: Connection,
+        ordered: list[Completion],
+        compute: list[float | None],
+        alone: list[dict[str, Any]],
+    ) -> int:
         # One statement for the whole batch: far less server work than one UPDATE per run.
         ids = [c.run_id for c in ordered]
         conn.execute(
             f"SELECT id FROM rota_runs WHERE id = ANY(:ids) ORDER BY id {self.dialect.row_lock}",
-            {"ids": ids},
+            {"ids": sorted({*ids, *(e["run_id"] for e in alone)})},
         )
+        if alone:
+            conn.execute(
+                """UPDATE rota_runs AS r SET compute_s = COALESCE(r.compute_s, 0) + e.seconds,
+                    compute_token = e.last_token
+                FROM unnest(:ids::text[], :firsts::int[], :lasts::int[], :seconds::float8[])
+                    AS e(id, first_token, last_token, seconds)
+                WHERE r.id = e.id AND COALESCE(r.compute_token, -1) < e.first_token""",
+                {
+                    "ids": [e["run_id"] for e in alone],
+                    "firsts": [e["first_token"] for e in alone],
+                    "lasts": [e["last_token"] for e in alone],
+                    "seconds": [e["seconds"] for e in alone],
+                },
+            )
+        if not ordered:
+            return 0
         conn.execute(
-            """UPDATE rota_runs AS r SET state = c.state, result = c.result, error = c.error,
+            f"""UPDATE rota_runs AS r SET state = c.state, result = c.result, error = c.error,
                 finished_at = c.finished_at, failures = c.failures,
                 run_after = COALESCE(c.run_after, r.run_after),
+                {_ADD_COMPUTE.format(seconds="c.compute", r="r.")},
                 lease_owner = NULL, lease_expires_at = NULL
             FROM unnest(:ids::text[], :tokens::int[], :states::text[], :results::text[],
                         :errors::text[], :finished::float8[], :failures::int[],
-                        :run_afters::float8[])
-                AS c(id, lease_token, state, result, error, finished_at, failures, run_after)
+                        :run_afters::float8[], :compute::float8[])
+                AS c(id, lease_token, state, result, error, finished_at, failures, run_after,
+                     compute)
             WHERE r.id = c.id AND r.lease_token = c.lease_token AND r.state = :running""",
             {
                 "ids": ids,
@@ -462,6 +516,7 @@ class SqlStore(
                 "finished": [c.finished_at for c in ordered],
                 "failures": [c.failures for c in ordered],
                 "run_afters": [c.run_after for c in ordered],
+                "compute": compute,
                 "running": "RUNNING",
             },
         )
@@ -645,7 +700,23 @@ def _refuse_newer(current: int) -> None:
         )
 
 
+def _by_run(timed: dict[tuple[str, int], float]) -> list[dict[str, Any]]:
+    """Executions grouped by run (one update per row), in lock order."""
+    runs: dict[str, dict[str, Any]] = {}
+    for (run_id, token), seconds in timed.items():
+        group = runs.setdefault(
+            run_id,
+            {"run_id": run_id, "first_token": token, "last_token": token, "seconds": 0.0},
+        )
+        group["first_token"] = min(group["first_token"], token)
+        group["last_token"] = max(group["last_token"], token)
+        group["seconds"] += seconds
+    return [runs[run_id] for run_id in sorted(runs)]
+
+
 def _run(row: Row) -> Run:
+    for measured in _MEASURED:
+        row.pop(measured, None)
     return Run(
         **{
             **row,

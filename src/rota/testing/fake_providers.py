@@ -17,6 +17,12 @@ and is rendered in the format of the endpoint that was called, so one reply work
 OpenAI's Chat Completions and Responses APIs alike. `usage=` is given in the endpoint's
 own wire format and merged over plausible defaults.
 
+A server made with `usage=` reports that usage for every reply (a reply's own `usage=` still
+wins): a mapping, or a function of the request body, e.g. to report the most prompt tokens a
+budget's bound allows for each request:
+
+    srv = FakeAnthropicServer(usage=lambda body: {"input_tokens": bound(body)})
+
 `srv.requests` holds every request body (parsed JSON), `srv.log` the same with path and
 headers, `srv.calls` counts requests; all are safe to read from any thread. Pass
 `record=False` for long benchmarks.
@@ -37,6 +43,8 @@ from types import TracebackType
 from typing import Any, Self
 
 Latency = float | Callable[[dict[str, Any]], float] | None
+# Usage to report for every reply: fixed fields, or fields computed from the request body.
+UsageRule = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]] | None
 
 
 @dataclass(frozen=True)
@@ -114,9 +122,15 @@ class _FakeServer:
     paths: tuple[str, ...] = ()
 
     def __init__(
-        self, *, latency: Latency = None, record: bool = True, host: str = "127.0.0.1"
+        self,
+        *,
+        latency: Latency = None,
+        record: bool = True,
+        host: str = "127.0.0.1",
+        usage: UsageRule = None,
     ) -> None:
         self.latency = latency
+        self.usage = usage
         self.record = record
         self.handler: Handler | None = None
         self.requests: list[dict[str, Any]] = []
@@ -274,6 +288,13 @@ class _FakeServer:
     def new_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):06d}"
 
+    def given_usage(self, body: dict[str, Any], reply: FakeReply) -> dict[str, Any]:
+        """The usage fields this reply must report: the server's `usage=` (computed from the
+        request body when it is a function), then the reply's own `usage=` over it."""
+        rule = self.usage
+        given = dict(rule(body) if callable(rule) else rule or {})
+        return {**given, **(reply.usage or {})}
+
     def render(
         self, path: str, body: dict[str, Any], reply: FakeReply
     ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -407,7 +428,7 @@ class FakeAnthropicServer(_FakeServer):
             "cache_creation_input_tokens": 0,
             "cache_read_input_tokens": 0,
             "service_tier": "standard",
-            **(reply.usage or {}),
+            **self.given_usage(body, reply),
         }
         message = {
             "id": self.new_id("msg_fake_"),
@@ -498,7 +519,7 @@ class FakeOpenAIServer(_FakeServer):
             "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
-            **(reply.usage or {}),
+            **self.given_usage(body, reply),
         }
         return {
             "id": self.new_id("chatcmpl-fake"),
@@ -557,7 +578,7 @@ class FakeOpenAIServer(_FakeServer):
             "output_tokens": completion,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": prompt + completion,
-            **(reply.usage or {}),
+            **self.given_usage(body, reply),
         }
         return {
             "id": self.new_id("resp_fake_"),

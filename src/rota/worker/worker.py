@@ -4,6 +4,11 @@ Claims and completions are batched: a claim asks for as many runs as there are f
 and completions queue up while a write is in flight and go out together. A run whose lease
 expires (its worker was killed) is requeued by any worker's reaper and resumes from its
 checkpoints elsewhere; every write a worker makes is fenced by the run's lease token.
+
+The database being unavailable (StoreUnavailable: a restart, a dropped connection, a locked
+SQLite file) fails no run: an attempt whose own store call fails is abandoned, handed back
+with the next completion flush, and resumes from its checkpoints without spending a retry;
+the worker's loops log one line, back off, and carry on once the database is back.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -25,18 +32,21 @@ from .. import serialization
 from ..backoff import backoff_delay
 from ..calls import call_user, error_info
 from ..durable import RunContext, WaitParked
-from ..errors import RunInterrupted
+from ..errors import RunInterrupted, StoreLost, StoreUnavailable
 from ..identity.directory import directory_for
 from ..identity.principals import PrincipalDisabled, UnknownPrincipal
 from ..identity.runs import run_refused, run_started
 from ..ids import new_id
 from ..model import Completion, Run, RunState
 from ..storage.audit import AuditEntry
+from ..storage.base import Execution
 
 if TYPE_CHECKING:
     from ..app import App
 
 log = logging.getLogger("rota.worker")
+# The run whose task this is: its store calls are the run's own (see Worker.db).
+_serving: ContextVar[str | None] = ContextVar("rota_worker_serving", default=None)
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class WorkerStats:
     cancelled: int = 0
     released: int = 0
     parked: int = 0  # executions that ended parked on a durable wait (sleep, event)
+    abandoned: int = 0  # attempts handed back because the database was unavailable
     by_name: dict[str, int] = field(default_factory=dict)
 
 
@@ -87,6 +98,13 @@ class Worker:
         self._active: dict[str, _Active] = {}
         self._pending: list[Completion] = []
         self._flushing: list[Completion] = []  # the batch being written right now
+        # How long each execution's body took, written with the completions (compute time).
+        self._executions: list[Execution] = []
+        self._flushing_executions: list[Execution] = []
+        poll = self.options.poll_interval_s
+        self._claiming = _Outage("claiming runs", poll)
+        self._recording = _Outage("recording run outcomes", poll)
+        self._beating = _Outage("heartbeat", poll)
         # Run starts, written in batches with each flush, or sooner by write_audit: the
         # deque takes appends from the loop while a database thread drains it.
         self._audit_entries: collections.deque[AuditEntry] = collections.deque()
@@ -102,8 +120,17 @@ class Worker:
 
     # -- public ------------------------------------------------------------------------
 
-    async def run(self, *, until_idle: bool = False) -> WorkerStats:
-        """Work until stop() (or, with until_idle, until no queued or running run is left)."""
+    async def run(
+        self,
+        *,
+        until_idle: bool = False,
+        skip_ahead: Callable[[], Awaitable[bool]] | None = None,
+    ) -> WorkerStats:
+        """Work until stop() (or, with until_idle, until no queued or running run is left).
+
+        skip_ahead (with until_idle): asked whenever this worker holds no run and has
+        recorded every outcome; True when it moved the clock on so that something is due
+        now. App.drain passes one under a FakeClock, whose time passes only when told to."""
         self.app.verify_principals()  # a run_as naming no principal fails here, not per run
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
@@ -118,7 +145,7 @@ class Worker:
         ]
         listener = self._start_listener()
         try:
-            await self._claim_loop(until_idle)
+            await self._claim_loop(until_idle, skip_ahead)
         finally:
             await self._shutdown(background)
             if listener:
@@ -139,25 +166,40 @@ class Worker:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a store call on a database thread. Called for a run (from its task), the
+        database being unavailable raises StoreLost: the run's code cannot catch it as an
+        ordinary error, and the worker abandons the attempt without counting it."""
         assert self._loop is not None
-        return await self._loop.run_in_executor(self._db_pool, partial(fn, *args))
+        try:
+            return await self._loop.run_in_executor(self._db_pool, partial(fn, *args))
+        except StoreUnavailable as exc:
+            if _serving.get() is None:
+                raise
+            raise StoreLost(exc) from exc
 
     # -- claiming ----------------------------------------------------------------------
 
-    async def _claim_loop(self, until_idle: bool) -> None:
+    async def _claim_loop(
+        self, until_idle: bool, skip_ahead: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
         while not self._stopping:
             self._wake.clear()  # before claiming, so that a wake-up during the claim counts
             await self._sweep_waits()
             free = self._capacity() - len(self._active)
             try:
                 got = await self._claim(free) if free > 0 else 0
-            except Exception:  # a database blip: wait a poll interval and try again
-                log.exception("claiming runs failed; retrying")
-                got = 0
+            except Exception as exc:  # e.g. the database is unavailable: back off, try again
+                await self._pause(self._claiming.failed(exc))
+                continue
+            self._claiming.worked()
             if got and got >= min(free, self.options.claim_batch):
                 continue  # likely more ready: claim again straight away
-            if until_idle and not self._active and await self._idle():
-                return
+            if until_idle and not self._active:
+                idle = await self._idle()  # records outcomes first
+                if skip_ahead is not None and await skip_ahead():
+                    continue  # the clock moved on: something is due now
+                if idle:
+                    return
             # Busy (slots full, or runs were just claimed): a finishing run or a new one
             # wakes the loop. Only a worker that found nothing asks when to look next.
             wait = await self._idle_wait() if free > 0 and not got else self._busy_wait()
@@ -183,8 +225,9 @@ class Worker:
             now,
             self.options.lease_s,
         )
+        self._start(runs)  # before claiming more: a failure then must not orphan these
         if self._limited and len(runs) < want:
-            runs += await self.db(
+            limited = await self.db(
                 partial(self.store.claim, limited=True, due_by=due_by),
                 self.id,
                 self._names,
@@ -192,11 +235,21 @@ class Worker:
                 now,
                 self.options.lease_s,
             )
+            self._start(limited)
+            runs += limited
+        return len(runs)
+
+    def _start(self, runs: list[Run]) -> None:
         for run in runs:
             task = asyncio.create_task(self._slotted(run), name=f"rota-run-{run.id}")
             self._active[run.id] = _Active(run, task)
         self.stats.claimed += len(runs)
-        return len(runs)
+
+    async def _pause(self, delay: float) -> None:
+        """Back off after a failure: `delay`, or until something wakes the loop (stop())."""
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
 
     def _busy_wait(self) -> float:
         """How long a busy worker waits for a wake-up without asking the store: one
@@ -231,15 +284,21 @@ class Worker:
             return
         try:
             self._wait_due = await self.db(self.store.wake_due_waits, now)
-        except Exception:
-            log.exception("timing out parked runs failed; retrying")
+        except Exception as exc:  # the claim that follows backs off
+            self._claiming.failed(exc)
             self._wait_due = now
         if self._wait_due is not None and self._wait_due <= now:
             self._sweep_after = now + self.options.poll_interval_s
 
     async def _idle(self) -> bool:
-        await self._flush_now()
-        counts = await self.db(self.store.count_states, self._names)
+        """Whether no run of these jobs is queued or running, once this worker's outcomes
+        are recorded; False (after a back-off) while the database is unavailable."""
+        try:
+            await self._flush_now()
+            counts = await self.db(self.store.count_states, self._names)
+        except Exception as exc:
+            await self._pause(self._claiming.failed(exc))
+            return False
         return not counts.get("ENQUEUED") and not counts.get("RUNNING")
 
     # -- executing ---------------------------------------------------------------------
@@ -278,19 +337,24 @@ class Worker:
 
     async def _execute(self, run: Run) -> None:
         definition = self.app.definitions[run.name]
-        if not await self._admit(run):
-            return
+        _serving.set(run.id)  # this task's store calls are the run's own from here on
+        body_started: float | None = None
         try:
+            if not await self._admit(run):
+                return
             checkpoints = {}
             if run.attempt > 1:  # a first attempt cannot have checkpoints
                 checkpoints = {s.key: s for s in await self.db(self.store.steps, run.id)}
             ctx = RunContext(run, self, checkpoints)
             args = (ctx, run.payload) if definition.takes_payload else (ctx,)
+            body_started = self.clock.now()
             value = await call_user(
                 definition.fn, args, {}, timeout=run.timeout_s, what=f"run of {run.name!r}"
             )
             text = serialization.dumps(value, what=f"the result of {run.name!r}")
             self._finish(run, RunState.SUCCEEDED, result=text)
+        except StoreLost as exc:
+            self._abandoned(run, exc.cause)
         except WaitParked as exc:  # WAITING now, without a lease: nothing left to record
             self.stats.parked += 1
             if exc.deadline is not None:
@@ -298,7 +362,47 @@ class Worker:
         except (asyncio.CancelledError, RunInterrupted) as exc:
             self._interrupted(run, exc)
         except Exception as exc:
-            self._failed(run, exc, retryable=getattr(exc, "retryable", True))
+            cause = _store_failure(exc)
+            if cause is not None:  # the run's code wrapped a database failure in its own
+                self._abandoned(run, cause)
+            else:
+                self._failed(run, exc, retryable=getattr(exc, "retryable", True))
+        finally:
+            self._timed(run, body_started)
+
+    def _timed(self, run: Run, body_started: float | None) -> None:
+        """Queue the time this execution's body took (none if it never began), to be
+        written with the completions: a run's compute time is its bodies' time, not the
+        time it waited for a slot after it was claimed."""
+        seconds = 0.0 if body_started is None else max(0.0, self.clock.now() - body_started)
+        self._executions.append(Execution(run.id, run.lease_token, seconds))
+        self._flush_wanted.set()
+
+    def _abandoned(self, run: Run, cause: StoreUnavailable) -> None:
+        """The database failed under the run: hand it back to the queue, to resume from
+        its checkpoints (the step it was in runs again). Not a failure: no retry is spent.
+        Written with the next completion flush, so once the database is back; until then
+        the heartbeat keeps its lease, and if that lapses the reaper requeues it."""
+        log.warning(
+            "run %s of %s: database unavailable (%s); attempt abandoned, it resumes from its "
+            "checkpoints once the database is back",
+            run.id,
+            run.name,
+            cause,
+        )
+        self.stats.abandoned += 1
+        self._pending.append(
+            Completion(
+                run_id=run.id,
+                lease_token=run.lease_token,
+                state=RunState.ENQUEUED,
+                finished_at=None,
+                error=serialization.dumps(error_info(cause), what="error"),
+                failures=run.failures,
+                run_after=self.clock.now(),
+            )
+        )
+        self._flush_wanted.set()
 
     def _interrupted(self, run: Run, exc: BaseException) -> None:
         active = self._active.get(run.id)
@@ -371,10 +475,11 @@ class Worker:
             self._flush_wanted.clear()
             try:
                 await self._flush_now()
-            except Exception:  # keep the outcomes and try again; their leases are renewed
-                log.exception("recording run outcomes failed; retrying")
-                await asyncio.sleep(self.options.poll_interval_s)
+            except Exception as exc:  # keep the outcomes and try again; their leases are renewed
+                await asyncio.sleep(self._recording.failed(exc))
                 self._flush_wanted.set()
+            else:
+                self._recording.worked()
 
     async def _flush_now(self) -> None:
         # One writer at a time: a flush at shutdown waits for the one in flight, which took
@@ -382,15 +487,17 @@ class Worker:
         async with self._flush_lock:
             if self._audit_entries:  # before the outcomes: a start is never missing
                 await self.db(self.write_audit)
-            while self._pending:
+            while self._pending or self._executions:
                 self._flushing, self._pending = self._pending[:1000], self._pending[1000:]
+                self._flushing_executions, self._executions = self._executions, []
                 try:
-                    await self.db(self.store.complete, self._flushing)
+                    await self.db(self.store.complete, self._flushing, self._flushing_executions)
                 except BaseException:
                     self._pending = self._flushing + self._pending
+                    self._executions = self._flushing_executions + self._executions
                     raise
                 finally:
-                    self._flushing = []
+                    self._flushing, self._flushing_executions = [], []
 
     def write_audit(self, entries: Sequence[AuditEntry] = ()) -> None:
         """Append the pending run starts, then `entries`, in one transaction (blocking: call
@@ -419,7 +526,9 @@ class Worker:
         Synchronous, for a signal handler that exits right after; returns runs released."""
         now = self.clock.now()
         with contextlib.suppress(Exception):  # unrecorded outcomes are re-run: at-least-once
-            self.store.complete(self._flushing + self._pending)
+            self.store.complete(
+                self._flushing + self._pending, self._flushing_executions + self._executions
+            )
         return self.store.release(self.id, list(self._active), now)
 
     async def _heartbeat_loop(self) -> None:
@@ -431,8 +540,10 @@ class Worker:
                 await self.db(self.store.reap_expired, self.clock.now(), self.options.max_reclaims)
                 # Also learns of waits parked by other processes while this one is busy.
                 self._wait_due = await self.db(self.store.wake_due_waits, self.clock.now())
-            except Exception:  # a database blip must not kill the worker; leases have slack
-                log.exception("heartbeat failed; retrying")
+            except Exception as exc:  # a database blip must not kill the worker; leases have slack
+                self._beating.failed(exc)  # its own pace is back-off enough
+            else:
+                self._beating.worked()
 
     async def _heartbeat(self) -> None:
         # Judge only runs claimed before this heartbeat was sent: a claim that commits while
@@ -513,14 +624,97 @@ class Worker:
             await asyncio.gather(*(a.task for a in overdue), return_exceptions=True)
             held += overdue
         if held:
-            released = await self.db(
-                self.store.release, self.id, [a.run.id for a in held], self.clock.now()
-            )
-            self.stats.released += released
-        await self._flush_now()
+            try:
+                released = await self.db(
+                    self.store.release, self.id, [a.run.id for a in held], self.clock.now()
+                )
+                self.stats.released += released
+            except Exception as exc:
+                log.warning(
+                    "could not hand back %d runs at shutdown (%s); the reaper queues them "
+                    "again when their leases expire",
+                    len(held),
+                    exc,
+                )
+        await self._last_flush()
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+
+    async def _last_flush(self) -> None:
+        """Record the outcomes left, trying for up to the shutdown grace while the database
+        is unavailable; past that, their runs run again elsewhere (at-least-once)."""
+        give_up = time.monotonic() + self.options.shutdown_grace_s
+        while True:
+            try:
+                await self._flush_now()
+                return
+            except Exception as exc:
+                delay = self._recording.failed(exc)
+                if time.monotonic() + delay > give_up:
+                    log.warning(
+                        "%d run outcomes not recorded at shutdown (%s); those runs run again "
+                        "when their leases expire",
+                        len(self._pending),
+                        exc,
+                    )
+                    return
+                await asyncio.sleep(delay)
+
+
+class _Outage:
+    """How one of the worker's loops meets database failures: one warning line when they
+    begin, one line when the database works again, and a growing pause between tries (one
+    poll interval, doubling up to five) so that the loop neither dies nor spins. Anything
+    but StoreUnavailable is unexpected: logged with its traceback, every time."""
+
+    def __init__(self, what: str, poll_s: float) -> None:
+        self.what = what
+        self.poll_s = poll_s
+        self.failures = 0
+        self.since = 0.0
+
+    def failed(self, exc: Exception) -> float:
+        """Log the failure; returns how long to wait before trying again."""
+        self.failures += 1
+        if not isinstance(exc, StoreUnavailable):
+            log.error("%s failed; retrying", self.what, exc_info=exc)
+        elif self.failures == 1:
+            self.since = time.monotonic()
+            log.warning("%s: database unavailable, retrying until it is back (%s)", self.what, exc)
+        else:
+            log.debug("%s: database still unavailable (%s)", self.what, exc)
+        return min(5 * self.poll_s, self.poll_s * 2 ** min(self.failures - 1, 8))
+
+    def worked(self) -> None:
+        if self.failures:
+            log.info(
+                "%s works again (after %d failed tries in %.1fs)",
+                self.what,
+                self.failures,
+                time.monotonic() - self.since,
+            )
+            self.failures = 0
+
+
+def _store_failure(exc: BaseException) -> StoreUnavailable | None:
+    """The database failure behind an error, if any: user code may have wrapped it
+    (`raise MyError(...) from exc`), raised while handling it, or grouped it."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        error = todo.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, StoreUnavailable):
+            return error
+        if isinstance(error, StoreLost):
+            return error.cause
+        if isinstance(error, BaseExceptionGroup):
+            todo.extend(error.exceptions)
+        todo.extend(e for e in (error.__cause__, error.__context__) if e is not None)
+    return None
 
 
 def _error(kind: str, message: str) -> str:

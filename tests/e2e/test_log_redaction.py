@@ -1,0 +1,96 @@
+"""A real `rota worker` process redacts every secret its user code writes to stderr: through a
+module logger with no handler (Python's last-resort handler), a logger with its own handler,
+an `exc_info` traceback, `warnings.warn`, and an exception no one catches in a thread."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROTA = Path(sys.executable).parent / "rota"
+VALUE = "sk-live-Qx81-never-in-a-log"
+KEY = base64.b64encode(b"r" * 32).decode()
+
+CHATTY_APP = """
+import logging, os, signal, sys, threading, warnings
+from rota import App
+
+app = App()
+app.principal("svc-billing", scopes=["billing:write"])
+
+gateway = logging.getLogger("billing.gateway")  # no handler anywhere: the last resort prints
+own = logging.getLogger("billing.own")  # a handler of its own, set up before any secret
+own.addHandler(logging.StreamHandler(sys.stderr))
+own.propagate = False
+
+@app.job(run_as="svc-billing", priority=10)
+def chatty(ctx):
+    key = ctx.secret("stripe_key")
+    gateway.warning("MODULE-LOGGER charging with %s", key)
+    own.error("OWN-HANDLER charging with " + key)
+    try:
+        raise ValueError(f"EXC-INFO the gateway refused {key}")
+    except ValueError:
+        gateway.exception("TRACEBACK the call failed")
+    warnings.warn(f"WARNED {key} expires soon", UserWarning, stacklevel=1)
+    def dies():
+        raise RuntimeError(f"THREAD-DIED holding {key}")
+    t = threading.Thread(target=dies)
+    t.start()
+    t.join()
+    raise RuntimeError(f"JOB-RAISED with {key}")
+
+@app.job(priority=0)
+def stop_worker(ctx):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return "stopping"
+"""
+
+MARKERS = (
+    "MODULE-LOGGER",
+    "OWN-HANDLER",
+    "EXC-INFO",
+    "WARNED",
+    "THREAD-DIED",
+    "JOB-RAISED",
+)
+
+
+def test_a_worker_redacts_what_user_code_logs_warns_and_raises(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    (tmp_path / "app.py").write_text(textwrap.dedent(CHATTY_APP))
+    env = {**os.environ, "ROTA_DATABASE_URL": sqlite_url, "ROTA_SECRET_KEY": KEY}
+    env.pop("PYTHONWARNINGS", None)
+
+    def cli_run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ROTA), *args],
+            cwd=tmp_path,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert cli_run("db", "migrate").returncode == 0
+    saved = cli_run("secrets", "set", "stripe_key", "--grant", "svc-billing", stdin=VALUE)
+    assert saved.returncode == 0, saved.stderr
+    for job in ("chatty", "stop_worker"):
+        assert cli_run("run", job).returncode == 0
+    worker = cli_run("worker", "--concurrency", "1", "--grace", "5")
+    assert worker.returncode in (0, 128 + signal.SIGTERM), worker.stderr
+
+    assert VALUE not in worker.stdout
+    assert VALUE not in worker.stderr, worker.stderr
+    lines = worker.stderr.splitlines()
+    for marker in MARKERS:  # each path did print, and printed the redacted form
+        printed = [line for line in lines if marker in line]
+        assert printed, f"{marker} was not printed at all:\n{worker.stderr}"
+        assert any("[redacted:stripe_key]" in line for line in printed), printed
