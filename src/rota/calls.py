@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -38,8 +39,6 @@ async def _invoke(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[st
 
 def error_info(exc: BaseException) -> dict[str, Any]:
     """What is stored about an error: type, message and the innermost frames."""
-    import traceback
-
     frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
     return {
         "type": type(exc).__name__,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from rota.agents.models.scripted import get_scripted
 from rota.agents.types import Model
 from rota.errors import ConfigError, MissingApiKey, UnknownModel
 
@@ -37,23 +38,24 @@ def resolve_model(spec: str, *, base_url: str | None = None, api_key: str | None
     if not provider or not name:
         raise UnknownModel(spec, "both the provider and the model name are needed")
     if provider == "scripted":
-        from rota.agents.models.scripted import get_scripted
-
         return get_scripted(name)
     if provider == "anthropic":
-        from rota.agents.models.anthropic import AnthropicModel
+        from rota.agents.models.anthropic import AnthropicModel  # noqa: PLC0415  # heavy: the anthropic SDK
 
         key = _key(api_key, "anthropic", "ANTHROPIC_API_KEY")
         return AnthropicModel(name, api_key=key, base_url=base_url)
     if provider in ("openai", "openai-responses"):
-        from rota.agents.models.openai import OpenAIChatModel, OpenAIResponsesModel
+        from rota.agents.models.openai import (  # noqa: PLC0415  # heavy: the openai SDK
+            OpenAIChatModel,
+            OpenAIResponsesModel,
+        )
 
         key = _key(api_key, "openai", "OPENAI_API_KEY")
         if provider == "openai":
             return OpenAIChatModel(name, api_key=key, base_url=base_url)
         return OpenAIResponsesModel(name, api_key=key, base_url=base_url)
     if provider == "openai-compatible":
-        from rota.agents.models.openai import OpenAIChatModel
+        from rota.agents.models.openai import OpenAIChatModel  # noqa: PLC0415  # the openai SDK
 
         url = base_url or os.environ.get("OPENAI_BASE_URL")
         if not url:
