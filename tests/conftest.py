@@ -19,7 +19,7 @@ import pytest
 import pinned_prices
 from rota import App
 from rota.cost import catalog
-from rota.identity.redact import redactor
+from rota.redaction import redactor
 from rota.storage import SqlStore
 
 PG_URL = os.environ.get("ROTA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

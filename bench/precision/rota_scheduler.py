@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from rota.scheduling.scheduler import Scheduler
+from rota.scheduler import Scheduler
 
 from .measure import CpuSampler, Window, process_cpu_s
 from .rota_app import build_app

@@ -1,15 +1,17 @@
 """rota: recurring backend automation with deterministic jobs and LLM agents."""
 
-from .agents.agent import Agent, AgentResult, Budget
-from .agents.human import ask_human
+from .agentloop.agent import Agent
 from .agents.mcp import mcp_http, mcp_stdio
 from .agents.models.ratelimited import RateLimit
 from .agents.tools import ToolContext, tool
+from .agents.types import AgentResult
 from .app import App, Emitted, RunHandle
 from .approvals import ApprovalDecision, ApprovalWebhook
+from .approvals.human import ask_human
 from .clock import FakeClock, SystemClock
-from .cost.prices import Price
-from .durable import RunContext, StepInfo, current_step
+from .context import RunContext
+from .cost.budgets import Budget
+from .cost.price import Price
 from .errors import (
     AgentFailed,
     ConfigError,
@@ -26,10 +28,10 @@ from .errors import (
 )
 from .identity.principals import Principal, PrincipalDisabled, UnknownPrincipal
 from .model import Event, Run, RunState, Step
+from .runtime import StepInfo, current_step
 from .scheduling import at, combined, cron, every, on_event, on_notify, on_webhook
+from .version import __version__ as __version__
 from .worker import Worker, WorkerOptions
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Agent",

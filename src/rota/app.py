@@ -12,27 +12,29 @@ from typing import TYPE_CHECKING, Any
 from .approvals import notify
 from .approvals.notify import ApprovalWebhook
 from .clock import Clock, FakeClock, system_clock
+from .context import RunServices
+from .cost.budgets import Budget, SharedBudget, shared_budget
 from .durations import Duration, seconds
 from .errors import ConfigError, RunFailed, UnknownJobError, UnknownWebhook
 from .identity import admin
 from .identity.admin import Actor
-from .identity.audit import RUN_REFUSED
 from .identity.directory import directory_for
 from .identity.principals import Principal, PrincipalDisabled, UnknownPrincipal, make_principal
 from .ids import new_id
-from .jobs import JobDefinition, define
+from .jobs import JobDefinition, define, notify_channels, webhooks
 from .model import Debounced, Event, NewRun, Rejection, Run, RunFilter
-from .scheduling.combined import Combined
-from .scheduling.notify import NOTIFY_SOURCE, OnNotify
-from .scheduling.triggers import OnEvent, Trigger
+from .scheduling.triggers import WEBHOOK_SOURCE, Trigger
 from .scheduling.webhooks import OnWebhook, WebhookRejected, verify
+from .shadow import agent_job, shadowing
+from .storage.approval_records import ApprovalRequest
+from .storage.audit import RUN_REFUSED
 from .storage.sql import SqlStore
 from .storage.urls import resolve
-from .worker import Worker, WorkerOptions, WorkerStats
+from .worker import RunMiddleware, Wakeups, Worker, WorkerOptions, WorkerParts, WorkerStats
+from .worker.middleware import standard
 
 if TYPE_CHECKING:
-    from .agents.agent import Agent
-    from .agents.budgets import SharedBudget
+    from .agentloop.agent import Agent
 
 Fn = Callable[..., Any]
 TriggerArg = Trigger | Sequence[Trigger] | None
@@ -55,13 +57,21 @@ class App:
         self._migrate = migrate
         self._store: SqlStore | None = None
         self._store_lock = threading.Lock()
-        self._wakers: set[Callable[[], None]] = set()
+        self.wakeups = Wakeups()  # the workers of this process, nudged when runs are queued
+        # Around each execution, inside the standard admission and run.started record, in
+        # every worker this app makes (app.worker, app.drain, `rota worker`); outermost
+        # first. See rota.worker.middleware.
+        self.run_middleware: list[RunMiddleware] = []
         self.principals: dict[str, Principal] = {}  # declared in code with app.principal()
         self.budgets: list[SharedBudget] = []  # declared with app.budget(); see docs/cost.md
         # Announces new approval requests (else ROTA_APPROVAL_WEBHOOK_URL); docs/approvals.md
         self.approval_webhook = notify.configured(approval_webhook)
         if self.approval_webhook is not None:
-            notify.register(self, self.approval_webhook)
+            hook = self.approval_webhook
+            self.add(
+                notify.announce_job(hook, lambda: self.approval_webhook),
+                **notify.job_options(hook),
+            )
 
     # -- store -------------------------------------------------------------------------
 
@@ -159,9 +169,6 @@ class App:
         """A budget shared by every run of one agent, workflow (or job) or principal, per
         UTC day or calendar month: `app.budget(agent="billing-reviewer", usd=5, per="day")`.
         Held in the store before each model call, so concurrent runs cannot overspend it."""
-        from .agents.agent import Budget
-        from .agents.budgets import shared_budget
-
         declared = shared_budget(
             Budget(usd=usd, tokens=tokens, requests=requests),
             per=per,
@@ -189,8 +196,6 @@ class App:
         `app.run_now("billing-reviewer", task)`. The payload is the task; a run that does not
         end "succeeded" fails with AgentFailed naming the reason. `options` are those of
         `add` (trigger, retries, timeout, ...); run_as defaults to the agent's."""
-        from .shadow import agent_job
-
         options.setdefault("run_as", agent.run_as)
         self.add(agent_job(agent, deps), kind="agent", name=agent.name, **options)
         return agent
@@ -229,9 +234,7 @@ class App:
         ):
             self.agent(target)  # an Agent not registered yet: with the defaults
         if definition.escalation is not None and definition.escalation.shadow > 0:
-            from .shadow import shadowing
-
-            definition = replace(definition, fn=shadowing(definition.fn, self))
+            definition = replace(definition, fn=shadowing(definition.fn))
         self.definitions[definition.name] = definition
         return definition
 
@@ -350,23 +353,11 @@ class App:
 
     def notify_channels(self) -> list[str]:
         """PostgreSQL NOTIFY channels that on_notify triggers listen on."""
-        channels = set()
-        for definition in self.definitions.values():
-            for trigger in definition.triggers:
-                inner = trigger.events if isinstance(trigger, Combined) else (trigger,)
-                channels |= {t.channel for t in inner if isinstance(t, OnNotify)}
-        return sorted(channels)
+        return notify_channels(self.definitions.values())
 
     def webhooks(self) -> dict[str, OnWebhook]:
         """Webhook triggers by name; jobs sharing a name share its verification settings."""
-        hooks: dict[str, OnWebhook] = {}
-        for definition in self.definitions.values():
-            for trigger in definition.triggers:
-                inner = trigger.events if isinstance(trigger, Combined) else (trigger,)
-                for hook in inner:
-                    if isinstance(hook, OnWebhook):
-                        hooks.setdefault(hook.name, hook)
-        return hooks
+        return webhooks(self.definitions.values())
 
     def replay_event(self, event_id: str) -> Emitted:
         """Enqueue the runs a stored event triggers, again (e.g. after fixing a bug)."""
@@ -383,8 +374,8 @@ class App:
         runs, debounced = [], []
         for definition, trigger in self._matching(event):
             run = self._event_run(definition, event, f"event:{event.id}")
-            if isinstance(trigger, Combined) and trigger.debounce_s is not None:
-                debounced.append(Debounced(run, trigger.debounce_s, trigger.max_wait_s))
+            if trigger.debounce is not None:
+                debounced.append(Debounced(run, *trigger.debounce))
             else:
                 runs.append(run)
         event_id, created, run_ids = self.store.record_event(event, runs, debounced)
@@ -395,7 +386,7 @@ class App:
         """Each job with a trigger that this event fires (its first such trigger)."""
         found = []
         for definition in self.definitions.values():
-            trigger = next((t for t in definition.triggers if _matches(t, event)), None)
+            trigger = next((t for t in definition.triggers if t.matches_event(event)), None)
             if trigger is not None:
                 found.append((definition, trigger))
         return found
@@ -410,8 +401,29 @@ class App:
         )
 
     def _wake_local(self) -> None:
-        for wake in list(self._wakers):
-            wake()
+        self.wakeups()
+
+    @property
+    def services(self) -> RunServices:
+        """What runs of this app's jobs reach through their context (ctx.services): these
+        definitions, the queue (and this process's workers), the budgets declared with
+        app.budget, and the approval webhook's announcements when there is one."""
+        return RunServices(
+            registry=self,
+            enqueue=self._enqueue,
+            shared_budgets=self.budgets,
+            announce=self._announce if self.approval_webhook is not None else None,
+        )
+
+    def _announce(self, request: ApprovalRequest) -> NewRun:
+        return notify.announcement(self, request)
+
+    def _enqueue(self, runs: Sequence[NewRun]) -> list[tuple[str, bool]]:
+        """Put runs a run makes (escalations, shadow runs) on the queue, and wake this
+        process's workers: (run id, created) per run."""
+        created = self.store.enqueue(runs)
+        self._wake_local()
+        return created
 
     # -- reading -----------------------------------------------------------------------
 
@@ -427,6 +439,19 @@ class App:
 
     def worker(self, **options: Any) -> Worker:
         return Worker(self, WorkerOptions(**options))
+
+    def worker_parts(self) -> WorkerParts:
+        """What this app's workers are made of (Worker(app) asks): the store, clock and
+        wake-ups of this app, the standard run middleware then app.run_middleware, and a
+        check of the declared run_as principals when a worker starts."""
+        return WorkerParts(
+            store=self.store,
+            clock=self.clock,
+            wakeups=self.wakeups,
+            middleware=[*standard(self.store), *self.run_middleware],
+            on_start=[self.verify_principals],
+            services=self.services,
+        )
 
     def drain(self, *, advance_waits: bool = False, **options: Any) -> WorkerStats:
         """Run a worker in this process until nothing is queued or running (scripts, tests).
@@ -486,27 +511,6 @@ def _next_instant(
     if not instants or min(instants) <= now:
         return None
     return min(instants)
-
-
-WEBHOOK_SOURCE = "webhook"
-
-
-def _matches(trigger: Trigger, event: Event) -> bool:
-    if isinstance(trigger, OnWebhook):
-        return (
-            event.source == WEBHOOK_SOURCE
-            and trigger.name == event.name
-            and (trigger.matches(event.payload))
-        )
-    if isinstance(trigger, OnNotify):
-        return event.source == NOTIFY_SOURCE and trigger.matches(event.name, event.payload)
-    if isinstance(trigger, OnEvent):
-        return event.source not in (WEBHOOK_SOURCE, NOTIFY_SOURCE) and trigger.matches(
-            event.name, event.payload
-        )
-    if isinstance(trigger, Combined):
-        return any(_matches(inner, event) for inner in trigger.events)
-    return False
 
 
 def _header(headers: Mapping[str, str], *names: str) -> str | None:

@@ -226,3 +226,14 @@ class ApprovalTimedOut(RotaError):
     """`ctx.approval(..., on_timeout="fail")` got no decision before its deadline."""
 
     retryable = False  # the timeout is checkpointed: every retry would fail the same way
+
+
+class BudgetExceeded(RotaError):
+    """A model call was refused because it could exceed a budget (the run ends with reason
+    budget_exceeded)."""
+
+
+class BudgetRefused(BudgetExceeded):
+    """A model call refused before it was made, by the run's own Budget: no step was
+    written and no call counted (a refusal by a shared budget's hold, inside the call's
+    step, is a plain BudgetExceeded)."""

@@ -21,45 +21,37 @@ the job's, field by field, and never acted upon.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from . import serialization
+from .clock import Clock
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .app import App
-    from .durable import RunContext
-    from .jobs import JobDefinition
-
-TRIGGER = "escalation"
-SHADOW_TRIGGER = "shadow"
-
-
-@dataclass(frozen=True)
-class EscalationPolicy:
-    """What a job definition says about escalating: to which agent, and how much to shadow."""
-
-    agent: str
-    shadow: float = 0.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.shadow, bool) or not 0.0 <= self.shadow <= 1.0:
-            raise ConfigError(f"shadow must be a fraction between 0 and 1, got {self.shadow!r}")
+from .jobs import ESCALATION_TRIGGER, SHADOW_TRIGGER, Enqueue, JobDefinition, Registry
+from .model import Run
 
 
 def escalate(
-    ctx: RunContext, app: App, item: Any, *, reason: str, to: str | None = None
+    registry: Registry,
+    enqueue: Enqueue,
+    run: Run,
+    item: Any,
+    *,
+    reason: str,
+    to: str | None = None,
+    clock: Clock,
+    number: Callable[[], int],
 ) -> dict[str, Any]:
-    """Enqueue the agent run for `item`; returns what the job may return as its result."""
-    definition = app.definition(ctx.run.name)
+    """Enqueue the agent run for `item`, escalated by `run`; returns what the job may return
+    as its result. `number` numbers the run's escalations (the idempotency key's suffix)."""
+    definition = registry.definition(run.name)
     target = to or (definition.escalation.agent if definition.escalation else None)
     if target is None:
         raise ConfigError(
-            f"{ctx.run.name} has nowhere to escalate to: define it with "
+            f"{run.name} has nowhere to escalate to: define it with "
             "@app.job(..., escalate_to=agent) or call ctx.escalate(item, reason=..., to='agent')"
         )
-    agent = app.definition(target)
+    agent = registry.definition(target)
     if agent.kind != "agent":
         raise ConfigError(f"escalate_to must name an agent; {target!r} is a {agent.kind}")
     if not isinstance(reason, str) or not reason.strip():
@@ -67,25 +59,30 @@ def escalate(
     payload = {
         "item": item,
         "reason": reason,
-        "escalated_from": {"run_id": ctx.run.id, "name": ctx.run.name},
+        "escalated_from": {"run_id": run.id, "name": run.name},
     }
-    run_id = _enqueue(ctx, app, agent, payload, TRIGGER, f"escalate#{ctx.next_escalation()}")
+    run_id = _enqueue(
+        enqueue, clock, run, agent, payload, ESCALATION_TRIGGER, f"escalate#{number()}"
+    )
     return {"escalated_to": target, "run_id": run_id, "reason": reason}
 
 
-def shadow(ctx: RunContext, app: App, item: Any, result: Any) -> str | None:
-    """Send a sampled item the job handled to its agent in shadow mode; the run id, or None
+def shadow(
+    registry: Registry, enqueue: Enqueue, run: Run, item: Any, result: Any, *, clock: Clock
+) -> str | None:
+    """Send a sampled item `run` handled to its agent in shadow mode; the run id, or None
     when the item is not in the sample."""
-    definition = app.definition(ctx.run.name)
+    definition = registry.definition(run.name)
     policy = definition.escalation
-    if policy is None or not sampled(ctx.run.id, policy.shadow):
+    if policy is None or not sampled(run.id, policy.shadow):
         return None
     payload = {
         "item": item,
-        "shadow_of": {"run_id": ctx.run.id, "name": ctx.run.name},
+        "shadow_of": {"run_id": run.id, "name": run.name},
         "job_result": result,
     }
-    return _enqueue(ctx, app, app.definition(policy.agent), payload, SHADOW_TRIGGER, "shadow")
+    agent = registry.definition(policy.agent)
+    return _enqueue(enqueue, clock, run, agent, payload, SHADOW_TRIGGER, "shadow")
 
 
 def sampled(run_id: str, rate: float) -> bool:
@@ -97,22 +94,22 @@ def sampled(run_id: str, rate: float) -> bool:
 
 
 def _enqueue(
-    ctx: RunContext,
-    app: App,
+    enqueue: Enqueue,
+    clock: Clock,
+    origin: Run,
     agent: JobDefinition,
     payload: dict[str, Any],
     trigger: str,
     key: str,
 ) -> str:
-    text = serialization.dumps(payload, what=f"the item escalated by {ctx.run.name!r}")
+    text = serialization.dumps(payload, what=f"the item escalated by {origin.name!r}")
     run = agent.new_run(
         serialization.loads(text),
-        now=app.clock.now(),
+        now=clock.now(),
         trigger=trigger,
-        idempotency_key=f"{ctx.run.id}:{key}",
-        trigger_ref=ctx.run.id,
-        parent_id=ctx.run.id,
+        idempotency_key=f"{origin.id}:{key}",
+        trigger_ref=origin.id,
+        parent_id=origin.id,
     )
-    [(run_id, _)] = app.store.enqueue([run])
-    app._wake_local()
+    [(run_id, _)] = enqueue([run])
     return run_id

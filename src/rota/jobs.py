@@ -3,20 +3,35 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 from . import serialization
 from .durations import Duration, optional_seconds, seconds
 from .errors import ConfigError
-from .escalation import EscalationPolicy
 from .identity.principals import check_name as check_principal_name
 from .ids import new_id
 from .model import NewRun
-from .scheduling.triggers import OnEvent, Trigger
+from .scheduling.triggers import Trigger
+from .scheduling.webhooks import OnWebhook
 
 ConcurrencyKey = str | Callable[[Any], Any] | None
+
+ESCALATION_TRIGGER = "escalation"  # the trigger of an agent run made by ctx.escalate
+SHADOW_TRIGGER = "shadow"  # the trigger of an agent run that shadows a job (rota.shadow)
+
+
+@dataclass(frozen=True)
+class EscalationPolicy:
+    """What a job definition says about escalating: to which agent, and how much to shadow."""
+
+    agent: str
+    shadow: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.shadow, bool) or not 0.0 <= self.shadow <= 1.0:
+            raise ConfigError(f"shadow must be a fraction between 0 and 1, got {self.shadow!r}")
 
 
 @dataclass(frozen=True)
@@ -42,9 +57,6 @@ class JobDefinition:
     @property
     def limited(self) -> bool:
         return self.concurrency is not None
-
-    def event_triggers(self) -> list[OnEvent]:
-        return [t for t in self.triggers if isinstance(t, OnEvent)]
 
     def new_run(
         self,
@@ -92,6 +104,45 @@ class JobDefinition:
                 f"has no such field; pass a payload like {{{self.concurrency_key!r}: ...}}"
             )
         return f"{self.name}:{payload[self.concurrency_key]}"
+
+
+class Registry(Protocol):
+    """The definitions a process knows, by name: what the features below the runtime need of
+    the App (which satisfies it) to find a job or an agent."""
+
+    @property
+    def definitions(self) -> Mapping[str, JobDefinition]: ...
+
+    def definition(self, name: str) -> JobDefinition:
+        """The definition named `name`; UnknownJobError if there is none."""
+        ...
+
+
+Enqueue = Callable[[Sequence[NewRun]], list[tuple[str, bool]]]
+"""Put runs on the queue (and wake the local worker): (run id, created) per run, in order."""
+
+
+def notify_channels(definitions: Iterable[JobDefinition]) -> list[str]:
+    """PostgreSQL NOTIFY channels that the definitions' triggers listen on, sorted."""
+    channels: set[str] = set()
+    for definition in definitions:
+        for trigger in definition.triggers:
+            channels |= trigger.channels()
+    return sorted(channels)
+
+
+def webhooks(definitions: Iterable[JobDefinition]) -> dict[str, OnWebhook]:
+    """Webhook triggers by name; jobs sharing a name share its verification settings (the
+    first definition's)."""
+    hooks: dict[str, OnWebhook] = {}
+    for definition in definitions:
+        for trigger in definition.triggers:
+            for hook in trigger.webhooks():
+                # Trigger.webhooks() yields OnWebhook triggers (scheduling.triggers is the
+                # leaf below them, so it cannot name the class).
+                endpoint = cast(OnWebhook, hook)
+                hooks.setdefault(endpoint.name, endpoint)
+    return hooks
 
 
 def define(

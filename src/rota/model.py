@@ -22,6 +22,89 @@ class RunState(StrEnum):
 
 FINISHED_STATES = tuple(s.value for s in RunState if s.finished)
 
+# The model providers rota speaks (`provider:model`).
+PROVIDERS = ("anthropic", "openai", "openai-responses", "openai-compatible", "scripted")
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """The one record of model usage: the tokens of one call or a sum of calls, by kind,
+    and the requests made. Read from each response's own usage fields; never estimated for
+    real providers. (`rota.agents.types.Usage` is this type.)"""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    reasoning_tokens: int = 0  # part of output_tokens, not added again
+    requests: int = 1
+
+    def __add__(self, other: TokenCounts) -> TokenCounts:
+        return TokenCounts(*(a + b for a, b in zip(self.counts(), other.counts(), strict=True)))
+
+    @property
+    def total(self) -> int:
+        """The tokens billed: input, output, cache writes and cache reads."""
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_write_tokens
+            + self.cache_read_tokens
+        )
+
+    def counts(self) -> tuple[int, ...]:
+        """The counts in field order (a record with the same fields is built from them)."""
+        return (
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_write_tokens,
+            self.cache_read_tokens,
+            self.reasoning_tokens,
+            self.requests,
+        )
+
+    @classmethod
+    def of(cls, record: Any) -> TokenCounts:
+        """The counts of a record that carries the same six fields (a stored usage row)."""
+        return cls(
+            record.input_tokens,
+            record.output_tokens,
+            record.cache_write_tokens,
+            record.cache_read_tokens,
+            record.reasoning_tokens,
+            record.requests,
+        )
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """The metering of one model call. `cost_pusd` is its cost in picodollars (USD x 1e12)
+    at `price` (the Price as JSON text, with its source) in force when the run started.
+    The token fields are stored flat (one column each); `usage` is them as TokenCounts."""
+
+    run_id: str
+    step_key: str
+    at: float  # when the call started (a budget period is chosen by it)
+    name: str  # the run's job, workflow or agent
+    agent: str
+    principal: str | None
+    trigger: str | None
+    provider: str
+    model: str  # provider:model, as the agent names it
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+    reasoning_tokens: int
+    requests: int
+    cost_pusd: int
+    price: str
+    simulated: bool = False
+
+    @property
+    def usage(self) -> TokenCounts:
+        return TokenCounts.of(self)
+
 
 @dataclass(frozen=True, slots=True)
 class NewRun:
@@ -248,3 +331,14 @@ class TickPlan:
     runs: tuple[NewRun, ...]
     ticks: tuple[Tick, ...]
     cancel_run_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """How long one execution of a run's body took (the lease it ran under names it), as
+    the worker measured it: from the body's start to its end, whatever ended it (a result,
+    an error, a durable wait, an interruption). Not the time the run waited to start."""
+
+    run_id: str
+    lease_token: int
+    seconds: float

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from .errors import SerializationError
-from .identity.redact import redactor
+from .redaction import redactor
 
 
 def dumps(value: Any, *, what: str, canonical: bool = False) -> str:

@@ -11,43 +11,23 @@ per field, and the disagreeing items: the data for moving logic between job and 
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .agents.tools import Tool, ToolContext, ToolDenied
+from .agents.tools import CallNext, ToolDenied, ToolInvocation
+from .agents.types import AgentResult, ToolResult
 from .calls import call_user
-from .durable import current_runtime
 from .errors import AgentFailed
 from .escalation import shadow
+from .storage.shadow import ShadowRecord
 
 if TYPE_CHECKING:
-    from .agents.agent import Agent, AgentResult
-    from .app import App
-    from .durable import RunContext
+    from .agentloop.agent import Agent
+    from .context import RunContext
 
 WHOLE = "(value)"  # the one "field" compared when a result is not an object
-
-
-@dataclass(frozen=True)
-class ShadowRecord:
-    run_id: str  # the shadow run
-    parent_id: str  # the job run it shadows
-    name: str  # the job
-    agent: str
-    created_at: float
-    fields: Mapping[str, bool]  # field -> the job and the agent agree
-    job_result: Any
-    agent_output: Any
-    tokens: int
-    error: str | None = None  # the agent did not reach a decision
-
-    @property
-    def agreed(self) -> bool | None:
-        return None if self.error is not None else all(self.fields.values())
 
 
 def compare(job_result: Any, agent_output: Any) -> dict[str, bool]:
@@ -72,28 +52,24 @@ class ShadowSkipped(ToolDenied):
     """A tool that may change something is not performed in shadow mode."""
 
 
-def _shadow_guard(tool: Tool, arguments: dict[str, Any], ctx: ToolContext[Any]) -> None:
-    if not tool.read_only:
-        raise ShadowSkipped(
-            "not performed: this is a shadow run, whose decisions are recorded but never "
-            "acted upon; continue as if it had succeeded and give your final answer"
-        )
+class ShadowMode:
+    """Tool middleware of a shadow run: a tool that is not read-only has no effect."""
 
-
-def in_shadow_mode(agent: Agent) -> Agent:
-    """A copy of `agent` whose tools that are not read-only have no effect."""
-    shadowed = copy.copy(agent)
-    shadowed.tool_guards = (*agent.tool_guards, _shadow_guard)
-    return shadowed
+    async def __call__(self, inv: ToolInvocation, call_next: CallNext, /) -> ToolResult:
+        if not inv.tool.read_only:
+            raise ShadowSkipped(
+                "not performed: this is a shadow run, whose decisions are recorded but never "
+                "acted upon; continue as if it had succeeded and give your final answer"
+            )
+        return await call_next(inv)
 
 
 async def run_shadow(ctx: RunContext, agent: Agent, deps: Any, task: Mapping[str, Any]) -> Any:
     """The body of a shadow run: decide, compare with the job, record; never act."""
-    runtime = current_runtime()
-    assert runtime is not None  # a shadow run is a run of a worker
+    runtime = ctx.runtime
     origin = task["shadow_of"]
-    result: AgentResult = await in_shadow_mode(agent).run(
-        {"item": task["item"]}, deps=deps, ctx=ctx
+    result: AgentResult = await agent.run(
+        {"item": task["item"]}, deps=deps, ctx=ctx, tool_middleware=(ShadowMode(),)
     )
     error = None if result.ok else f"{result.reason}: {result.error or ''}".strip(": ")
     record = ShadowRecord(
@@ -136,17 +112,21 @@ def agent_job(agent: Agent, deps: Any) -> Callable[..., Awaitable[Any]]:
     return run_agent
 
 
-def shadowing(fn: Callable[..., Any], app: App) -> Callable[..., Awaitable[Any]]:
+def shadowing(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     """`fn`, then, for an item it handled itself (did not escalate), a shadow run when the
-    item is in the sample."""
+    item is in the sample (enqueued through the run's services)."""
 
     async def run_and_shadow(ctx: RunContext, *payload: Any) -> Any:
         result = await call_user(fn, (ctx, *payload), {}, timeout=None, what=f"{ctx.run.name}")
         if not (isinstance(result, dict) and "escalated_to" in result):
-            runtime = current_runtime()
-            assert runtime is not None
+            runtime = ctx.runtime
+            services = ctx.services
+            assert services is not None  # a run of an App's worker
             item = payload[0] if payload else None
-            await runtime.db(shadow, ctx, app, item, result)
+            send = functools.partial(
+                shadow, services.registry, services.enqueue, ctx.run, clock=runtime.clock
+            )
+            await runtime.db(send, item, result)
         return result
 
     functools.update_wrapper(run_and_shadow, fn)

@@ -21,7 +21,7 @@ from rota import App
 from rota.api import create_api
 from rota.cli import app as cli
 from rota.identity import admin, tokens
-from rota.identity.audit import APPROVAL_GRANTED, APPROVAL_REFUSED, APPROVAL_REJECTED
+from rota.storage.audit import APPROVAL_GRANTED, APPROVAL_REFUSED, APPROVAL_REJECTED
 
 ROTA = Path(sys.executable).parent / "rota"
 

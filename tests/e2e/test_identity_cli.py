@@ -25,8 +25,9 @@ from rota.api import ApiServer, create_api
 from rota.cli import app as cli
 from rota.clock import FakeClock
 from rota.identity import admin, tokens
-from rota.identity.audit import AUTH_DENIED, PRINCIPAL_CHANGED, SCOPE_CHANGED, verify_chain
+from rota.identity.audit import verify_chain
 from rota.storage import SqlStore
+from rota.storage.audit import AUTH_DENIED, PRINCIPAL_CHANGED, SCOPE_CHANGED
 
 ROTA = Path(sys.executable).parent / "rota"
 VALUE = "whsec-live-Zk31-do-not-print"

@@ -21,8 +21,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from rota.cli import app as cli
-from rota.identity.audit import PRINCIPAL_CHANGED, SCOPE_CHANGED
 from rota.storage import SqlStore
+from rota.storage.audit import PRINCIPAL_CHANGED, SCOPE_CHANGED
 
 ROTA = Path(sys.executable).parent / "rota"
 

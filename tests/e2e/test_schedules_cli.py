@@ -60,7 +60,7 @@ def test_pause_resume_ticks_and_backfill(project: str) -> None:
     store.migrate()
     from sched_cli_app import app  # the module the CLI loads too
 
-    from rota.scheduling.scheduler import Scheduler
+    from rota.scheduler import Scheduler
 
     Scheduler(app).sync()
     assert rota("schedules", "pause", "minutely").exit_code == 0

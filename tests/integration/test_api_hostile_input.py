@@ -26,7 +26,7 @@ from rota import App, on_webhook
 from rota.api import create_api
 from rota.api.params import declared
 from rota.identity import admin, tokens
-from rota.identity.audit import APPROVAL_GRANTED, APPROVAL_REJECTED
+from rota.storage.audit import APPROVAL_GRANTED, APPROVAL_REJECTED
 
 HUGE = str(10**30)
 # Already percent-encoded where it matters: these go into the URL as they are.

@@ -21,13 +21,13 @@ from rota.approvals import ApprovalRequest, ApprovalWebhook
 from rota.approvals.notify import JOB as NOTIFY_JOB
 from rota.cli import app as cli
 from rota.errors import ApprovalNotFound, ApprovalRefused, ConfigError
-from rota.identity.audit import (
+from rota.identity.audit import verify_chain
+from rota.storage.audit import (
     APPROVAL_GRANTED,
     APPROVAL_REFUSED,
     APPROVAL_REJECTED,
     APPROVAL_REQUESTED,
     APPROVAL_TIMED_OUT,
-    verify_chain,
 )
 from rota.testing import ScriptedModel, call, say
 

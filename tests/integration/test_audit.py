@@ -13,15 +13,9 @@ from typer.testing import CliRunner
 
 from rota.cli import app as cli
 from rota.errors import ConfigError
-from rota.identity.audit import (
-    APPROVAL_GRANTED,
-    RUN_STARTED,
-    TOOL_DENIED,
-    record,
-    verify_chain,
-)
+from rota.identity.audit import record, verify_chain
 from rota.storage import SqlStore
-from rota.storage.audit import GENESIS_HASH
+from rota.storage.audit import APPROVAL_GRANTED, GENESIS_HASH, RUN_STARTED, TOOL_DENIED
 
 
 def _fill(store: SqlStore, n: int = 10) -> None:

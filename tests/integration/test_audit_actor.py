@@ -17,17 +17,17 @@ from typer.testing import CliRunner, Result
 
 from rota import Agent, App, ToolContext, tool
 from rota.cli import app as cli
-from rota.identity.audit import (
+from rota.identity.audit import record, verify_chain
+from rota.storage import SqlStore
+from rota.storage import schema as schema_mod
+from rota.storage.audit import (
     APPROVAL_GRANTED,
+    GENESIS_HASH,
     RUN_STARTED,
     SECRET_READ,
     TOOL_CALLED,
-    record,
-    verify_chain,
+    AuditRecord,
 )
-from rota.storage import SqlStore
-from rota.storage import schema as schema_mod
-from rota.storage.audit import GENESIS_HASH, AuditRecord
 from rota.testing import ScriptedModel, call, say
 
 

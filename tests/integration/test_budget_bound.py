@@ -22,9 +22,16 @@ from typing import Any
 import pytest
 
 from rota import Agent, App, Budget, FakeClock, RunState, tool
-from rota.agents.budgets import prompt_bound
 from rota.agents.models.registry import resolve_model
-from rota.agents.types import Message, ModelRequest, ToolCall, ToolResult, ToolSpec, to_json
+from rota.agents.types import (
+    Message,
+    ModelRequest,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    prompt_bound,
+    to_json,
+)
 from rota.cost import Price
 from rota.cost.pricing import to_pusd
 from rota.testing import FakeAnthropicServer, FakeOpenAIServer, FakeReply

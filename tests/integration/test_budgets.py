@@ -16,7 +16,7 @@ import pytest
 from rota import Agent, App, Budget, FakeClock, RunState, tool
 from rota.cost import Price
 from rota.errors import ConfigError
-from rota.identity.audit import BUDGET_EXCEEDED
+from rota.storage.audit import BUDGET_EXCEEDED
 from rota.storage.usage import BudgetCharge, Hold
 from rota.testing import ScriptedModel, call, say
 

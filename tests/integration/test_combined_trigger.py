@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from rota import App, ConfigError, FakeClock, combined, cron, every, on_event
-from rota.scheduling.scheduler import Scheduler
+from rota.scheduler import Scheduler
 
 START = datetime(2026, 5, 4, 12, 0, 30, tzinfo=UTC)
 

@@ -108,7 +108,7 @@ def test_a_parked_workflow_counts_both_executions_but_not_its_wait_or_queue_time
 
 def test_an_execution_written_twice_is_counted_once(timed_app: App, clock: FakeClock) -> None:
     """A flush retried after a lost commit acknowledgement writes its executions again."""
-    from rota.storage.base import Execution
+    from rota.model import Execution
 
     @timed_app.job
     def work(ctx: Any) -> None:

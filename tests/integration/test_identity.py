@@ -11,10 +11,14 @@ from typing import Any
 import pytest
 
 from rota import Agent, App, ToolContext, tool
+from rota.agents.permissions import DENIED_CALLS
 from rota.errors import ConfigError
 from rota.identity import Vault, admin
-from rota.identity.access import DENIED_CALLS
-from rota.identity.audit import (
+from rota.identity.audit import verify_chain
+from rota.identity.principals import PrincipalDisabled, UnknownPrincipal
+from rota.model import RunFilter, RunState
+from rota.storage import SqlStore
+from rota.storage.audit import (
     PRINCIPAL_CHANGED,
     RUN_REFUSED,
     RUN_STARTED,
@@ -23,11 +27,7 @@ from rota.identity.audit import (
     SECRET_READ,
     TOOL_CALLED,
     TOOL_DENIED,
-    verify_chain,
 )
-from rota.identity.principals import PrincipalDisabled, UnknownPrincipal
-from rota.model import RunFilter, RunState
-from rota.storage import SqlStore
 from rota.testing import ScriptedModel, call, say
 
 VALUE = "sk_live_7Qx9-very-secret-value"

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from rota import App, ConfigError, on_notify
-from rota.scheduling.scheduler import Scheduler
+from rota.scheduler import Scheduler
 
 
 def test_notify_on_a_channel_enqueues_a_run(pg_schema_url: str) -> None:

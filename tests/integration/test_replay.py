@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from rota import Agent, App, RunState, ToolContext, tool
-from rota.agents.replay import NotReplayable, recorded_requests, replay_run
+from rota.agentloop.replay import NotReplayable, recorded_requests, replay_run
 from rota.cli import app as cli
 from rota.errors import RunNotFound
 from rota.testing import ScriptedModel, answer, call

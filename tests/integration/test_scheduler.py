@@ -13,7 +13,7 @@ import pytest
 
 from rota import App, FakeClock, RunState, cron, every
 from rota.errors import ConfigError
-from rota.scheduling.scheduler import Scheduler
+from rota.scheduler import Scheduler
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

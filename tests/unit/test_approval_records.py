@@ -7,16 +7,15 @@ import json
 import pytest
 
 from rota.approvals.notify import ApprovalWebhook, message
-from rota.approvals.records import (
+from rota.errors import ConfigError
+from rota.identity.principals import Principal, approver_groups
+from rota.storage.approval_records import (
     ApprovalDecision,
     ApprovalRequest,
-    approver_groups,
     check_comment,
     may_decide,
     refusal_text,
 )
-from rota.errors import ConfigError
-from rota.identity.principals import Principal
 
 
 def request(**fields: object) -> ApprovalRequest:

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from rota import Budget
-from rota.agents.budgets import SharedBudget, worst_cost
 from rota.agents.types import Usage
 from rota.cost import Price, PriceOverride
+from rota.cost.budgets import SharedBudget, worst_cost
 from rota.cost.history import history_table
 from rota.cost.pricing import (
     SIMULATED,

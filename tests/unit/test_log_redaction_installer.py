@@ -13,8 +13,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from rota.identity.logredact import install_log_redaction, log_redaction
-from rota.identity.redact import RedactingFilter, Redactor
+from rota.logredaction import install_log_redaction, log_redaction
+from rota.redaction import RedactingFilter, Redactor
 
 SECRET = "pk-live-9Zq-secret-value"
 

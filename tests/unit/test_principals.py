@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from rota import tool
+from rota.agents.permissions import DENIED_CALLS, ToolAccess
 from rota.agents.tools import ToolContext, ToolDenied
 from rota.errors import ConfigError
-from rota.identity.access import DENIED_CALLS, ToolAccess
 from rota.identity.principals import Principal, make_principal
 
 

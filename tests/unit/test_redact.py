@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-from rota.identity.redact import RedactingFilter, Redactor
+from rota.redaction import RedactingFilter, Redactor
 
 VALUE = 'hunter2/"quoted"+é'
 

@@ -34,7 +34,8 @@ from urllib.parse import urlsplit
 
 from ..durations import Duration, seconds
 from ..errors import ConfigError, RotaError
-from ..identity.redact import redactor
+from ..redaction import redactor
+from ..version import __version__
 from .tools import Tool, ToolContext, ToolSource, _clean_schema, render
 from .types import ToolCall, ToolResult, ToolSpec
 
@@ -150,8 +151,8 @@ class _StdioServer(MCPServer):
         return tempfile.TemporaryFile("w+b")
 
     async def _transport(self, stack: contextlib.AsyncExitStack, stderr: Any) -> Transport:
-        from mcp import StdioServerParameters
-        from mcp.client.stdio import stdio_client
+        from mcp import StdioServerParameters  # noqa: PLC0415  # heavy: the mcp SDK loads on first use
+        from mcp.client.stdio import stdio_client  # noqa: PLC0415  # heavy: the mcp SDK loads on first use
 
         params = StdioServerParameters(
             command=self.command, args=self.args, env=self.env, cwd=self.cwd
@@ -182,8 +183,8 @@ class _HttpServer(MCPServer):
         super().__init__(f"{parts.scheme}://{host}{parts.path}", **options)  # no credentials
 
     async def _transport(self, stack: contextlib.AsyncExitStack, stderr: Any) -> Transport:
-        import httpx2
-        from mcp.client.streamable_http import streamable_http_client
+        import httpx2  # noqa: PLC0415  # heavy: the mcp SDK loads on first use
+        from mcp.client.streamable_http import streamable_http_client  # noqa: PLC0415  # heavy: the mcp SDK loads on first use
 
         # The SDK's defaults, but connecting within connect_timeout; the read timeout covers
         # the server's long-lived event stream, each call is bounded by the session.
@@ -335,10 +336,8 @@ class _Session:
             raise
 
     async def _own(self) -> None:
-        from mcp import Client
-        from mcp.types import Implementation
-
-        from .. import __version__
+        from mcp import Client  # noqa: PLC0415  # heavy: the mcp SDK loads on first use
+        from mcp.types import Implementation  # noqa: PLC0415  # heavy: the mcp SDK loads on first use
 
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -474,8 +473,8 @@ class MCPTool(Tool):
         return ToolResult(call.id, text, is_error=bool(result.is_error))
 
     def _explain(self, exc: Exception) -> str:
-        from mcp import MCPError
-        from mcp.types import REQUEST_TIMEOUT
+        from mcp import MCPError  # noqa: PLC0415  # heavy: the mcp SDK loads on first use
+        from mcp.types import REQUEST_TIMEOUT  # noqa: PLC0415  # heavy: the mcp SDK loads on first use
 
         where = f"tool {self.name!r} (MCP server {self._session.name})"
         if isinstance(exc, TimeoutError) or (
@@ -530,7 +529,7 @@ def _says(text: str, structured: Any) -> bool:
 
 
 async def _list_tools(session: ClientSession) -> list[mcp.types.Tool]:
-    from mcp.types import PaginatedRequestParams
+    from mcp.types import PaginatedRequestParams  # noqa: PLC0415  # heavy: the mcp SDK loads on first use
 
     capabilities = session.server_capabilities
     if capabilities is not None and capabilities.tools is None:
@@ -566,8 +565,8 @@ def _positive(value: Duration, what: str) -> float:
 
 
 def _closed(exc: BaseException) -> bool:
-    from mcp import MCPError
-    from mcp.types import CONNECTION_CLOSED
+    from mcp import MCPError  # noqa: PLC0415  # heavy: the mcp SDK loads on first use
+    from mcp.types import CONNECTION_CLOSED  # noqa: PLC0415  # heavy: the mcp SDK loads on first use
 
     return isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED
 

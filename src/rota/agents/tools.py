@@ -9,6 +9,10 @@ does not crash.
 `scopes` and `requires_approval` are recorded on the tool but not enforced here: enforcement
 is a `ToolGuard` (a callable run before each call, which refuses by raising `ToolDenied`), so
 that permissions and approvals wrap the tool call instead of living inside the agent loop.
+
+A `ToolMiddleware` is the general form of a guard: it wraps one tool call whose arguments
+validated, sees the result, and decides whether and how the call goes on (`run_tool`). A
+guard is the middleware `guarded(guard)`.
 """
 
 from __future__ import annotations
@@ -24,16 +28,17 @@ import typing
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 import pydantic
 import pydantic_core
 
-from ..approvals.records import approver_groups
 from ..calls import call_user
 from ..durations import Duration, optional_seconds
 from ..errors import ConfigError, RotaError
-from ..identity.redact import redactor
+from ..identity.principals import approver_groups
+from ..redaction import redactor
+from ..storage.approval_records import ApprovalDecision
 from .types import ToolCall, ToolResult, ToolSpec
 
 DepsT = TypeVar("DepsT")
@@ -61,6 +66,8 @@ class ToolContext(Generic[DepsT]):
     tool: str
     call_id: str
     secrets: Callable[[str], str] | None = None
+    approval: ApprovalDecision | None = None
+    """The decision of the human who approved this call, when it needed approval."""
 
     def secret(self, name: str) -> str:
         """The value of secret `name`, if the run's principal is granted it (see
@@ -87,7 +94,7 @@ identity and approvals work; agents take a list of them (`Agent(tool_guards=[...
 
 ApprovalRule = bool | Callable[[dict[str, Any]], Any]
 """`requires_approval`: always (True), never (False), or per call: a function of the call's
-validated arguments, e.g. `lambda args: args["amount_cents"] > 10_000` (see agents/approvals)."""
+validated arguments, e.g. `lambda args: args["amount_cents"] > 10_000` (see approvals/gate.py)."""
 
 
 class Tool:
@@ -155,20 +162,7 @@ class Tool:
     ) -> ToolResult:
         """Validate, check the guards, call. Every failure becomes an error result for the
         model; only control flow (cancellation, a lost lease) propagates."""
-        try:
-            values = self.validate(call.arguments if isinstance(call.arguments, dict) else {})
-        except pydantic.ValidationError as exc:
-            return ToolResult(call.id, self._invalid(exc), is_error=True)
-        for guard in guards:
-            try:
-                outcome = guard(self, values, context)
-                if inspect.isawaitable(outcome):
-                    await outcome
-            except Exception as exc:  # a failing guard refuses: fail closed
-                return ToolResult(
-                    call.id, f"tool {self.name!r} was not run: {_describe(exc)}", is_error=True
-                )
-        return await self.invoke(call, context, values)
+        return await run_tool(self, call, context, [guarded(g) for g in guards])
 
     async def invoke(
         self, call: ToolCall, context: ToolContext[Any], values: dict[str, Any]
@@ -199,6 +193,97 @@ class Tool:
             f"invalid arguments for tool {self.name!r}: {problems}. "
             "Call it again with arguments that match its schema."
         )
+
+
+# -- tool middleware ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolInvocation:
+    """One call of a tool whose arguments validated, as tool middleware sees it."""
+
+    tool: Tool
+    call: ToolCall
+    context: ToolContext[Any]
+    values: dict[str, Any]
+    """The validated arguments, as the function's parameters."""
+
+
+CallNext = Callable[[ToolInvocation], Awaitable[ToolResult]]
+"""The rest of the chain: the next middleware, then the tool itself (`Tool.invoke`)."""
+
+
+class ToolMiddleware(Protocol):
+    """Around one tool call whose arguments validated. Refuse by raising (ToolDenied, or any
+    error: fail closed, the model reads "tool X was not run: ..."); otherwise
+    `return await call_next(inv)`, possibly with a changed invocation
+    (`dataclasses.replace(inv, context=...)`), and look at or change the result. Only
+    control flow (cancellation, a parked run) should pass through as a BaseException."""
+
+    async def __call__(self, inv: ToolInvocation, call_next: CallNext, /) -> ToolResult: ...
+
+
+def guarded(guard: ToolGuard) -> ToolMiddleware:
+    """A ToolGuard as middleware: the guard runs first and refuses by raising."""
+
+    async def middleware(inv: ToolInvocation, call_next: CallNext, /) -> ToolResult:
+        try:
+            outcome = guard(inv.tool, inv.values, inv.context)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception as exc:  # a failing guard refuses: fail closed
+            return _not_run(inv, exc)
+        return await call_next(inv)
+
+    return middleware
+
+
+async def run_tool(
+    tool: Tool,
+    call: ToolCall,
+    context: ToolContext[Any],
+    middleware: Sequence[ToolMiddleware] = (),
+) -> ToolResult:
+    """Validate the arguments (an error result when they do not), then run the middleware,
+    outermost first, around `Tool.invoke`. Every failure becomes an error result for the
+    model; only control flow (cancellation, a lost lease) propagates."""
+    try:
+        values = tool.validate(call.arguments if isinstance(call.arguments, dict) else {})
+    except pydantic.ValidationError as exc:
+        return ToolResult(call.id, tool._invalid(exc), is_error=True)
+    chain: CallNext = _invoke
+    for layer in reversed(middleware):
+        chain = _wrap(layer, chain)
+    return await chain(ToolInvocation(tool, call, context, values))
+
+
+async def _invoke(inv: ToolInvocation) -> ToolResult:
+    return await inv.tool.invoke(inv.call, inv.context, inv.values)
+
+
+def _wrap(layer: ToolMiddleware, call_next: CallNext) -> CallNext:
+    async def handler(inv: ToolInvocation) -> ToolResult:
+        ran = False
+
+        async def inner(next_inv: ToolInvocation) -> ToolResult:
+            nonlocal ran
+            ran = True
+            return await call_next(next_inv)
+
+        try:
+            return await layer(inv, inner)
+        except Exception as exc:  # a failing middleware: fail closed
+            if not ran:
+                return _not_run(inv, exc)
+            text = f"tool {inv.tool.name!r} failed: {_describe(exc)}"
+            return ToolResult(inv.call.id, redactor.redact(text), is_error=True)
+
+    return handler
+
+
+def _not_run(inv: ToolInvocation, exc: BaseException) -> ToolResult:
+    text = f"tool {inv.tool.name!r} was not run: {_describe(exc)}"
+    return ToolResult(inv.call.id, text, is_error=True)
 
 
 @overload

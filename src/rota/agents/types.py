@@ -7,8 +7,13 @@ call is a durable step whose request and response are stored with the run.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
+
+from ..errors import AgentFailed
+from ..model import TokenCounts
 
 Role = Literal["user", "assistant"]
 
@@ -47,19 +52,8 @@ class Message:
     tool_results: tuple[ToolResult, ...] = ()
 
 
-@dataclass(frozen=True)
-class Usage:
-    """Read from each response's own usage fields; never estimated for real providers."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_write_tokens: int = 0
-    cache_read_tokens: int = 0
-    reasoning_tokens: int = 0
-    requests: int = 1
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(*(a + b for a, b in zip(_values(self), _values(other), strict=True)))
+# Read from each response's own usage fields; never estimated for real providers.
+Usage = TokenCounts
 
 
 @dataclass(frozen=True)
@@ -99,6 +93,51 @@ class Model(Protocol):
     async def complete(self, request: ModelRequest) -> ModelResponse: ...
 
 
+Reason = Literal[
+    "succeeded",
+    "max_steps",
+    "success_check_failed",
+    "repeated_tool_call",
+    "timeout",
+    "budget_exceeded",
+    "provider_error",
+]
+REASONS: tuple[str, ...] = Reason.__args__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """How a run of an agent ended.
+
+    `output` is the validated answer (an instance of the agent's `output` type, or the final
+    text) when `reason` is "succeeded", else None. `steps` counts model calls. `simulated`
+    is True when any response came from an offline (scripted) model: its text, latency and
+    token counts are made up. `error` explains any other reason.
+    """
+
+    output: Any
+    text: str
+    reason: Reason
+    usage: Usage
+    steps: int
+    messages: tuple[Message, ...]
+    simulated: bool = False
+    error: str | None = None
+    output_json: Any = None  # `output` as JSON-ready data (what a job stores as its result)
+    tool_calls: int = 0
+    cached: bool = False  # a decision reused from the cache: no model call, no tokens
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "succeeded"
+
+    def output_or_raise(self, agent: str = "agent") -> Any:
+        """The output, or AgentFailed naming the reason."""
+        if not self.ok:
+            raise AgentFailed(agent, self.reason, self.error)
+        return self.output
+
+
 def estimate_tokens(chars: int) -> int:
     """A conservative token count for text of this length, before a call (tokenizers average
     about four characters a token for English; three leaves room)."""
@@ -131,12 +170,47 @@ def response_from_json(data: dict[str, Any]) -> ModelResponse:
     )
 
 
-def _values(u: Usage) -> tuple[int, ...]:
-    return (
-        u.input_tokens,
-        u.output_tokens,
-        u.cache_write_tokens,
-        u.cache_read_tokens,
-        u.reasoning_tokens,
-        u.requests,
-    )
+# -- the prompt bound: the most prompt tokens a request can be counted, before it is sent ----
+
+# Tokens a provider may add around what it is sent (see prompt_bound): per message, tool
+# call, tool result, the system prompt and the reply it primes (OpenAI documents 3 per
+# message and 3 for the reply), and, when tools or an output schema are sent, its own
+# instructions for them (Anthropic documents a tool-use system prompt of 159 to 530 tokens,
+# by model).
+FRAMING_TOKENS = 4
+TOOLS_PROMPT_TOKENS = 600
+# Providers whose usage is made up by a script, not counted from the prompt: no framing
+# of tools to allow for.
+SIMULATED_PROVIDERS = frozenset({"scripted"})
+
+
+def prompt_bound(request: ModelRequest, provider: str) -> int:
+    """The most prompt tokens `provider` can count for `request`, known before it is sent.
+
+    Every token a tokenizer produces stands for at least one byte of its input, so no
+    tokenizer makes more tokens of a text than the text has UTF-8 bytes. The request (system
+    prompt, messages with their tool calls and results, tool definitions, output schema) is
+    measured as compact JSON, which holds every character the provider is sent (JSON
+    escaping only adds bytes); the framing the provider adds around it is allowed for on
+    top (FRAMING_TOKENS, TOOLS_PROMPT_TOKENS)."""
+    content = [request.system, to_json(request.messages), to_json(request.tools)]
+    size = _utf8_size([*content, request.output_schema])
+    parts = 2 + _framed_parts(request.messages)  # + the system prompt and the reply
+    instructed = bool(request.tools) or request.output_schema is not None
+    tools = TOOLS_PROMPT_TOKENS if instructed and provider not in SIMULATED_PROVIDERS else 0
+    return size + FRAMING_TOKENS * parts + tools
+
+
+def messages_bound(messages: Sequence[Message]) -> int:
+    """The most prompt tokens `messages` can add to a request (see prompt_bound)."""
+    return _utf8_size(to_json(messages)) + FRAMING_TOKENS * _framed_parts(messages)
+
+
+def _utf8_size(value: object) -> int:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8", "surrogatepass"))  # a lone surrogate: 3 bytes, no error
+
+
+def _framed_parts(messages: Sequence[Message]) -> int:
+    # OpenAI sends each tool result as a message of its own: frame each call and result.
+    return sum(1 + len(m.tool_calls) + len(m.tool_results) for m in messages)

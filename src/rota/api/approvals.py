@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..approvals.records import MAX_COMMENT, PENDING, STATUSES, check_comment, may_decide
 from ..errors import ApprovalNotFound, ApprovalRefused
+from ..storage.approval_records import MAX_COMMENT, PENDING, STATUSES, check_comment, may_decide
 from .auth import authorize, holds_role
 from .context import ApiContext, context, problem
 from .params import accepts, free_text, one_of, path_id, read_body, read_query, whole_number

@@ -12,8 +12,8 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from ..identity import tokens
-from ..identity.audit import AUTH_DENIED
 from ..identity.principals import Principal
+from ..storage.audit import AUTH_DENIED
 from .context import ApiError, context, shown
 
 _IMPLIED = {"viewer": ("viewer", "operator", "admin"), "operator": ("operator", "admin")}

@@ -2,7 +2,7 @@
 for agent tool calls, decided with `rota approvals`, the HTTP API or the dashboard.
 See docs/approvals.md."""
 
+from ..storage.approval_records import ApprovalDecision, ApprovalRequest, may_decide
 from .notify import ApprovalWebhook
-from .records import ApprovalDecision, ApprovalRequest, may_decide
 
 __all__ = ["ApprovalDecision", "ApprovalRequest", "ApprovalWebhook", "may_decide"]

@@ -16,34 +16,50 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import serialization
 from ..clock import iso
 from ..durations import Duration, optional_seconds
 from ..errors import ApprovalTimedOut, ConfigError
-from ..identity.audit import APPROVAL_REQUESTED
-from ..identity.redact import redactor
+from ..identity.principals import approver_groups
 from ..ids import new_id
 from ..model import NewRun, Run
-from ..storage.audit import AuditEntry
-from .records import (
+from ..redaction import redactor
+from ..storage.approval_records import (
     FALLBACK,
     ON_TIMEOUT,
     PENDING,
     TIMED_OUT,
     ApprovalDecision,
     ApprovalRequest,
-    approver_groups,
     request_detail,
 )
+from ..storage.audit import APPROVAL_REQUESTED, AuditEntry
+from ..storage.base import ApprovalStore
 
 if TYPE_CHECKING:
-    from ..durable import RunContext, Runtime
-    from ..storage.approvals import ApprovalQueries
+    from ..durable import DurableContext, Runtime
 
 OnTimeout = str | Callable[..., Any]
+Announce = Callable[[ApprovalRequest], NewRun]
+"""The run that announces a new approval request (rota.approvals.notify)."""
 _MAX_QUESTION = 2000
+
+
+class Asker(Protocol):
+    """What asks a human and waits for the decision: a run's context (`ctx.approval`)."""
+
+    async def approval(
+        self,
+        question: str,
+        *,
+        approvers: str | Sequence[str] | None = None,
+        timeout: Duration | None = None,
+        on_timeout: OnTimeout = "reject",
+        context: Mapping[str, Any] | None = None,
+        name: str = "approval",
+    ) -> ApprovalDecision: ...
 
 
 @dataclass(frozen=True)
@@ -122,7 +138,7 @@ class Ask:
             "on_timeout": request.on_timeout,
         }
 
-    async def decision(self, ctx: RunContext, key: str, outcome: Any) -> ApprovalDecision:
+    async def decision(self, ctx: DurableContext, key: str, outcome: Any) -> ApprovalDecision:
         """The checkpointed outcome as the workflow sees it, applying on_timeout."""
         if not outcome.get("timed_out"):
             return ApprovalDecision(
@@ -150,10 +166,13 @@ class Ask:
         return timed_out
 
 
-def parker(runtime: Runtime, request: ApprovalRequest) -> Callable[..., Any]:
+def parker(
+    runtime: Runtime, request: ApprovalRequest, announce: Announce | None
+) -> Callable[..., Any]:
     """What parks the run: the store's request_approval, with the request, its audit
-    record and (when the app has an approval webhook) the run that announces it."""
-    store = cast("ApprovalQueries", runtime.store)
+    record and (`announce`: when the app has an approval webhook) the run that announces
+    it."""
+    store: ApprovalStore = runtime.store
     requested = AuditEntry(
         request.principal or "rota:anonymous",
         APPROVAL_REQUESTED,
@@ -166,23 +185,14 @@ def parker(runtime: Runtime, request: ApprovalRequest) -> Callable[..., Any]:
         store.request_approval,
         request=request,
         audit=[requested],
-        notify=_announcements(runtime, request),
+        notify=[] if announce is None else [announce(request)],
     )
 
 
-def _announcements(runtime: Runtime, request: ApprovalRequest) -> list[NewRun]:
-    from .notify import announcement
-
-    app = getattr(runtime, "app", None)
-    if app is None or getattr(app, "approval_webhook", None) is None:
-        return []
-    return [announcement(app, request)]
-
-
-async def _request_of(ctx: RunContext, key: str) -> ApprovalRequest:
-    runtime = ctx._runtime
-    store = cast("ApprovalQueries", runtime.store)
+async def _request_of(ctx: DurableContext, key: str) -> ApprovalRequest:
+    runtime = ctx.runtime
+    store: ApprovalStore = runtime.store
     request = await runtime.db(store.approval_for_step, ctx.run_id, key)
     if request is None:  # cannot happen: the request is stored with its wait
         raise ConfigError(f"run {ctx.run_id} has no approval request for step {key!r}")
-    return cast(ApprovalRequest, request)
+    return request

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +27,11 @@ from ..clock import iso
 from ..durations import Duration, seconds
 from ..errors import ConfigError, RotaError
 from ..model import NewRun
-from .records import ApprovalRequest
+from ..storage.approval_records import ApprovalRequest
 
 if TYPE_CHECKING:
-    from ..app import App
-    from ..durable import RunContext
+    from ..durable import DurableContext
+    from ..jobs import Registry
 
 JOB = "rota:approval-webhook"
 ENV = "ROTA_APPROVAL_WEBHOOK_URL"
@@ -71,26 +72,33 @@ def configured(value: str | ApprovalWebhook | None) -> ApprovalWebhook | None:
     return ApprovalWebhook(url) if url else None
 
 
-def register(app: App, hook: ApprovalWebhook) -> None:
-    """Add the job that posts announcements to the app's definitions."""
+def announce_job(
+    hook: ApprovalWebhook, current: Callable[[], ApprovalWebhook | None]
+) -> Callable[[DurableContext, dict[str, Any]], str]:
+    """The function of the job that posts announcements (registered by the App with
+    `job_options(hook)`): it posts to `current()`, the app's setting when the run posts,
+    else to `hook`."""
 
-    def announce(ctx: RunContext, body: dict[str, Any]) -> str:
-        current = app.approval_webhook or hook  # the app's setting when the run posts
-        return post(current, body)
+    def announce(ctx: DurableContext, body: dict[str, Any]) -> str:
+        return post(current() or hook, body)
 
-    app.add(
-        announce,
-        kind="job",
-        name=JOB,
-        retries=hook.retries,
-        retry_backoff=hook.backoff,
-        timeout=seconds(hook.timeout, what="approval webhook timeout") + 5,
-    )
+    return announce
 
 
-def announcement(app: App, request: ApprovalRequest) -> NewRun:
+def job_options(hook: ApprovalWebhook) -> dict[str, Any]:
+    """The options (App.add) of the job that posts announcements: its name and retries."""
+    return {
+        "kind": "job",
+        "name": JOB,
+        "retries": hook.retries,
+        "retry_backoff": hook.backoff,
+        "timeout": seconds(hook.timeout, what="approval webhook timeout") + 5,
+    }
+
+
+def announcement(registry: Registry, request: ApprovalRequest) -> NewRun:
     """The run that announces `request`: at most one per request (idempotency key)."""
-    return app.definition(JOB).new_run(
+    return registry.definition(JOB).new_run(
         message(request),
         now=request.created_at,
         trigger="approval",

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .. import __version__
+from ..version import __version__
 from .approvals import approvals_app
 from .audit import audit_app
 from .common import RotaGroup, Settings

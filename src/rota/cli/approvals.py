@@ -16,10 +16,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..approvals.records import PENDING, ApprovalRequest, check_comment
 from ..clock import system_clock
 from ..identity import admin
-from ..storage import SqlStore
+from ..storage.approval_records import PENDING, ApprovalRequest, check_comment
+from ..storage.base import ApprovalStore
 from .common import err, print_json, print_table, read_store, when
 
 approvals_app = typer.Typer(
@@ -100,7 +100,7 @@ def _decide(
 
 
 def decide(
-    store: SqlStore,
+    store: ApprovalStore,
     approval_id: str,
     principal: str,
     approve: bool,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -20,6 +21,7 @@ from typing import Any, NoReturn
 import psycopg
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.text import Text
 from typer.core import TyperGroup
 
@@ -37,6 +39,8 @@ from ..errors import (
 )
 from ..identity.principals import PrincipalDisabled, UnknownPrincipal
 from ..identity.tokens import TokenRefused
+from ..logredaction import install_log_redaction
+from ..redaction import RedactingFilter
 from ..storage import SqlStore
 from ..storage.urls import DEFAULT_URL, parse
 
@@ -185,6 +189,31 @@ def read_store(ctx: typer.Context) -> Iterator[SqlStore]:
         yield store
     finally:
         store.close()
+
+
+# -- logging ----------------------------------------------------------------------------
+
+
+@contextmanager
+def log_to_stderr() -> Iterator[None]:
+    """Show rota's own log lines (failures, retries) while a worker or the API runs, then remove
+    them; the one place that decides how rota's log lines look.
+    Every log line of the process, rota's or the user code's, is redacted meanwhile."""
+    logger = logging.getLogger("rota")
+    handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+    handler.addFilter(RedactingFilter())  # secret values read by tools never reach the log
+    handler.setLevel(logging.INFO)
+    previous = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    undo_redaction = install_log_redaction()
+    try:
+        yield
+    finally:
+        undo_redaction()
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 # -- output -----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..demo import run_demo
 from .common import err, out, print_json, settings
 
 
@@ -21,8 +22,6 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Process synthetic payment webhooks with retries, then show what happened."""
-    from ..demo import run_demo  # the demo's own app is built only when asked for
-
     summary = run_demo(database_url or settings(ctx).database_url, events, err if as_json else out)
     if as_json:
         print_json(summary)

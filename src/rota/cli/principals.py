@@ -20,6 +20,7 @@ from ..app import App
 from ..identity import admin
 from ..identity.principals import Principal, UnknownPrincipal, make_principal
 from ..storage import SqlStore
+from ..storage.base import PrincipalStore
 from .common import (
     DEFAULT_APP,
     AppLoadError,
@@ -138,7 +139,7 @@ def synced_store(ctx: typer.Context) -> Iterator[SqlStore]:
         yield store
 
 
-def sync_declared(ctx: typer.Context, store: SqlStore) -> list[Principal]:
+def sync_declared(ctx: typer.Context, store: PrincipalStore) -> list[Principal]:
     """Store (and audit, as rota:app) the principals the app declares in code; a disabled
     one stays disabled. No app to load: nothing is declared, nothing changes."""
     app = declaring_app(ctx)

@@ -8,9 +8,10 @@ import typer
 from rich.text import Text
 
 from ..identity.admin import cli_actor
-from ..identity.audit import RUN_REQUESTED, record
+from ..identity.audit import record
 from ..model import RunState
 from ..serialization import parse_json_text
+from ..storage.audit import RUN_REQUESTED
 from .common import compact, err, fail, loaded_app, out, print_json
 from .runs import run_json
 

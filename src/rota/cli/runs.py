@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from ..agentloop.replay import replay_run
 from ..clock import iso, system_clock
 from ..model import Run, RunFilter, RunState, Step, Wait
 from .common import (
@@ -181,8 +182,6 @@ def replay(
     """Re-run an agent run against its recorded model responses (no provider calls) and
     report where the current code diverges. Exit 0: identical; 1: diverged; 2: unknown run
     or not an agent run. Tools run for real unless --recorded-tools."""
-    from ..agents.replay import replay_run
-
     with loaded_app(ctx) as app:
         report = replay_run(app, run_id, recorded_tools=recorded_tools)
     if as_json:

@@ -12,14 +12,14 @@ from typing import Any
 from rich.text import Text
 
 from ..model import Run
-from ..storage.base import Store
+from ..storage.base import RunReader
 from .common import state_text
 from .runs_waits import describe_wait, open_waits
 
 _MAX = 200  # runs shown: a chain is short; a fan-out this large is summarised
 
 
-def chain(store: Store, run: Run) -> list[tuple[int, Run]]:
+def chain(store: RunReader, run: Run) -> list[tuple[int, Run]]:
     """(depth, run) from the root down, this run included; depth 0 is the root."""
     ancestors: list[Run] = []
     current = run
@@ -35,7 +35,7 @@ def chain(store: Store, run: Run) -> list[tuple[int, Run]]:
     return lineage[:_MAX]
 
 
-def chain_json(store: Store, links: list[tuple[int, Run]]) -> list[dict[str, Any]]:
+def chain_json(store: RunReader, links: list[tuple[int, Run]]) -> list[dict[str, Any]]:
     waits = open_waits(store.waits([r.id for _, r in links]))
     return [
         {

@@ -13,8 +13,8 @@ from rich.table import Table
 
 from ..clock import iso
 from ..errors import ConfigError
-from ..identity.logredact import log_redaction
-from ..scheduling.scheduler import Scheduler, ScheduleSpec
+from ..logredaction import log_redaction
+from ..scheduler import Scheduler, ScheduleSpec
 from .common import err, loaded_app, on_stop_signals, out, print_json, print_table, read_store, when
 
 schedules_app = typer.Typer(help="Inspect and manage schedules.", no_args_is_help=True)

@@ -13,8 +13,9 @@ from rich.table import Table
 
 from ..clock import iso
 from ..identity.admin import cli_actor
-from ..identity.audit import SECRET_CHANGED, record
+from ..identity.audit import record
 from ..identity.secrets import SecretDenied, SecretNotFound, Vault
+from ..storage.audit import SECRET_CHANGED
 from .common import err, fail, print_json, print_table, read_store, when
 
 secrets_app = typer.Typer(

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from typing import Annotated
 
@@ -16,8 +15,8 @@ from rich.text import Text
 from ..api import ApiServer
 from ..api.server import DEFAULT_HOST, DEFAULT_PORT
 from ..app import App
-from ..scheduling.webhooks import OnWebhook
-from .common import err, loaded_app, on_stop_signals, out
+from ..jobs import webhooks
+from .common import err, loaded_app, log_to_stderr, on_stop_signals, out
 
 Host = Annotated[
     str,
@@ -51,11 +50,7 @@ def announce(app: App, server: ApiServer) -> None:
             )
         )
     for name, hook in sorted(hooks.items()):
-        jobs = sorted(
-            d.name
-            for d in app.definitions.values()
-            if any(isinstance(t, OnWebhook) and t.name == name for t in d.triggers)
-        )
+        jobs = sorted(d.name for d in app.definitions.values() if name in webhooks([d]))
         out.print(f"  {hook.describe()} -> {', '.join(jobs)}")
         if hook.secret_env and not os.environ.get(hook.secret_env, "").strip():
             err.print(
@@ -65,12 +60,6 @@ def announce(app: App, server: ApiServer) -> None:
                     style="yellow",
                 )
             )
-
-
-def log_to_stderr() -> contextlib.AbstractContextManager[None]:
-    from .worker import _log_to_stderr  # one place decides how rota's log lines look
-
-    return _log_to_stderr()
 
 
 async def _serve_until_signalled(server: ApiServer) -> None:

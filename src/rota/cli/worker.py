@@ -10,27 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
 from typing import Annotated
 
 import typer
-from rich.logging import RichHandler
 from rich.text import Text
 
 from ..api import ApiServer
 from ..api.server import DEFAULT_HOST, DEFAULT_PORT
 from ..app import App
 from ..errors import ConfigError
-from ..identity.logredact import install_log_redaction
-from ..identity.redact import RedactingFilter
-from ..scheduling.scheduler import Scheduler
+from ..scheduler import Scheduler
 from ..storage import SqlStore
 from ..worker import Worker, WorkerOptions, WorkerStats
-from .common import err, loaded_app, on_stop_signals, out
+from .common import err, loaded_app, log_to_stderr, on_stop_signals, out
 from .reload import supervise
 from .serve import Host, Port, announce
 
@@ -140,7 +135,7 @@ def serve(
         f"rota worker {w.id} on {app.database_url.redacted()}: serving "
         f"{', '.join(sorted(app.definitions))} (concurrency {options.concurrency})"
     )
-    with _log_to_stderr():
+    with log_to_stderr():
         stats = asyncio.run(_run_until_signalled(w, api, scheduler))
     out.print(
         f"worker {w.id} stopped: claimed {stats.claimed}, succeeded {stats.succeeded}, "
@@ -198,24 +193,3 @@ def _stop_now(w: Worker, signum: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(128 + signum)
-
-
-@contextlib.contextmanager
-def _log_to_stderr() -> Iterator[None]:
-    """Show rota's own log lines (failures, retries) while a worker runs, then remove them.
-    Every log line of the process, rota's or the user code's, is redacted meanwhile."""
-    logger = logging.getLogger("rota")
-    handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
-    handler.addFilter(RedactingFilter())  # secret values read by tools never reach the log
-    handler.setLevel(logging.INFO)
-    previous = logger.level
-    logger.addHandler(handler)
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
-    undo_redaction = install_log_redaction()
-    try:
-        yield
-    finally:
-        undo_redaction()
-        logger.removeHandler(handler)
-        logger.setLevel(previous)

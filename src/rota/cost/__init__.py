@@ -4,7 +4,8 @@ history (issue 7). Pure functions over frozen records; see docs/cost.md."""
 from .compare import Breakdown, CappedRun, Comparison, PlanResult, compare, evaluate
 from .forecast import Forecast, forecast, forecast_series
 from .plans import ApiPlan, Plan, SessionPlan, SubscriptionPlan, load_plans, parse_plan
-from .prices import Price, PriceOverride, PriceTable, parse_overrides
+from .price import Price
+from .prices import PriceOverride, PriceTable, parse_overrides
 from .records import PricedRun, ReportRow, RunCost, price_history, report
 
 __all__ = [

@@ -22,10 +22,9 @@ from datetime import datetime
 from decimal import Decimal
 from functools import cache
 from importlib.metadata import version as _package_version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .prices import Price
+from .price import Price
 
 # rota's provider names -> genai-prices provider ids (compatible servers and scripted
 # models have no list price at all and never reach this module).
@@ -40,9 +39,8 @@ def version() -> str:
 
 @cache
 def _snapshot() -> Any:
-    # Imported lazily: `import rota` should not load 30,000 lines of price data.
-    from genai_prices import data
-    from genai_prices.data_snapshot import DataSnapshot
+    from genai_prices import data  # noqa: PLC0415  # heavy: 30,000 lines of price data
+    from genai_prices.data_snapshot import DataSnapshot  # noqa: PLC0415  # heavy: genai_prices
 
     return DataSnapshot(providers=data.providers, from_auto_update=False)
 
@@ -91,8 +89,6 @@ def _to_price(model_price: Any, source: str) -> Price | None:
 
 def _rates(raw: dict[str, Any], above: int, source: str) -> Price:
     """The flat rates for a prompt of `above + 1` tokens."""
-    from .prices import Price
-
     rate = {key: _rate_above(value, above) for key, value in raw.items()}
     assert rate["input"] is not None and rate["output"] is not None
     return Price(

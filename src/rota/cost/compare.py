@@ -24,7 +24,8 @@ from decimal import Decimal
 from ..errors import ConfigError
 from .forecast import NO_RUNS, Forecast, ShortHistory, forecast_series
 from .plans import ApiPlan, Plan, SessionPlan, SubscriptionPlan
-from .prices import MILLION, PriceTable
+from .price import MILLION
+from .prices import PriceTable
 from .records import HOUR, PricedRun, RunCost, compute_usd, price_history
 
 Window = tuple[datetime, datetime]

@@ -22,7 +22,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from ..errors import ConfigError
-from .prices import PriceTable, as_decimal
+from .price import as_decimal
+from .prices import PriceTable
 from .records import RunCost, compute_usd, price_history
 
 NO_RUNS = "no forecast: there are no runs in the history"

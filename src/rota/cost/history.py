@@ -28,9 +28,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Protocol
 
-from ..agents.types import Usage
 from ..errors import UnknownPrice
-from ..escalation import TRIGGER as ESCALATION
+from ..jobs import ESCALATION_TRIGGER as ESCALATION
+from ..model import TokenCounts
 from ..storage.history import RunRow, RunSession, RunUsage
 from .prices import PriceOverride, PriceTable
 from .pricing import price_from_json
@@ -68,17 +68,10 @@ def load_history(
     overrides: Sequence[PriceOverride] = (),
 ) -> History:
     start, end = since.timestamp(), until.timestamp()
-    usage: dict[str, dict[str, Usage]] = defaultdict(dict)
+    usage: dict[str, dict[str, TokenCounts]] = defaultdict(dict)
     agents: dict[str, str] = {}
     for u in store.run_usage(start, end):
-        usage[u.run_id][u.model] = Usage(
-            u.input_tokens,
-            u.output_tokens,
-            u.cache_write_tokens,
-            u.cache_read_tokens,
-            u.reasoning_tokens,
-            u.requests,
-        )
+        usage[u.run_id][u.model] = u.usage
         agents[u.run_id] = min(agents.get(u.run_id, u.agent), u.agent)
     sessions = {s.run_id: s for s in store.run_sessions(start, end)}
     rows = store.run_rows(start, end)
@@ -140,7 +133,7 @@ def _fold(job: RunCost, agent: RunCost) -> RunCost:
 
 
 def _record(
-    row: RunRow, usage: dict[str, Usage], agent: str | None, session: RunSession | None
+    row: RunRow, usage: dict[str, TokenCounts], agent: str | None, session: RunSession | None
 ) -> RunCost:
     session_s = Decimal(str(round(session.seconds, 6))) if session else Decimal(0)
     compute = max(Decimal(0), Decimal(str(round(_body_seconds(row), 6))) - session_s)

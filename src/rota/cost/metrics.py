@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from prometheus_client import Counter
 
-from ..agents.types import Usage
+from ..model import TokenCounts
 
 MODEL_TOKENS = Counter(
     "rota_model_tokens",  # exposed as rota_model_tokens_total
@@ -22,7 +22,7 @@ MODEL_COST = Counter(
 )
 
 
-def observe(provider: str, model: str, usage: Usage, cost: Decimal) -> None:
+def observe(provider: str, model: str, usage: TokenCounts, cost: Decimal) -> None:
     for kind, count in (
         ("input", usage.input_tokens),
         ("output", usage.output_tokens),

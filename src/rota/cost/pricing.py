@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnknownPrice
-from .prices import Price, PriceTable
+from .price import Price
+from .prices import PriceTable
 
 PRICES_ENV = "ROTA_PRICES"
 PICO = Decimal(10) ** 12

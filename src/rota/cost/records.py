@@ -15,9 +15,10 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Literal
 
-from ..agents.types import Usage
 from ..errors import ConfigError
-from .prices import CacheTTL, PriceTable, as_decimal
+from ..model import TokenCounts
+from .price import CacheTTL, as_decimal
+from .prices import PriceTable
 
 RunKind = Literal["job", "agent", "hybrid"]
 GroupBy = Literal["workflow", "agent", "principal", "day", "kind", "trigger"]
@@ -38,7 +39,7 @@ class RunCost:
     principal: str | None = None
     trigger: str | None = None
     agent: str | None = None  # the agent that worked in the run, if any
-    usage: Mapping[str, Usage] = field(default_factory=dict)
+    usage: Mapping[str, TokenCounts] = field(default_factory=dict)
     session_seconds: Decimal = Decimal(0)
     compute_seconds: Decimal = Decimal(0)
     cache_ttl: CacheTTL = "5m"
@@ -66,13 +67,12 @@ class RunCost:
         return bool(self.usage) or self.session_seconds > 0
 
     @property
-    def total_usage(self) -> Usage:
-        return sum(self.usage.values(), Usage(requests=0))
+    def total_usage(self) -> TokenCounts:
+        return sum(self.usage.values(), TokenCounts(requests=0))
 
     @property
     def tokens(self) -> int:
-        u = self.total_usage
-        return u.input_tokens + u.output_tokens + u.cache_write_tokens + u.cache_read_tokens
+        return self.total_usage.total
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class ReportRow:
 
     key: str
     runs: int
-    usage: Usage
+    usage: TokenCounts
     tokens_usd: Decimal
     compute_usd: Decimal
     session_seconds: Decimal
@@ -163,7 +163,7 @@ def _row(key: str, runs: Sequence[PricedRun], rate: Decimal) -> ReportRow:
     return ReportRow(
         key=key,
         runs=len(runs),
-        usage=sum((r.record.total_usage for r in runs), Usage(requests=0)),
+        usage=sum((r.record.total_usage for r in runs), TokenCounts(requests=0)),
         tokens_usd=sum((r.tokens_usd for r in runs), Decimal(0)),
         # One division for the group: per-run thirds of a cent would not add up to a cent.
         compute_usd=compute_seconds * rate / HOUR,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .redact import RedactingFilter, Redactor, redactor
+from ..redaction import RedactingFilter, Redactor, redactor
 from .secrets import SecretDenied, SecretInfo, SecretKeyError, SecretNotFound, Vault
 
 __all__ = [

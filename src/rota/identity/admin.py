@@ -12,12 +12,12 @@ import getpass
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 from ..clock import system_clock
 from ..errors import ConfigError
-from ..storage.audit import AuditEntry
-from .audit import PRINCIPAL_CHANGED, SCOPE_CHANGED
+from ..storage.audit import PRINCIPAL_CHANGED, SCOPE_CHANGED, AuditEntry
+from ..storage.base import PrincipalStore
 from .principals import (
     Principal,
     UnknownPrincipal,
@@ -46,14 +46,6 @@ def cli_actor() -> Actor:
     except (KeyError, OSError):  # no passwd entry (some containers)
         name = f"uid:{os.getuid()}"
     return Actor(name, "human")
-
-
-class PrincipalStore(Protocol):
-    def principal(self, name: str) -> Principal | None: ...
-
-    def principals(self) -> list[Principal]: ...
-
-    def change_principal(self, name: str, change: Any, now: float) -> Principal | None: ...
 
 
 def declare(store: PrincipalStore, wanted: Principal, actor: Actor = APP) -> Principal:

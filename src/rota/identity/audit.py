@@ -6,7 +6,8 @@ started, is `machine`, also when it acts for a user. `on_behalf_of` names the
 principal whose authority was used (see storage.audit.AuditEntry).
 
 `record(store, actor, action, ...)` appends; `verify_chain(store)` walks the chain and names
-every record that was edited or deleted. See storage/audit.py for the chain's layout.
+every record that was edited or deleted. See storage/audit.py for the chain's layout and
+the action names (`RUN_STARTED`, `APPROVAL_GRANTED`, ...).
 
 Who writes what (docs/identity.md has the table): the worker (run.started, run.refused,
 batched), the agent tool guards (tool.called, tool.denied), the vault (secret.read,
@@ -17,7 +18,7 @@ secret.denied), principal and token changes (with the change, in one transaction
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from ..storage.audit import (
     GENESIS_HASH,
@@ -25,51 +26,13 @@ from ..storage.audit import (
     AuditRecord,
     record_hash,
 )
-
-RUN_STARTED = "run.started"
-RUN_REQUESTED = "run.requested"
-RUN_REFUSED = "run.refused"
-AUTH_DENIED = "auth.denied"
-TOKEN_CREATED = "token.created"
-TOKEN_REVOKED = "token.revoked"
-SECRET_CHANGED = "secret.changed"
-SECRET_DENIED = "secret.denied"
-TOOL_CALLED = "tool.called"
-TOOL_DENIED = "tool.denied"
-APPROVAL_REQUESTED = "approval.requested"
-APPROVAL_GRANTED = "approval.granted"
-APPROVAL_REJECTED = "approval.rejected"
-APPROVAL_TIMED_OUT = "approval.timed_out"
-APPROVAL_REFUSED = "approval.refused"  # a decision refused: not an approver, or too late
-SECRET_READ = "secret.read"
-PRINCIPAL_CHANGED = "principal.changed"
-SCOPE_CHANGED = "scope.changed"
-BUDGET_EXCEEDED = "budget.exceeded"
+from ..storage.base import AuditLog
 
 _BATCH = 1000
 
 
-class AuditStore(Protocol):
-    def audit(
-        self,
-        actor: str,
-        action: str,
-        *,
-        actor_kind: str = ...,
-        subject: str | None = ...,
-        run_id: str | None = ...,
-        detail: Any = ...,
-        at: float | None = ...,
-        on_behalf_of: str | None = ...,
-    ) -> AuditRecord: ...
-
-    def audit_rows(self, after_seq: int, limit: int = ...) -> list[AuditRecord]: ...
-
-    def audit_tail(self, after_seq: int) -> tuple[AuditHead | None, list[AuditRecord]]: ...
-
-
 def record(
-    store: AuditStore,
+    store: AuditLog,
     actor: str,
     action: str,
     *,
@@ -120,7 +83,7 @@ class VerifyReport:
         }
 
 
-def verify_chain(store: AuditStore) -> VerifyReport:
+def verify_chain(store: AuditLog) -> VerifyReport:
     """Walk the chain in seq order and report every break:
 
     - a record whose stored hash is not the hash of its fields was edited ("hash");
@@ -233,25 +196,6 @@ def _missing(
 
 
 __all__ = [
-    "APPROVAL_GRANTED",
-    "APPROVAL_REFUSED",
-    "APPROVAL_REJECTED",
-    "APPROVAL_REQUESTED",
-    "APPROVAL_TIMED_OUT",
-    "AUTH_DENIED",
-    "BUDGET_EXCEEDED",
-    "PRINCIPAL_CHANGED",
-    "RUN_REFUSED",
-    "RUN_REQUESTED",
-    "RUN_STARTED",
-    "SCOPE_CHANGED",
-    "SECRET_CHANGED",
-    "SECRET_DENIED",
-    "SECRET_READ",
-    "TOKEN_CREATED",
-    "TOKEN_REVOKED",
-    "TOOL_CALLED",
-    "TOOL_DENIED",
     "AuditHead",
     "AuditRecord",
     "Problem",

@@ -12,18 +12,15 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
+from ..storage.base import PrincipalStore
 from .principals import Principal, PrincipalDisabled, UnknownPrincipal
-
-
-class _Source(Protocol):
-    def principals(self) -> list[Principal]: ...
 
 
 class Directory:
     def __init__(
-        self, store: _Source, ttl: float = 1.0, now: Callable[[], float] = time.monotonic
+        self, store: PrincipalStore, ttl: float = 1.0, now: Callable[[], float] = time.monotonic
     ) -> None:
         self.store = store
         self.ttl = ttl
@@ -61,7 +58,7 @@ _directories: weakref.WeakKeyDictionary[Any, Directory] = weakref.WeakKeyDiction
 _guard = threading.Lock()
 
 
-def directory_for(store: _Source) -> Directory:
+def directory_for(store: PrincipalStore) -> Directory:
     """The directory shared by everything in this process that uses `store`."""
     with _guard:
         found = _directories.get(store)

@@ -14,10 +14,10 @@ a sync never re-enables a disabled principal. Every change is audited.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 
 from ..errors import ConfigError, RotaError
+from ..storage.principals import Principal
 
 KINDS = ("user", "service")
 FIXED_ROLES = ("admin", "operator", "viewer")
@@ -45,33 +45,6 @@ class PrincipalDisabled(RotaError, PermissionError):
             f"principal {name!r} is disabled; runs as {name!r} are refused until "
             f"`rota principals enable {name}`"
         )
-
-
-@dataclass(frozen=True)
-class Principal:
-    name: str
-    kind: str = "service"
-    scopes: frozenset[str] = field(default_factory=frozenset)
-    roles: frozenset[str] = field(default_factory=frozenset)
-    disabled: bool = False
-
-    @property
-    def actor_kind(self) -> str:
-        """How the audit log marks what this principal does itself (an API caller with its
-        token, an approver): a user is a person. A run acting for it is always machine."""
-        return "human" if self.kind == "user" else "machine"
-
-    def holds(self, scope: str) -> bool:
-        if scope in self.scopes:
-            return True
-        return any(g.endswith(":*") and scope.startswith(g[:-1]) for g in self.scopes if g != scope)
-
-    def missing(self, scopes: Iterable[str]) -> tuple[str, ...]:
-        """The scopes of `scopes` this principal does not hold, in order."""
-        return tuple(s for s in scopes if not self.holds(s))
-
-    def has_role(self, role: str) -> bool:
-        return "admin" in self.roles or role in self.roles
 
 
 def check_name(name: object) -> str:
@@ -118,6 +91,25 @@ def check_role(role: object) -> str:
         f"unknown role {role!r}: use admin, operator, viewer or approver:<group> "
         "(e.g. approver:finance)"
     )
+
+
+def approver_groups(value: str | Sequence[str] | None, *, what: str) -> tuple[str, ...]:
+    """Groups as given (`"finance"` or `["finance", "ops"]`), checked like role names."""
+    if value is None:
+        return ()
+    groups = (value,) if isinstance(value, str) else value
+    if not isinstance(groups, list | tuple) or not all(isinstance(g, str) for g in groups):
+        raise ConfigError(f"{what}: approvers must be a group name or a list of them")
+    for group in groups:
+        try:
+            check_role(f"approver:{group}")
+        except ConfigError:
+            raise ConfigError(
+                f"{what}: approver group {group!r} is not a valid group name: use lower-case "
+                "letters, digits, _, . and - (e.g. approvers='finance'); a principal decides "
+                "with the role approver:<group>"
+            ) from None
+    return tuple(dict.fromkeys(groups))
 
 
 def check_roles(roles: Iterable[str] | str | None) -> frozenset[str]:

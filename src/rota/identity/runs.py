@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from ..model import Run
-from ..storage.audit import AuditEntry
-from .audit import RUN_REFUSED, RUN_STARTED
+from ..storage.audit import RUN_REFUSED, RUN_STARTED, AuditEntry
 from .principals import Principal
 
 ANONYMOUS = "rota:anonymous"  # the actor of a run that names no principal

@@ -7,7 +7,7 @@ secret's name as associated data, so a ciphertext copied to another name does no
 A stored value is `v1:<key id>:<base64(nonce + ciphertext)>`; the key id (a keyed hash, not
 the key) tells a wrong key apart from a damaged or moved ciphertext.
 
-Every value read or written here is registered with rota.identity.redact.redactor.
+Every value read or written here is registered with rota.redaction.redactor.
 """
 
 from __future__ import annotations
@@ -25,18 +25,14 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import ConfigError, RotaError
-from ..storage.audit import AuditEntry
-from .audit import SECRET_DENIED, SECRET_READ
-from .redact import Redactor, redactor
-
-if TYPE_CHECKING:
-    from ..storage.secrets import SecretQueries
+from ..redaction import Redactor, redactor
+from ..storage.audit import SECRET_DENIED, SECRET_READ, AuditEntry
+from ..storage.base import SecretStore
 
 KEY_ENV = "ROTA_SECRET_KEY"
 KEY_FILE_ENV = "ROTA_SECRET_KEY_FILE"
@@ -154,7 +150,7 @@ class Vault:
 
     def __init__(
         self,
-        store: SecretQueries,
+        store: SecretStore,
         key: str | bytes | None = None,
         *,
         redact_with: Redactor | None = None,

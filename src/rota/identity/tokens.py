@@ -14,18 +14,20 @@ import hmac
 import re
 import secrets as random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn, Protocol
 
 from ..clock import Clock, system_clock
 from ..errors import ConfigError, RotaError
-from ..storage.audit import AuditEntry
+from ..storage.audit import AUTH_DENIED, TOKEN_CREATED, TOKEN_REVOKED, AuditEntry
+from ..storage.base import AuditLog, PrincipalStore
 from ..storage.principals import TokenRecord
 from .admin import Actor
-from .audit import AUTH_DENIED, TOKEN_CREATED, TOKEN_REVOKED
 from .principals import Principal, UnknownPrincipal
 
-if TYPE_CHECKING:
-    from ..storage.sql import SqlStore
+
+class TokenStore(PrincipalStore, AuditLog, Protocol):
+    """What tokens need: principals, their tokens, and the audit log."""
+
 
 _TOKEN = re.compile(r"rota_([0-9a-f]{32})_([A-Za-z0-9_\-]{43})")
 
@@ -43,7 +45,7 @@ class IssuedToken:
 
 
 def issue(
-    store: SqlStore,
+    store: TokenStore,
     principal: str,
     actor: Actor,
     *,
@@ -72,7 +74,7 @@ def issue(
     return IssuedToken(token_id, principal, f"rota_{token_id}_{secret}", expires)
 
 
-def revoke(store: SqlStore, token_id: str, actor: Actor, clock: Clock = system_clock) -> None:
+def revoke(store: TokenStore, token_id: str, actor: Actor, clock: Clock = system_clock) -> None:
     record = store.token(token_id)
     if record is None:
         raise TokenRefused(f"no token with id {token_id!r} (see `rota tokens list`)")
@@ -87,7 +89,7 @@ def revoke(store: SqlStore, token_id: str, actor: Actor, clock: Clock = system_c
         raise TokenRefused(f"token {token_id} was already revoked")
 
 
-def authenticate(store: SqlStore, token: str, clock: Clock = system_clock) -> Principal:
+def authenticate(store: TokenStore, token: str, clock: Clock = system_clock) -> Principal:
     """The principal a presented token stands for; TokenRefused (audited) otherwise."""
     match = _TOKEN.fullmatch(token.strip())
     if match is None:
@@ -109,7 +111,9 @@ def authenticate(store: SqlStore, token: str, clock: Clock = system_clock) -> Pr
     return principal
 
 
-def _refuse(store: SqlStore, token_id: str | None, principal: str | None, reason: str) -> NoReturn:
+def _refuse(
+    store: TokenStore, token_id: str | None, principal: str | None, reason: str
+) -> NoReturn:
     store.audit(
         principal or "rota:unauthenticated",
         AUTH_DENIED,
@@ -120,7 +124,7 @@ def _refuse(store: SqlStore, token_id: str | None, principal: str | None, reason
     raise TokenRefused(reason)
 
 
-def _kind(store: SqlStore, name: str) -> str:
+def _kind(store: TokenStore, name: str) -> str:
     found = store.principal(name)
     return found.actor_kind if found is not None else "machine"
 

@@ -1,4 +1,4 @@
-"""Triggers and the scheduler that turns them into runs."""
+"""Triggers: when a job runs (the scheduler that turns them into runs is rota.scheduler)."""
 
 from .combined import Combined, combined
 from .cron import Cron, cron

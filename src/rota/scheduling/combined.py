@@ -11,30 +11,39 @@ comes within 10 min of an event-run is skipped, recorded with the reason "suppre
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..durations import Duration, optional_seconds
 from ..errors import ConfigError
-from .cron import Cron
-from .interval import At, Every
-from .notify import OnNotify
-from .triggers import OnEvent, Trigger
-from .webhooks import OnWebhook
+from ..model import Event
+from .triggers import Trigger, fires_on_events, fires_on_time
 
 EXAMPLE = 'e.g. combined(cron("0 * * * *"), on_event("orders.changed"), debounce="30s")'
 
 
 @dataclass(frozen=True)
 class Combined(Trigger):
-    schedule: Cron | Every | At | None
-    events: tuple[OnEvent | OnWebhook | OnNotify, ...]
+    schedule: Trigger | None  # a time trigger: cron, every, at
+    events: tuple[Trigger, ...]  # event triggers: on_event, on_webhook, on_notify
     debounce_s: float | None = None
     max_wait_s: float | None = None
     suppress_after_event_s: float | None = None
     kind = "combined"
 
-    def matches_event(self, source_matches: Any) -> bool:
-        return any(source_matches(trigger) for trigger in self.events)
+    def schedules(self) -> tuple[tuple[Trigger, float | None], ...]:
+        return ((self.schedule, self.suppress_after_event_s),) if self.schedule else ()
+
+    def matches_event(self, event: Event) -> bool:
+        return any(trigger.matches_event(event) for trigger in self.events)
+
+    def webhooks(self) -> tuple[Trigger, ...]:
+        return tuple(hook for trigger in self.events for hook in trigger.webhooks())
+
+    def channels(self) -> frozenset[str]:
+        return frozenset().union(*(trigger.channels() for trigger in self.events))
+
+    @property
+    def debounce(self) -> tuple[float, float | None] | None:
+        return None if self.debounce_s is None else (self.debounce_s, self.max_wait_s)
 
     def describe(self) -> str:
         parts = [self.schedule.describe()] if self.schedule else []
@@ -54,12 +63,12 @@ def combined(
     max_wait: Duration | None = None,
     suppress_after_event: Duration | None = None,
 ) -> Combined:
-    if schedule is not None and not isinstance(schedule, Cron | Every | At):
-        if isinstance(schedule, OnEvent | OnWebhook | OnNotify):  # events only
+    if schedule is not None and not _plain_schedule(schedule):
+        if _plain_events(schedule):  # events only
             events, schedule = (schedule, *events), None
         else:
             raise ConfigError(f"combined() takes a cron/every/at schedule first; {EXAMPLE}")
-    if not events or not all(isinstance(e, OnEvent | OnWebhook | OnNotify) for e in events):
+    if not events or not all(_plain_events(e) for e in events):
         raise ConfigError(f"combined() needs on_event(...) or on_webhook(...) triggers; {EXAMPLE}")
     debounce_s = optional_seconds(debounce, what="debounce")
     max_wait_s = optional_seconds(max_wait, what="max_wait")
@@ -68,4 +77,20 @@ def combined(
         raise ConfigError("max_wait bounds a debounce: give debounce= too, no longer than max_wait")
     if suppress_s is not None and schedule is None:
         raise ConfigError("suppress_after_event skips scheduled ticks: give a schedule first")
-    return Combined(schedule, tuple(events), debounce_s, max_wait_s, suppress_s)  # type: ignore[arg-type]
+    return Combined(schedule, tuple(events), debounce_s, max_wait_s, suppress_s)
+
+
+def _plain_schedule(trigger: Trigger) -> bool:
+    """A trigger with a clock of its own and nothing else (cron, every, at)."""
+    return isinstance(trigger, Trigger) and fires_on_time(trigger) and not fires_on_events(trigger)
+
+
+def _plain_events(trigger: Trigger) -> bool:
+    """A trigger that fires on events only, with no schedule or debounce of its own to lose
+    (on_event, on_webhook, on_notify)."""
+    return (
+        isinstance(trigger, Trigger)
+        and fires_on_events(trigger)
+        and not trigger.schedules()
+        and trigger.debounce is None
+    )

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from .triggers import EventFilter, OnEvent, Trigger
+from ..model import Event
+from .triggers import NOTIFY_SOURCE, EventFilter, OnEvent, Trigger
 
 log = logging.getLogger("rota.notify")
-NOTIFY_SOURCE = "pg-notify"
 _CHANNEL = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -39,6 +39,13 @@ class OnNotify(Trigger):
 
     def matches(self, channel: str, payload: Any) -> bool:
         return OnEvent(self.channel, self.filter).matches(channel, payload)
+
+    def matches_event(self, event: Event) -> bool:
+        """Notifications on this channel (stored by the scheduler's listener)."""
+        return event.source == NOTIFY_SOURCE and self.matches(event.name, event.payload)
+
+    def channels(self) -> frozenset[str]:
+        return frozenset({self.channel})
 
     def describe(self) -> str:
         return f"pg notify {self.channel}"

@@ -7,9 +7,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from ..jobs import JobDefinition
+
+class SchedulePolicy(Protocol):
+    """What `decide` needs of a schedule's job (a JobDefinition satisfies it): the misfire
+    policy ("skip" | "run_once" | "catch_up") with its grace period and catch-up bound, and
+    the overlap policy ("allow" | "skip" | "queue_one" | "cancel_previous")."""
+
+    @property
+    def misfire(self) -> str: ...
+    @property
+    def misfire_grace_s(self) -> float: ...
+    @property
+    def max_catch_up(self) -> int: ...
+    @property
+    def overlap(self) -> str: ...
 
 
 @dataclass
@@ -26,7 +39,7 @@ class Decision:
 
 
 def decide(
-    job: JobDefinition,
+    job: SchedulePolicy,
     fires: Sequence[datetime],
     active: Sequence[dict[str, Any]],
     now: datetime,
@@ -53,7 +66,7 @@ def decide(
 
 
 def _misfire(
-    job: JobDefinition, fires: Sequence[datetime], now: datetime, decision: Decision
+    job: SchedulePolicy, fires: Sequence[datetime], now: datetime, decision: Decision
 ) -> list[datetime]:
     """Fire times later than the grace period were missed (scheduler down or overloaded)."""
     late = [f for f in fires if (now - f).total_seconds() > job.misfire_grace_s]
@@ -76,7 +89,7 @@ def _misfire(
 
 
 def _overlap(
-    job: JobDefinition,
+    job: SchedulePolicy,
     chosen: list[datetime],
     active: Sequence[dict[str, Any]],
     decision: Decision,

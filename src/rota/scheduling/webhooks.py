@@ -36,7 +36,8 @@ from urllib.parse import parse_qs
 
 from ..durations import Duration, seconds
 from ..errors import ConfigError, RotaError
-from .triggers import EventFilter, OnEvent, Trigger
+from ..model import Event
+from .triggers import WEBHOOK_SOURCE, EventFilter, OnEvent, Trigger
 
 __all__ = [
     "OnWebhook",
@@ -107,6 +108,17 @@ class OnWebhook(Trigger):
     def matches(self, payload: Any) -> bool:
         # Same filter semantics as on_event, defined once there.
         return OnEvent(self.name, self.filter).matches(self.name, payload)
+
+    def matches_event(self, event: Event) -> bool:
+        """Verified deliveries to this webhook (App.receive_webhook) that pass the filter."""
+        return (
+            event.source == WEBHOOK_SOURCE
+            and event.name == self.name
+            and self.matches(event.payload)
+        )
+
+    def webhooks(self) -> tuple[Trigger, ...]:
+        return (self,)
 
     def describe(self) -> str:
         if self.scheme == "none":

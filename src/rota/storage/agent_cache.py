@@ -1,24 +1,27 @@
-"""The agent decision cache's rows, mixed into SqlStore (see rota.agents.cache)."""
+"""The agent decision cache's record and rows, mixed into SqlStore (see rota.agentloop.cache)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any
 
 from .. import serialization
-from .dialects import Connection
-
-if TYPE_CHECKING:
-    from ..agents.cache import CachedDecision
+from .connection import SqlBase
 
 
-class AgentCacheQueries:
-    # Provided by SqlStore:
-    def conn(self) -> Connection:
-        raise NotImplementedError
+@dataclass(frozen=True)
+class CachedDecision:
+    key: str
+    agent: str
+    text: str
+    output: Any  # the output as JSON (AgentResult.output_json)
+    run_id: str | None
+    created_at: float
+    expires_at: float
 
+
+class AgentCacheQueries(SqlBase):
     def cached_decision(self, key: str, now: float) -> CachedDecision | None:
-        from ..agents.cache import CachedDecision
-
         rows = self.conn().execute(
             "SELECT * FROM rota_agent_cache WHERE key = :key AND expires_at > :now",
             {"key": key, "now": now},

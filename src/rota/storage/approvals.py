@@ -17,10 +17,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import serialization
-from ..approvals.records import (
+from ..clock import iso
+from ..errors import ApprovalNotFound, ApprovalRefused
+from ..model import NewRun, NewWait
+from .approval_records import (
     APPROVED,
     EXPIRED,
     PENDING,
@@ -34,36 +37,22 @@ from ..approvals.records import (
     refusal_text,
     request_detail,
 )
-from ..clock import iso
-from ..errors import ApprovalNotFound, ApprovalRefused
-from ..identity.audit import (
+from .audit import (
     APPROVAL_GRANTED,
     APPROVAL_REFUSED,
     APPROVAL_REJECTED,
     APPROVAL_TIMED_OUT,
+    AuditEntry,
 )
-from ..model import NewRun, NewWait
-from .audit import AuditEntry
 from .dialects import Connection, Row
+from .principals import Principal, PrincipalQueries
+from .runs import RunInserts
 from .waits import OPEN, Parking, WaitQueries
-
-if TYPE_CHECKING:
-    from ..identity.principals import Principal
 
 TIMEOUT_ACTOR = "rota:worker"  # the deadline sweep that times requests out runs in workers
 
 
-class ApprovalQueries(WaitQueries):
-    if TYPE_CHECKING:  # from the other mixins and SqlStore
-
-        def append_audit(self, conn: Connection, entries: Sequence[AuditEntry]) -> Any: ...
-
-        def principal(self, name: str) -> Principal | None: ...
-
-        def _insert_runs(
-            self, conn: Connection, runs: Sequence[NewRun], *, lookup: bool = True
-        ) -> list[tuple[str, bool]]: ...
-
+class ApprovalQueries(RunInserts, WaitQueries, PrincipalQueries):
     # -- requesting -----------------------------------------------------------------------
 
     def request_approval(

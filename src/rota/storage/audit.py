@@ -22,16 +22,35 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import serialization
 from ..clock import iso, system_clock
 from ..errors import ConfigError
 from ..ids import new_id
+from .connection import SqlBase
 from .dialects import Connection, Row
 
-if TYPE_CHECKING:
-    from .dialects import Dialect
+# The audit action names: every action the log records.
+RUN_STARTED = "run.started"
+RUN_REQUESTED = "run.requested"
+RUN_REFUSED = "run.refused"
+AUTH_DENIED = "auth.denied"
+TOKEN_CREATED = "token.created"
+TOKEN_REVOKED = "token.revoked"
+SECRET_CHANGED = "secret.changed"
+SECRET_DENIED = "secret.denied"
+TOOL_CALLED = "tool.called"
+TOOL_DENIED = "tool.denied"
+APPROVAL_REQUESTED = "approval.requested"
+APPROVAL_GRANTED = "approval.granted"
+APPROVAL_REJECTED = "approval.rejected"
+APPROVAL_TIMED_OUT = "approval.timed_out"
+APPROVAL_REFUSED = "approval.refused"  # a decision refused: not an approver, or too late
+SECRET_READ = "secret.read"
+PRINCIPAL_CHANGED = "principal.changed"
+SCOPE_CHANGED = "scope.changed"
+BUDGET_EXCEEDED = "budget.exceeded"
 
 GENESIS_HASH = "0" * 64
 _COLUMNS = {  # column -> PostgreSQL type, for batched inserts
@@ -192,16 +211,7 @@ def canonical_detail(detail: Mapping[str, Any] | None) -> str:
     return serialization.dumps(dict(detail or {}), what="audit detail", canonical=True)
 
 
-class AuditQueries:
-    dialect: Dialect
-
-    # Provided by SqlStore:
-    def conn(self) -> Connection:
-        raise NotImplementedError
-
-    def tx(self) -> Any:
-        raise NotImplementedError
-
+class AuditQueries(SqlBase):
     def audit(
         self,
         actor: str,

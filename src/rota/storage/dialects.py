@@ -10,6 +10,7 @@ import contextlib
 import json
 import re
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -116,7 +117,7 @@ def raise_if_unavailable(exc: BaseException) -> None:
         raise StoreUnavailable.from_driver(exc) from exc
 
 
-class Dialect:
+class Dialect(ABC):
     name = ""
     # Row-locking clauses; empty on SQLite, whose IMMEDIATE transactions lock the database.
     skip_locked = ""
@@ -128,8 +129,8 @@ class Dialect:
     def __init__(self, url: DatabaseUrl) -> None:
         self.url = url
 
-    def connect(self) -> Connection:
-        raise NotImplementedError
+    @abstractmethod
+    def connect(self) -> Connection: ...
 
     def render(self, sql: str) -> str:
         return sql
@@ -137,8 +138,8 @@ class Dialect:
     def list_param(self, values: Sequence[Any]) -> Any:
         return list(values)
 
-    def any_of(self, column: str, param: str) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def any_of(self, column: str, param: str) -> str: ...
 
     def insert_many(
         self,
@@ -174,16 +175,18 @@ class Dialect:
         sets = ", ".join(f"{c} = :{c}" for c in columns if c != key)
         conn.execute_many(f"UPDATE {table} SET {sets} WHERE {key} = :{key}", rows)
 
-    def transaction(self, raw: Any) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def transaction(self, raw: Any) -> Any: ...
 
-    def table_exists(self, conn: Connection, table: str) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def table_exists(self, conn: Connection, table: str) -> bool: ...
 
+    @abstractmethod
     def lock(self, conn: Connection, name: str, *, shared: bool = False) -> None:
         """Serialise a critical section across processes until the transaction ends;
         `shared` holders exclude only exclusive ones."""
 
+    @abstractmethod
     def notify(self, conn: Connection) -> None:
         """Hint waiting workers that runs are ready (a hint only: workers also poll)."""
 
@@ -235,6 +238,13 @@ class SQLiteDialect(Dialect):
             raw.execute("ROLLBACK")
             raise
         raw.execute("COMMIT")
+
+    def lock(self, conn: Connection, name: str, *, shared: bool = False) -> None:
+        """Nothing to take: an IMMEDIATE transaction already holds the database's one write
+        lock until it ends."""
+
+    def notify(self, conn: Connection) -> None:
+        """No NOTIFY on SQLite: its workers poll."""
 
 
 class PostgresDialect(Dialect):

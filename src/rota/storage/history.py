@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .dialects import Connection
+from ..model import TokenCounts
+from .connection import SqlBase
 
 
 @dataclass(frozen=True)
@@ -40,12 +41,7 @@ class RunUsage:
     run_id: str
     model: str
     agent: str
-    input_tokens: int
-    output_tokens: int
-    cache_write_tokens: int
-    cache_read_tokens: int
-    reasoning_tokens: int
-    requests: int
+    usage: TokenCounts
     cost_pusd: int
 
 
@@ -56,10 +52,7 @@ class RunSession:
     tool_calls: int
 
 
-class HistoryQueries:
-    def conn(self) -> Connection:
-        raise NotImplementedError  # provided by SqlStore
-
+class HistoryQueries(SqlBase):
     def run_rows(self, since: float, until: float) -> list[RunRow]:
         """Runs that started in [since, until), with their compute time and the time each
         spent parked."""
@@ -87,7 +80,7 @@ class HistoryQueries:
             GROUP BY u.run_id, u.model, u.agent""",
             {"since": since, "until": until},
         )
-        return [RunUsage(**_ints(row, keep=("run_id", "model", "agent"))) for row in rows]
+        return [_run_usage(_ints(row, keep=("run_id", "model", "agent"))) for row in rows]
 
     def run_sessions(self, since: float, until: float) -> list[RunSession]:
         """Agent session seconds per run (summed over executions) and tool calls (each
@@ -139,3 +132,8 @@ class HistoryQueries:
 def _ints(row: dict[str, Any], keep: tuple[str, ...]) -> dict[str, Any]:
     """Sums as ints (PostgreSQL's SUM of BIGINT is NUMERIC: a Decimal in Python)."""
     return {k: v if k in keep else int(v or 0) for k, v in row.items()}
+
+
+def _run_usage(row: dict[str, Any]) -> RunUsage:
+    counts = {name: row.pop(name) for name in TokenCounts.__dataclass_fields__}
+    return RunUsage(**row, usage=TokenCounts(**counts))

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from .dialects import Connection, Dialect
+from .connection import SqlBase
+from .dialects import Connection
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,7 @@ class Charge:
         return self.interval_s * self.cost
 
 
-class LimitQueries:
-    dialect: Dialect
-
-    def tx(self) -> Any:
-        raise NotImplementedError  # provided by SqlStore
-
+class LimitQueries(SqlBase):
     def take(self, charges: Mapping[str, Charge], now: float) -> float:
         """Reserve the call's turn on every resource and return how long to wait for it
         (0: go now). One transaction per call, however busy: waiters never poll."""

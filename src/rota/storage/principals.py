@@ -1,4 +1,4 @@
-"""Principal and API token rows, mixed into SqlStore.
+"""Principal and API token records, and their rows, mixed into SqlStore.
 
 Every change to a principal is written with its audit record in one transaction
 (`change_principal`), so the log cannot miss a change nor record one that did not happen.
@@ -8,16 +8,42 @@ Tokens are stored as a hash only; the token itself is shown once, when it is mad
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
-from ..identity.principals import Principal
-from .audit import AuditEntry
-from .dialects import Connection, Row
+from .audit import AuditEntry, AuditQueries
+from .dialects import Row
 
-if TYPE_CHECKING:
-    from .dialects import Dialect
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a run acts as (a stored record). Validation and `make_principal` live in
+    rota.identity.principals."""
+
+    name: str
+    kind: str = "service"
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    roles: frozenset[str] = field(default_factory=frozenset)
+    disabled: bool = False
+
+    @property
+    def actor_kind(self) -> str:
+        """How the audit log marks what this principal does itself (an API caller with its
+        token, an approver): a user is a person. A run acting for it is always machine."""
+        return "human" if self.kind == "user" else "machine"
+
+    def holds(self, scope: str) -> bool:
+        if scope in self.scopes:
+            return True
+        return any(g.endswith(":*") and scope.startswith(g[:-1]) for g in self.scopes if g != scope)
+
+    def missing(self, scopes: Iterable[str]) -> tuple[str, ...]:
+        """The scopes of `scopes` this principal does not hold, in order."""
+        return tuple(s for s in scopes if not self.holds(s))
+
+    def has_role(self, role: str) -> bool:
+        return "admin" in self.roles or role in self.roles
+
 
 Change = Callable[[Principal | None], tuple[Principal | None, Sequence[AuditEntry]]]
 """Given the principal as stored (None: absent), the principal to store (None: no change) and
@@ -34,20 +60,7 @@ class TokenRecord:
     revoked_at: float | None
 
 
-class PrincipalQueries:
-    dialect: Dialect
-
-    # Provided by SqlStore:
-    def conn(self) -> Connection:
-        raise NotImplementedError
-
-    def tx(self) -> Any:
-        raise NotImplementedError
-
-    if TYPE_CHECKING:  # from AuditQueries, later in SqlStore's bases
-
-        def append_audit(self, conn: Connection, entries: Sequence[AuditEntry]) -> Any: ...
-
+class PrincipalQueries(AuditQueries):
     def principal(self, name: str) -> Principal | None:
         rows = self.conn().execute(
             "SELECT * FROM rota_principals WHERE name = :name", {"name": name}

@@ -10,34 +10,18 @@ idempotency keys are deterministic and unique, so each (schedule, fire time) is 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..model import NewRun, Schedule, Tick, TickPlan
-from .dialects import Connection, Row
-
-if TYPE_CHECKING:
-    from .dialects import Dialect
+from .dialects import Connection, Dialect, Row
+from .runs import RunInserts
 
 ACTIVE_STATES = ("ENQUEUED", "RUNNING", "WAITING")
 # decide(schedule, its unfinished runs, when its job last ran for an event) -> plan
 Decide = Callable[[Schedule, list[dict[str, Any]], float | None], TickPlan]
 
 
-class ScheduleQueries:
-    dialect: Dialect
-
-    # Provided by SqlStore:
-    def conn(self) -> Connection:
-        raise NotImplementedError
-
-    def tx(self) -> Any:
-        raise NotImplementedError
-
-    def _insert_runs(
-        self, conn: Connection, runs: Sequence[NewRun], *, lookup: bool = True
-    ) -> list[tuple[str, bool]]:
-        raise NotImplementedError
-
+class ScheduleQueries(RunInserts):
     def sync_schedules(self, wanted: Sequence[Schedule]) -> list[str]:
         """Create or update schedule rows from code. A schedule whose definition changed
         starts afresh from now (its cursor moves to the new row's cursor): editing a schedule

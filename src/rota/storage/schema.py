@@ -364,7 +364,7 @@ MIGRATIONS += (
             """CREATE UNIQUE INDEX rota_approvals_open ON rota_approvals (run_id, step_key)
                 WHERE status = 'pending'""",
             # Lookups by step compare status to a parameter: the partial index cannot serve
-            # PostgreSQL's generic plans for them (see the note in storage/sql.py).
+            # PostgreSQL's generic plans for them (see the note in storage/runs.py).
             "CREATE INDEX rota_approvals_step ON rota_approvals (run_id, step_key)",
             "CREATE INDEX rota_approvals_status ON rota_approvals (status, created_at)",
         ),

@@ -6,12 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-from .dialects import Connection, Row
-
-if TYPE_CHECKING:
-    from .dialects import Dialect
+from .connection import SqlBase
+from .dialects import Row
 
 
 @dataclass(frozen=True)
@@ -23,16 +20,7 @@ class SecretRecord:
     updated_at: float
 
 
-class SecretQueries:
-    dialect: Dialect
-
-    # Provided by SqlStore:
-    def conn(self) -> Connection:
-        raise NotImplementedError
-
-    def tx(self) -> Any:
-        raise NotImplementedError
-
+class SecretQueries(SqlBase):
     def put_secret(
         self, name: str, ciphertext: str, grants: Sequence[str] | None, now: float
     ) -> None:

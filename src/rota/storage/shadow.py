@@ -1,25 +1,37 @@
-"""Shadow comparisons, mixed into SqlStore: one row per shadow run (see rota.shadow)."""
+"""Shadow comparisons, the record and its rows, mixed into SqlStore: one row per shadow run
+(see rota.shadow)."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from .. import serialization
-from .dialects import Connection, Row
-
-if TYPE_CHECKING:
-    from ..shadow import ShadowRecord
-    from .dialects import Dialect
+from .connection import SqlBase
+from .dialects import Row
 
 
-class ShadowQueries:
-    dialect: Dialect
+@dataclass(frozen=True)
+class ShadowRecord:
+    run_id: str  # the shadow run
+    parent_id: str  # the job run it shadows
+    name: str  # the job
+    agent: str
+    created_at: float
+    fields: Mapping[str, bool]  # field -> the job and the agent agree
+    job_result: Any
+    agent_output: Any
+    tokens: int
+    error: str | None = None  # the agent did not reach a decision
 
-    # Provided by SqlStore:
-    def conn(self) -> Connection:
-        raise NotImplementedError
+    @property
+    def agreed(self) -> bool | None:
+        return None if self.error is not None else all(self.fields.values())
 
+
+class ShadowQueries(SqlBase):
     def record_shadow(self, record: ShadowRecord) -> None:
         """Store a comparison once: a shadow run re-executed after a crash replaces its row."""
         params = {
@@ -57,9 +69,7 @@ class ShadowQueries:
         return [_record(r) for r in rows]
 
 
-def _record(row: Row) -> Any:
-    from ..shadow import ShadowRecord
-
+def _record(row: Row) -> ShadowRecord:
     return ShadowRecord(
         run_id=row["run_id"],
         parent_id=row["parent_id"],

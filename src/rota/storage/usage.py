@@ -21,7 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .dialects import Connection, Dialect
+from ..model import ModelCall, TokenCounts
+from .connection import SqlBase
+from .dialects import Connection
 
 # Budget scopes and the usage column each one is matched on.
 SCOPE_COLUMNS = {"agent": "agent", "workflow": "name", "principal": "principal"}
@@ -34,31 +36,6 @@ GROUP_COLUMNS = {
 }
 UsageGroup = Literal["agent", "workflow", "principal", "trigger", "model", "day"]
 _TOKENS = "input_tokens + output_tokens + cache_write_tokens + cache_read_tokens"
-
-
-@dataclass(frozen=True)
-class ModelCall:
-    """The metering of one model call. `cost_pusd` is its cost in picodollars (USD x 1e12)
-    at `price` (the Price as JSON text, with its source) in force when the run started."""
-
-    run_id: str
-    step_key: str
-    at: float  # when the call started (a budget period is chosen by it)
-    name: str  # the run's job, workflow or agent
-    agent: str
-    principal: str | None
-    trigger: str | None
-    provider: str
-    model: str  # provider:model, as the agent names it
-    input_tokens: int
-    output_tokens: int
-    cache_write_tokens: int
-    cache_read_tokens: int
-    reasoning_tokens: int
-    requests: int
-    cost_pusd: int
-    price: str
-    simulated: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,16 +95,12 @@ class UsageTotal:
     requests: int
     cost_pusd: int
 
+    @property
+    def usage(self) -> TokenCounts:
+        return TokenCounts.of(self)
 
-class UsageQueries:
-    dialect: Dialect
 
-    def tx(self) -> Any:
-        raise NotImplementedError  # provided by SqlStore
-
-    def conn(self) -> Connection:
-        raise NotImplementedError  # provided by SqlStore
-
+class UsageQueries(SqlBase):
     # -- recording --------------------------------------------------------------------
 
     def record_model_call(self, call: ModelCall) -> None:

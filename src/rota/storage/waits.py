@@ -24,13 +24,14 @@ from typing import Any
 
 from .. import serialization
 from ..model import Event, NewWait, Wait
-from .dialects import Connection, Dialect, Row
+from .connection import SqlBase
+from .dialects import Connection, Row
 
 OPEN = "waiting"
 _LOOK_BACK_PAGE = 200
 _SWEEP_BATCHES = 20
 # By-key lookups compare status to a parameter (:open), scans of open waits to the literal:
-# see the note on PostgreSQL's generic plans in sql.py.
+# see the note on PostgreSQL's generic plans in runs.py.
 _CLOSE = """UPDATE rota_waits SET status = :status, event_id = :event_id, resolved_at = :now
     WHERE run_id = :run_id AND step_key = :step_key AND status = :open
     RETURNING run_id, step_key, step_name, seq, kind, deadline, created_at"""
@@ -60,16 +61,7 @@ def event_topic(name: str) -> str:
     return f"event:{name}"
 
 
-class WaitQueries:
-    dialect: Dialect
-
-    # Provided by SqlStore:
-    def conn(self) -> Connection:
-        raise NotImplementedError
-
-    def tx(self) -> Any:
-        raise NotImplementedError
-
+class WaitQueries(SqlBase):
     # -- parking -----------------------------------------------------------------------
 
     def park(self, wait: NewWait, now: float) -> Parking:
@@ -353,8 +345,8 @@ class WaitQueries:
 
     def _wait_closed(self, conn: Connection, wait: Row, status: str, now: float) -> None:
         """Hook, inside the transaction that closed `wait` (its run's row is locked) with
-        `status` (resolved, timed_out or cancelled): approvals (storage/approvals.py, ahead
-        of this class in SqlStore's bases) record their timeouts and expiries here."""
+        `status` (resolved, timed_out or cancelled): approvals (ApprovalQueries in
+        storage/approvals.py, a subclass) record their timeouts and expiries here."""
 
     # -- reading -----------------------------------------------------------------------
 

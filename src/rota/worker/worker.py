@@ -14,7 +14,6 @@ the worker's loops log one line, back off, and carry on once the database is bac
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
@@ -26,23 +25,23 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 from .. import serialization
 from ..backoff import backoff_delay
 from ..calls import call_user, error_info
-from ..durable import RunContext, WaitParked
+from ..clock import Clock, system_clock
+from ..context import RunContext, RunServices
+from ..durable import WaitParked
 from ..errors import RunInterrupted, StoreLost, StoreUnavailable
-from ..identity.directory import directory_for
-from ..identity.principals import PrincipalDisabled, UnknownPrincipal
-from ..identity.runs import run_refused, run_started
 from ..ids import new_id
-from ..model import Completion, Run, RunState
+from ..jobs import Registry
+from ..model import Completion, Execution, Run, RunState
 from ..storage.audit import AuditEntry
-from ..storage.base import Execution
-
-if TYPE_CHECKING:
-    from ..app import App
+from ..storage.base import Store
+from .audit import AuditBatch
+from .middleware import RunCall, RunMiddleware, chain, standard
+from .wakeups import Wakeups
 
 log = logging.getLogger("rota.worker")
 # The run whose task this is: its store calls are the run's own (see Worker.db).
@@ -77,6 +76,28 @@ class WorkerStats:
     by_name: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class WorkerParts:
+    """What a worker is made of besides its registry and options, as an App composes it
+    (App.worker_parts): the store, the clock, the in-process wake-ups, the run middleware
+    (outermost first), the checks to run when the worker starts, and the services its runs
+    reach through their context (escalation, shared budgets, approval announcements)."""
+
+    store: Store
+    clock: Clock
+    wakeups: Wakeups
+    middleware: Sequence[RunMiddleware]
+    on_start: Sequence[Callable[[], object]]
+    services: RunServices | None = None
+
+
+@runtime_checkable
+class _Composer(Registry, Protocol):
+    """A registry that composes its workers' parts itself: the App (Worker(app))."""
+
+    def worker_parts(self) -> WorkerParts: ...
+
+
 @dataclass
 class _Active:
     run: Run
@@ -86,15 +107,52 @@ class _Active:
 
 
 class Worker:
-    def __init__(self, app: App, options: WorkerOptions | None = None, **overrides: Any) -> None:
-        self.app = app
+    """Claims runs of the registry's jobs from the store and executes them.
+
+    `Worker(app)` (or `app.worker(...)`) takes its parts from the App (`App.worker_parts`):
+    its store, clock and in-process wake-ups, the standard run middleware followed by
+    `app.run_middleware`, and a check of the declared run_as principals when it starts.
+    Any other registry passes `store` (and optionally the rest); its middleware then
+    defaults to the standard list (rota.worker.middleware.standard)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        options: WorkerOptions | None = None,
+        *,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        wakeups: Wakeups | None = None,
+        middleware: Sequence[RunMiddleware] | None = None,
+        on_start: Sequence[Callable[[], object]] | None = None,
+        services: RunServices | None = None,
+        **overrides: Any,
+    ) -> None:
+        if store is None:  # Worker(app): the App composes it
+            if not isinstance(registry, _Composer):
+                raise TypeError("Worker(registry) needs store=...; or pass an App")
+            parts = registry.worker_parts()
+            store = parts.store
+            clock = parts.clock if clock is None else clock
+            wakeups = parts.wakeups if wakeups is None else wakeups
+            middleware = parts.middleware if middleware is None else middleware
+            on_start = parts.on_start if on_start is None else on_start
+            services = parts.services if services is None else services
+        self.registry = registry
+        self.services = services
         self.options = options or WorkerOptions(**overrides)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
-        self.store = app.store
-        self.clock = app.clock
+        self.store: Store = store
+        self.clock: Clock = system_clock if clock is None else clock
+        self.wakeups = Wakeups() if wakeups is None else wakeups
+        self.middleware: tuple[RunMiddleware, ...] = tuple(
+            standard(store) if middleware is None else middleware
+        )
+        self.on_start: tuple[Callable[[], object], ...] = tuple(on_start or ())
+        self._chain = chain(self.middleware, self._invoke)
         self.stats = WorkerStats()
-        self._names = sorted(app.definitions)
-        self._limited = any(d.limited for d in app.definitions.values())
+        self._names = sorted(registry.definitions)
+        self._limited = any(d.limited for d in registry.definitions.values())
         self._active: dict[str, _Active] = {}
         self._pending: list[Completion] = []
         self._flushing: list[Completion] = []  # the batch being written right now
@@ -105,11 +163,9 @@ class Worker:
         self._claiming = _Outage("claiming runs", poll)
         self._recording = _Outage("recording run outcomes", poll)
         self._beating = _Outage("heartbeat", poll)
-        # Run starts, written in batches with each flush, or sooner by write_audit: the
-        # deque takes appends from the loop while a database thread drains it.
-        self._audit_entries: collections.deque[AuditEntry] = collections.deque()
-        self._audit_lock = threading.Lock()
-        self._directory = directory_for(self.store)
+        # Run starts (and refusals), written in batches with each flush, or sooner by
+        # write_audit.
+        self.audit = AuditBatch(store, self._want_flush)
         self._stopping = False
         # When a parked run next times out (None: none known; 0: look at the first turn),
         # and when to look again after a sweep left one behind (held by another resolver).
@@ -131,14 +187,15 @@ class Worker:
         skip_ahead (with until_idle): asked whenever this worker holds no run and has
         recorded every outcome; True when it moved the clock on so that something is due
         now. App.drain passes one under a FakeClock, whose time passes only when told to."""
-        self.app.verify_principals()  # a run_as naming no principal fails here, not per run
+        for check in self.on_start:  # App: a run_as naming no principal fails here, not per run
+            check()
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._flush_wanted = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._setup_threads()
         self._slots = asyncio.Semaphore(self.options.concurrency)
-        self.app._wakers.add(self.wake)
+        unsubscribe = self.wakeups.subscribe(self.wake)
         background = [
             asyncio.create_task(self._heartbeat_loop(), name="rota-heartbeat"),
             asyncio.create_task(self._flush_loop(), name="rota-flush"),
@@ -150,7 +207,7 @@ class Worker:
             await self._shutdown(background)
             if listener:
                 listener.set()
-            self.app._wakers.discard(self.wake)
+            unsubscribe()
             if self._db_pool:
                 self._db_pool.shutdown(wait=False)
         return self.stats
@@ -320,37 +377,11 @@ class Worker:
                 del self._active[run.id]
             self._wake.set()
 
-    async def _admit(self, run: Run) -> bool:
-        """Check the run's principal (unknown or disabled: refused, audited, failed for
-        good) and record the start in the audit log."""
-        principal = None
-        if run.principal is not None:
-            try:
-                principal = await self.db(self._directory.require, run.principal)
-            except (UnknownPrincipal, PrincipalDisabled) as exc:
-                self._audit_entries.append(run_refused(run, str(exc)))
-                self._failed(run, exc, retryable=False)
-                return False
-        self._audit_entries.append(run_started(run, principal))
-        self._flush_wanted.set()
-        return True
-
     async def _execute(self, run: Run) -> None:
-        definition = self.app.definitions[run.name]
+        call = RunCall(run, self.registry.definitions[run.name], self.db, self.audit)
         _serving.set(run.id)  # this task's store calls are the run's own from here on
-        body_started: float | None = None
         try:
-            if not await self._admit(run):
-                return
-            checkpoints = {}
-            if run.attempt > 1:  # a first attempt cannot have checkpoints
-                checkpoints = {s.key: s for s in await self.db(self.store.steps, run.id)}
-            ctx = RunContext(run, self, checkpoints)
-            args = (ctx, run.payload) if definition.takes_payload else (ctx,)
-            body_started = self.clock.now()
-            value = await call_user(
-                definition.fn, args, {}, timeout=run.timeout_s, what=f"run of {run.name!r}"
-            )
+            value = await self._chain(call)  # the run middleware, then _invoke
             text = serialization.dumps(value, what=f"the result of {run.name!r}")
             self._finish(run, RunState.SUCCEEDED, result=text)
         except StoreLost as exc:
@@ -368,7 +399,20 @@ class Worker:
             else:
                 self._failed(run, exc, retryable=getattr(exc, "retryable", True))
         finally:
-            self._timed(run, body_started)
+            self._timed(run, call.body_started)
+
+    async def _invoke(self, call: RunCall) -> Any:
+        """The innermost call of the chain: the job's function, given its RunContext."""
+        run, definition = call.run, call.definition
+        checkpoints = {}
+        if run.attempt > 1:  # a first attempt cannot have checkpoints
+            checkpoints = {s.key: s for s in await self.db(self.store.steps, run.id)}
+        ctx = RunContext(run, self, checkpoints, self.services)
+        args = (ctx, run.payload) if definition.takes_payload else (ctx,)
+        call.body_started = self.clock.now()
+        return await call_user(
+            definition.fn, args, {}, timeout=run.timeout_s, what=f"run of {run.name!r}"
+        )
 
     def _timed(self, run: Run, body_started: float | None) -> None:
         """Queue the time this execution's body took (none if it never began), to be
@@ -415,7 +459,7 @@ class Worker:
         failures = run.failures + 1
         error = serialization.dumps(error_info(exc), what="error")
         if retryable and failures < run.max_attempts:
-            base = self.app.definitions[run.name].backoff_s
+            base = self.registry.definitions[run.name].backoff_s
             delay = backoff_delay(failures, base)
             log.info("run %s failed (%s); retry %d in %.1fs", run.id, exc, failures, delay)
             self._finish(
@@ -485,8 +529,8 @@ class Worker:
         # One writer at a time: a flush at shutdown waits for the one in flight, which took
         # its batch from _pending, instead of finding _pending empty and cancelling it.
         async with self._flush_lock:
-            if self._audit_entries:  # before the outcomes: a start is never missing
-                await self.db(self.write_audit)
+            if self.audit:  # before the outcomes: a start is never missing
+                await self.db(self.audit.write)
             while self._pending or self._executions:
                 self._flushing, self._pending = self._pending[:1000], self._pending[1000:]
                 self._flushing_executions, self._executions = self._executions, []
@@ -503,16 +547,10 @@ class Worker:
         """Append the pending run starts, then `entries`, in one transaction (blocking: call
         it from a database thread). Everything a run audits goes through here, so that a
         run's own records always follow its run.started record in the chain."""
-        with self._audit_lock:
-            batch: list[AuditEntry] = []
-            with contextlib.suppress(IndexError):
-                while True:
-                    batch.append(self._audit_entries.popleft())
-            try:
-                self.store.audit_many([*batch, *entries])
-            except BaseException:
-                self._audit_entries.extendleft(reversed(batch))
-                raise
+        self.audit.write(entries)
+
+    def _want_flush(self) -> None:
+        self._flush_wanted.set()
 
     def held_run_ids(self) -> list[str]:
         """Runs this worker is responsible for: executing, prefetched, or awaiting a write."""

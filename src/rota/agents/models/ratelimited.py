@@ -11,6 +11,7 @@ per-minute limits over shorter intervals.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...clock import Clock, system_clock
-from ...durable import current_runtime
 from ...errors import ConfigError
 from ...storage.limits import Charge, reserve
 from ..types import Model, ModelRequest, ModelResponse, Usage, estimate_tokens, to_json
@@ -39,12 +39,17 @@ class RateLimit:
 
 
 class RateLimitedModel:
+    """`store` (with `call`, how to call it: `asyncio.to_thread` unless given) holds the
+    limit shared by every worker; without one, the limit is kept in this process. A durable
+    run's chain gets a copy bound to the run's store (`bound`, see agentloop/chain.py)."""
+
     def __init__(
         self,
         model: Model,
         limit: RateLimit,
         store: Any = None,
         *,
+        call: Callable[..., Awaitable[Any]] | None = None,
         key: str | None = None,
         clock: Clock = system_clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -53,6 +58,7 @@ class RateLimitedModel:
         self.provider, self.name = model.provider, model.name
         self.limit = limit
         self.store = store
+        self.call = call
         self.key = key or f"{model.provider}:{model.name}"
         self.clock = clock
         self.sleep = sleep
@@ -72,15 +78,20 @@ class RateLimitedModel:
             await call(store.adjust, f"{self.key}:tokens", correction, self.clock.now())
         return response
 
-    def _store(self) -> tuple[Any, Callable[..., Awaitable[Any]]]:
-        """The given store, else the running run's (shared by every worker; called on the
-        worker's few database threads), else a limit kept in this process (an agent run
-        directly, outside any worker)."""
+    def bound(self, store: Any, call: Callable[..., Awaitable[Any]]) -> RateLimitedModel:
+        """This limit on `store` (a run's: shared by every worker, called on the worker's few
+        database threads through `call`), unless it was given a store of its own."""
         if self.store is not None:
-            return self.store, asyncio.to_thread
-        runtime = current_runtime()
-        if runtime is not None:
-            return runtime.store, runtime.db
+            return self
+        bound = copy.copy(self)
+        bound.store, bound.call = store, call
+        return bound
+
+    def _store(self) -> tuple[Any, Callable[..., Awaitable[Any]]]:
+        """The given store, else a limit kept in this process (an agent run directly,
+        outside any worker)."""
+        if self.store is not None:
+            return self.store, self.call or asyncio.to_thread
         return _LOCAL, _direct
 
     def _charges(self, estimate: int) -> dict[str, Charge]:
@@ -131,9 +142,4 @@ def request_tokens(request: ModelRequest) -> int:
 
 
 def billed_tokens(usage: Usage) -> int:
-    return (
-        usage.input_tokens
-        + usage.output_tokens
-        + usage.cache_write_tokens
-        + usage.cache_read_tokens
-    )
+    return usage.total

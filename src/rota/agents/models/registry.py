@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 
-from rota.agents.models.scripted import get_scripted
+from rota.agents.models import scripted
 from rota.agents.types import Model
 from rota.errors import ConfigError, MissingApiKey, UnknownModel
+from rota.model import PROVIDERS
 
-PROVIDERS = ("anthropic", "openai", "openai-responses", "openai-compatible", "scripted")
 COMPATIBLE_KEY_ENV = "OPENAI_COMPATIBLE_API_KEY"
 
 
@@ -38,7 +38,7 @@ def resolve_model(spec: str, *, base_url: str | None = None, api_key: str | None
     if not provider or not name:
         raise UnknownModel(spec, "both the provider and the model name are needed")
     if provider == "scripted":
-        return get_scripted(name)
+        return scripted.get_scripted(name)  # looked up on the module: tests replace it
     if provider == "anthropic":
         from rota.agents.models.anthropic import AnthropicModel  # noqa: PLC0415  # heavy: the anthropic SDK
 

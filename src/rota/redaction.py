@@ -8,7 +8,7 @@ Call `redactor.redact` / `redactor.redact_json` on anything that leaves the proc
 stored: step results before they are saved, a model's context before it is sent, trace span
 attributes and error messages. `RedactingFilter` does it for log records; add it to handlers
 (a filter on a logger does not see records propagated from its children).
-`rota.identity.logredact.install_log_redaction` does it for every log line of a process.
+`rota.logredaction.install_log_redaction` does it for every log line of a process.
 """
 
 from __future__ import annotations

@@ -14,29 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..durable import current_runtime
-from .types import Usage, to_json
+from ..agents.types import AgentResult, Usage, to_json
+from ..storage.agent_cache import CachedDecision
 
 if TYPE_CHECKING:
-    from ..durable import RunContext
-    from .agent import Agent, AgentResult
+    from ..agents.spec import AgentSpec
+    from ..context import RunContext
 
 
-@dataclass(frozen=True)
-class CachedDecision:
-    key: str
-    agent: str
-    text: str
-    output: Any  # the output as JSON (AgentResult.output_json)
-    run_id: str | None
-    created_at: float
-    expires_at: float
-
-
-def cache_key(agent: Agent, task: Any) -> str:
+def cache_key(agent: AgentSpec, task: Any) -> str:
     inputs = {
         "model": agent.model_spec,
         "instructions": agent.instructions.strip(),
@@ -61,16 +49,14 @@ def _normalised(value: Any) -> Any:
 
 
 async def with_cache(
-    agent: Agent,
+    agent: AgentSpec,
     task: Any,
     ctx: RunContext,
     prefix: str,
     run: Callable[[], Awaitable[AgentResult]],
 ) -> AgentResult:
     """`run()`, unless an earlier accepted decision on the same inputs is still fresh."""
-    runtime = current_runtime()
-    if runtime is None:
-        return await run()
+    runtime = ctx.runtime
     store, key = runtime.store, cache_key(agent, task)
 
     async def lookup() -> dict[str, Any]:
@@ -98,9 +84,7 @@ async def with_cache(
     return result
 
 
-def _reused(agent: Agent, found: dict[str, Any]) -> AgentResult:
-    from .agent import AgentResult
-
+def _reused(agent: AgentSpec, found: dict[str, Any]) -> AgentResult:
     output, data = agent.validate_output(json.dumps(found["output"]))
     if agent.output is None:
         output = data = found["text"]

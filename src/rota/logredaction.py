@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, TextIO
 
-from .redact import RedactingFilter, Redactor, redactor
+from .redaction import RedactingFilter, Redactor, redactor
 
 Undo = Callable[[], None]
 

@@ -3,8 +3,9 @@ may decide.
 
 A request names approver groups; a principal may decide it when it holds the role
 `approver:<group>` of one of them, or `admin` (which holds every role). A request that names
-no group can be decided by admins only. Kept free of storage imports: the store, the CLI,
-the API and the workflow context all use these.
+no group can be decided by admins only. The store applies these rules, and the CLI, the API
+and the workflow context use them too. Checking the approver groups a workflow names is
+identity's part (`rota.identity.principals.approver_groups`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from ..clock import iso
 from ..errors import ConfigError
-from ..identity.principals import Principal, check_role
+from .principals import Principal
 
 PENDING = "pending"
 APPROVED = "approved"
@@ -108,25 +109,6 @@ def may_decide(principal: Principal | None, approvers: Sequence[str]) -> bool:
     return principal.has_role("admin") or any(
         principal.has_role(f"approver:{g}") for g in approvers
     )
-
-
-def approver_groups(value: str | Sequence[str] | None, *, what: str) -> tuple[str, ...]:
-    """Groups as given (`"finance"` or `["finance", "ops"]`), checked like role names."""
-    if value is None:
-        return ()
-    groups = (value,) if isinstance(value, str) else value
-    if not isinstance(groups, list | tuple) or not all(isinstance(g, str) for g in groups):
-        raise ConfigError(f"{what}: approvers must be a group name or a list of them")
-    for group in groups:
-        try:
-            check_role(f"approver:{group}")
-        except ConfigError:
-            raise ConfigError(
-                f"{what}: approver group {group!r} is not a valid group name: use lower-case "
-                "letters, digits, _, . and - (e.g. approvers='finance'); a principal decides "
-                "with the role approver:<group>"
-            ) from None
-    return tuple(dict.fromkeys(groups))
 
 
 def decided_outcome(request: ApprovalRequest) -> dict[str, Any]:

@@ -15,29 +15,24 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ..errors import ConfigError
-from ..ids import new_id
-from ..jobs import JobDefinition
-from ..model import NewRun, Schedule, Tick, TickPlan
-from ..storage.schedules import Decide
-from .combined import Combined
-from .cron import Cron
-from .interval import At, Every
-from .notify import NOTIFY_SOURCE, NotifyListener
-from .policies import Decision, decide
-
-if TYPE_CHECKING:
-    from ..app import App
+from .clock import Clock
+from .errors import ConfigError
+from .ids import new_id
+from .jobs import JobDefinition, notify_channels
+from .model import NewRun, Schedule, Tick, TickPlan
+from .scheduling.notify import NotifyListener
+from .scheduling.policies import Decision, decide
+from .scheduling.triggers import NOTIFY_SOURCE, Trigger
+from .storage.schedules import Decide
+from .storage.sql import SqlStore
 
 log = logging.getLogger("rota.scheduler")
 
-TimeTrigger = Cron | Every | At
-TIME_TRIGGERS = (Cron, Every, At)
 _US = timedelta(microseconds=1)
 PAUSED_RECHECK_S = 60.0  # a paused schedule records its skipped ticks in ranges this long
 
@@ -46,29 +41,39 @@ PAUSED_RECHECK_S = 60.0  # a paused schedule records its skipped ticks in ranges
 class ScheduleSpec:
     name: str
     job: JobDefinition
-    trigger: TimeTrigger
+    trigger: Trigger  # fires on time: fire_times, next_fire, key
     suppress_after_event_s: float | None = None  # from combined(..., suppress_after_event=)
 
 
-def schedule_specs(app: App) -> dict[str, ScheduleSpec]:
+class SchedulerHost(Protocol):
+    """What the scheduler needs of the App (which satisfies it): the definitions, the store
+    its schedules live in, the clock, and `emit` to store a NOTIFY as an event."""
+
+    @property
+    def definitions(self) -> Mapping[str, JobDefinition]: ...
+    @property
+    def store(self) -> SqlStore: ...  # the schedule queries (a narrower protocol: step S5)
+
+    clock: Clock
+
+    def emit(self, event: str, payload: Any = None, *, source: str = "app") -> object: ...
+
+
+def schedule_specs(definitions: Iterable[JobDefinition]) -> dict[str, ScheduleSpec]:
     """One schedule per time trigger: named after the job (`job#2`, ... for more than one)."""
     specs = {}
-    for job in app.definitions.values():
-        time_triggers = [
-            (t.schedule, t.suppress_after_event_s) if isinstance(t, Combined) else (t, None)
-            for t in job.triggers
-            if isinstance(t, TIME_TRIGGERS) or (isinstance(t, Combined) and t.schedule)
-        ]
+    for job in definitions:
+        time_triggers = [pair for t in job.triggers for pair in t.schedules()]
         for index, (trigger, suppress) in enumerate(time_triggers, start=1):
             name = job.name if index == 1 else f"{job.name}#{index}"
-            specs[name] = ScheduleSpec(name, job, trigger, suppress)  # type: ignore[arg-type]
+            specs[name] = ScheduleSpec(name, job, trigger, suppress)
     return specs
 
 
 class Scheduler:
     def __init__(
         self,
-        app: App,
+        app: SchedulerHost,
         *,
         batch: int = 500,
         max_sleep_s: float = 1.0,
@@ -77,7 +82,7 @@ class Scheduler:
         self.app = app
         self.store = app.store
         self.clock = app.clock
-        self.specs = schedule_specs(app)
+        self.specs = schedule_specs(app.definitions.values())
         self._watch_overlap = [n for n, s in self.specs.items() if s.job.overlap != "allow"]
         self._watch_events = {
             n: s.job.name for n, s in self.specs.items() if s.suppress_after_event_s is not None
@@ -234,7 +239,7 @@ class Scheduler:
                 await loop.run_in_executor(None, listener.stop)
 
     def _start_listener(self) -> NotifyListener | None:
-        channels = self.app.notify_channels()
+        channels = notify_channels(self.app.definitions.values())
         listen = getattr(self.store.dialect, "listen_on", None)
         if not channels:
             return None

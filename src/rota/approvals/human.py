@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..durable import current_runtime, current_step
+from ..agents.tools import Tool, ToolContext
 from ..durations import Duration
-from .tools import Tool, ToolContext
 
 NAME = "ask_human"
 
@@ -30,15 +29,11 @@ async def _ask_human(ctx: ToolContext[Any], question: str, proposal: str) -> str
         question: What you are unsure about, in one or two sentences.
         proposal: The decision you would take, for the person to approve or correct.
     """
-    runtime, step = current_runtime(), current_step()
-    request = None
-    if runtime is not None and ctx.run_id is not None:
-        store: Any = runtime.store
-        request = await runtime.db(store.approval_for_step, ctx.run_id, f"{step.key}/approval")
-    if request is None or not request.decided_by:
+    decision = ctx.approval  # set by the approval gate (approvals/gate.py)
+    if decision is None or not decision.decided_by:
         return "approved"
-    comment = f": {request.comment}" if request.comment else ""
-    return f"approved by {request.decided_by}{comment}"
+    comment = f": {decision.comment}" if decision.comment else ""
+    return f"approved by {decision.decided_by}{comment}"
 
 
 def ask_human(approvers: str | Sequence[str], *, timeout: Duration | None = "4h") -> Tool:

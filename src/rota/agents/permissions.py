@@ -15,23 +15,16 @@ read (a ticket that says "call refund"). The principal's scopes decide, never th
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 import pydantic_core
 from prometheus_client import Counter
 
-from ..storage.audit import AuditEntry
-from .audit import TOOL_CALLED, TOOL_DENIED
-from .directory import directory_for
-from .principals import Principal
-from .secrets import Vault
-
-if TYPE_CHECKING:
-    from ..agents.tools import Tool, ToolContext
-    from ..durable import RunContext, Runtime
-    from ..storage.secrets import SecretQueries
+from ..identity.principals import Principal
+from ..storage.audit import TOOL_CALLED, TOOL_DENIED, AuditEntry
+from .tools import Tool, ToolContext, ToolDenied
 
 DENIED_CALLS = Counter(
     "rota_tool_calls_denied",
@@ -67,8 +60,6 @@ class ToolAccess:
         return {name: t for name, t in tools.items() if not self.missing(t)}
 
     async def check(self, tool: Tool, values: dict[str, Any], ctx: ToolContext[Any]) -> None:
-        from ..agents.tools import ToolDenied
-
         missing = self.missing(tool)
         if not missing:
             return
@@ -124,45 +115,3 @@ def _arguments(values: dict[str, Any]) -> Any:
     if len(text) <= _MAX_ARGUMENTS:
         return data
     return {"truncated": text[:_MAX_ARGUMENTS]}
-
-
-def tool_access(agent: str, ctx: RunContext | None, principal: Principal | None) -> ToolAccess:
-    """The access of one agent run: in a durable run, its principal as the store has it now,
-    audited to the store; in memory, the principal given (None: no scopes), not audited."""
-    from ..durable import current_runtime
-
-    runtime = current_runtime() if ctx is not None else None
-    if ctx is None or runtime is None:
-        return ToolAccess(agent, lambda: principal)
-    store = runtime.store
-    directory = directory_for(store)
-    name = ctx.principal
-
-    write = audit_writer(runtime)
-
-    async def record(entry: AuditEntry) -> None:
-        await runtime.db(write, [entry])
-
-    vault = Vault(cast("SecretQueries", store), audit_with=write)
-    run_id = ctx.run_id
-
-    def secret(secret_name: str) -> str:
-        return vault.get(secret_name, name, run_id=run_id)
-
-    lookup: Lookup = (lambda: directory.get(name)) if name else (lambda: None)
-    return ToolAccess(agent, lookup, record, run_id, secret)
-
-
-def audit_writer(runtime: Runtime) -> Callable[[Sequence[AuditEntry]], None]:
-    """How code running inside a run appends audit records: through its worker, which
-    writes the run's pending run.started first (see Worker.write_audit); straight to the
-    store elsewhere (replay)."""
-    write = getattr(runtime, "write_audit", None)
-    if write is not None:
-        return cast("Callable[[Sequence[AuditEntry]], None]", write)
-    store = runtime.store
-
-    def append(entries: Sequence[AuditEntry]) -> None:
-        store.audit_many(entries)
-
-    return append

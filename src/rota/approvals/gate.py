@@ -4,14 +4,15 @@
           requires_approval=lambda args: args["amount_cents"] > 10_000)
     def refund(customer_id: str, amount_cents: int) -> str: ...
 
-`ToolApprovals.check` is a ToolGuard, placed after the scope check and the agent's own guards
+`ApprovalGate` is tool middleware, placed after the scope check and the agent's own guards
 (a human is asked only about calls everything else let through) and before the `tool.called`
-audit. When a call needs approval it asks with `ctx.approval` from inside the tool's durable
-step: the run parks there (the step is not recorded, so it is neither done nor failed), and
-when a human decides, the run re-executes, replays its model calls from their checkpoints,
-reaches the same tool step, and the approval returns its decision from its own checkpoint
-(`<tool step>/approval`). Approved: the tool runs. Rejected, or nobody decided within the
-tool's `approval_timeout`: the tool does not run, and the model gets
+audit (agentloop/chain.py composes them). When a call needs approval it asks with
+`ctx.approval` from inside the tool's durable step: the run parks there (the step is not
+recorded, so it is neither done nor failed), and when a human decides, the run re-executes,
+replays its model calls from their checkpoints, reaches the same tool step, and the
+approval returns its decision from its own checkpoint (`<tool step>/approval`). Approved:
+the tool runs, with the decision as its `ToolContext.approval`. Rejected, or nobody decided
+within the tool's `approval_timeout`: the tool does not run, and the model gets
 "rejected by <who>: <comment>" as the tool's error result, and carries on.
 
 Who decides: the tool's `approvers` groups (principals with the role `approver:<group>`),
@@ -22,48 +23,62 @@ cost so far.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 
-from ..approvals.records import ApprovalDecision
-from ..durable import current_runtime, current_step
-from .tools import Tool, ToolContext, ToolDenied
-from .types import Message
+from ..agents.tools import CallNext, Tool, ToolContext, ToolDenied, ToolInvocation
+from ..agents.types import Message, ToolResult
+from ..runtime import current_step
+from ..storage.approval_records import ApprovalDecision
+from ..storage.base import MeteringStore
 
 if TYPE_CHECKING:
-    from ..durable import RunContext
     from ..storage.usage import ModelCall
+    from .asking import Asker
 
 _REASONING_TURNS = 3
 _MAX_TEXT = 1000  # characters kept of each reasoning text and of the arguments shown
 _PUSD_PER_USD = Decimal(10) ** 12
 
 
-class ToolApprovals:
-    """The approval gate of one agent run; `messages` returns its conversation so far."""
+CostSoFar = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class ApprovalGate:
+    """The approval gate of one agent run, as tool middleware. `ask` asks a human (a durable
+    run's context; None in memory, where a call that needs approval is refused),
+    `messages` returns the run's conversation so far and `cost_so_far` its model cost."""
 
     def __init__(
-        self, agent: str, ctx: RunContext | None, messages: Callable[[], Sequence[Message]]
+        self,
+        agent: str,
+        *,
+        ask: Asker | None,
+        messages: Callable[[], Sequence[Message]],
+        cost_so_far: CostSoFar,
     ) -> None:
         self.agent = agent
-        self.ctx = ctx
+        self.ask = ask
         self.messages = messages
+        self.cost_so_far = cost_so_far
 
-    async def check(self, tool: Tool, values: dict[str, Any], context: ToolContext[Any]) -> None:
+    async def __call__(self, inv: ToolInvocation, call_next: CallNext, /) -> ToolResult:
+        tool, values, context = inv.tool, inv.values, inv.context
         if not await needs_approval(tool, values):
-            return
-        if self.ctx is None:
+            return await call_next(inv)
+        if self.ask is None:
             raise ToolDenied(
                 f"tool {tool.name!r} needs a human's approval, and only a durable run can wait "
                 "for one: run the agent as a job (app.agent) or in a workflow (ctx.agent)"
             )
         step = current_step()  # the tool's step: its key makes the approval's key
-        decision = await self.ctx.approval(
+        decision = await self.ask.approval(
             _question(self.agent, tool, values),
             approvers=tool.approvers,
             timeout=tool.approval_timeout_s,
@@ -73,6 +88,8 @@ class ToolApprovals:
         )
         if not decision.approved:
             raise ToolDenied(refusal(decision, tool))
+        approved = dataclasses.replace(context, approval=decision)
+        return await call_next(dataclasses.replace(inv, context=approved))
 
     async def _context(
         self, tool: Tool, values: dict[str, Any], context: ToolContext[Any]
@@ -83,7 +100,7 @@ class ToolApprovals:
             "arguments": _jsonable(values),
             "principal": context.principal,
             "reasoning": _reasoning(self.messages()),
-            "cost_so_far": await _cost_so_far(context.run_id),
+            "cost_so_far": await self.cost_so_far(),
         }
 
 
@@ -123,12 +140,14 @@ def _reasoning(messages: Sequence[Message]) -> list[str]:
     ]
 
 
-async def _cost_so_far(run_id: str | None) -> dict[str, Any]:
-    runtime = current_runtime()
-    if runtime is None or run_id is None:
-        return {"usd": "0", "model_calls": 0, "tokens": 0}
-    store = cast(Any, runtime.store)
-    calls: list[ModelCall] = await runtime.db(store.model_calls, run_id)
+NO_COST = {"usd": "0", "model_calls": 0, "tokens": 0}
+
+
+async def cost_so_far(
+    store: MeteringStore, db: Callable[..., Awaitable[Any]], run_id: str
+) -> dict[str, Any]:
+    """The run's model cost so far, as the approval request shows it."""
+    calls: list[ModelCall] = await db(store.model_calls, run_id)
     pusd = sum(c.cost_pusd for c in calls)
     tokens = sum(
         c.input_tokens + c.output_tokens + c.cache_write_tokens + c.cache_read_tokens for c in calls

@@ -1,7 +1,7 @@
 """Record and replay: run a recorded agent run again, against its recorded model responses.
 
 Every model step of an agent run stores the model's response and the normalised request
-that was sent (see `rota.agents.loop`). `replay_run(app, run_id)` runs the agent again with
+that was sent (see `rota.agentloop.loop`). `replay_run(app, run_id)` runs the agent again with
 the *current* code, in memory, with a `ReplayModel` in place of the real one: the n-th model
 call gets the n-th recorded response and no provider is ever called. At each model step the
 request the new code would send is compared with the recorded one; the first difference is
@@ -29,32 +29,43 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from .. import serialization
-from ..calls import call_user
-from ..clock import Clock, system_clock
-from ..durable import RunContext, StepInfo, _current_step
-from ..durations import Duration, optional_seconds
-from ..errors import AgentFailed, ConfigError, ProviderError, StepFailed
-from ..model import Run, RunState, Step
-from ..storage.base import Store
-from .agent import Agent, AgentResult
-from .loop import _request_record
-from .types import (
+from ..agents.types import (
     ModelRequest,
     ModelResponse,
     ToolSpec,
     message_from_json,
     response_from_json,
 )
-
-if TYPE_CHECKING:
-    from ..app import App
+from ..calls import call_user
+from ..clock import Clock, system_clock
+from ..context import RunContext
+from ..durations import Duration, optional_seconds
+from ..errors import AgentFailed, ConfigError, ProviderError, StepFailed
+from ..jobs import Registry
+from ..model import Run, RunState, Step
+from ..runtime import StepInfo, step_scope
+from ..storage.audit import AuditEntry
+from ..storage.base import Store
+from .agent import Agent, AgentResult
+from .steps import request_record
 
 _MODEL_STEP = re.compile(r"model#(\d+)")
 
 DivergenceKind = Literal["request", "unanswered", "fewer_calls", "tool", "result"]
+
+
+class ReplaySource(Registry, Protocol):
+    """Where replay_run finds a recorded run and its agent: an App (its definitions, store
+    and clock)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
 
 class NotReplayable(ConfigError):
@@ -219,9 +230,9 @@ def recorded_requests(steps: Sequence[Step], prefix: str = "") -> dict[str, Mode
     return requests
 
 
-def registered_agent(app: App, name: str) -> tuple[Agent, Any]:
+def registered_agent(registry: Registry, name: str) -> tuple[Agent, Any]:
     """The Agent registered with `app.agent(...)` under `name`, and its deps."""
-    definition = app.definition(name)
+    definition = registry.definition(name)
     if definition.kind != "agent":
         raise NotReplayable(
             f"{name!r} is a {definition.kind}, not an agent; replay re-runs agent runs "
@@ -234,7 +245,7 @@ def registered_agent(app: App, name: str) -> tuple[Agent, Any]:
     return agent, getattr(definition.fn, "rota_deps", None)
 
 
-def replay_run(app: App, run_id: str, *, recorded_tools: bool = False) -> ReplayReport:
+def replay_run(app: ReplaySource, run_id: str, *, recorded_tools: bool = False) -> ReplayReport:
     """Replay run `run_id` of an agent registered on `app` (see the module's docstring).
     Raises RunNotFound, UnknownJobError (the agent is no longer registered) or
     NotReplayable. From async code, use `await replay(...)`."""
@@ -381,6 +392,9 @@ class _Runtime:
     async def db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.to_thread(fn, *args)
 
+    def write_audit(self, entries: Sequence[AuditEntry] = ()) -> None:
+        self.store.audit_many(entries)
+
 
 class _ReplayContext(RunContext):
     """A RunContext whose steps are compared with the recording instead of being stored.
@@ -424,19 +438,17 @@ class _ReplayContext(RunContext):
             self.tool_keys[recorded.result["call_id"]] = key
             return recorded.result
         info = StepInfo(self.run.id, key, 1, f"{self.run.id}:{key}")
-        token = _current_step.set(info)
-        try:
-            value = await call_user(
-                fn, args, kwargs, timeout=optional_seconds(timeout), what=f"step {key!r}"
-            )
-        except Unanswered as exc:
-            raise _Diverged(self._unanswered(key, exc.request)) from None
-        except _ReplayStop:
-            raise
-        except Exception as exc:  # as a durable step reports it (the loop relies on this)
-            raise StepFailed(key, type(exc).__name__, str(exc)) from exc
-        finally:
-            _current_step.reset(token)
+        with step_scope(info):
+            try:
+                value = await call_user(
+                    fn, args, kwargs, timeout=optional_seconds(timeout), what=f"step {key!r}"
+                )
+            except Unanswered as exc:
+                raise _Diverged(self._unanswered(key, exc.request)) from None
+            except _ReplayStop:
+                raise
+            except Exception as exc:  # as a durable step reports it (the loop relies on this)
+                raise StepFailed(key, type(exc).__name__, str(exc)) from exc
         value = serialization.roundtrip(value, what=f"the result of step {key!r}")
         if _MODEL_STEP.fullmatch(key):
             self._compare_request(key, value["request"], recorded)
@@ -485,7 +497,7 @@ class _ReplayContext(RunContext):
 
     def _unanswered(self, key: str, request: ModelRequest) -> Divergence:
         previous = self.model.requests[-2].messages if len(self.model.requests) > 1 else ()
-        asked = _request_record(request, previous)
+        asked = request_record(request, previous)
         details = [
             f"message {i}: {_describe(m)}"
             for i, m in enumerate(asked["messages"], start=asked["messages_from"])
@@ -603,6 +615,7 @@ __all__ = [
     "NotReplayable",
     "ReplayModel",
     "ReplayReport",
+    "ReplaySource",
     "recorded_requests",
     "registered_agent",
     "replay",
