@@ -7,8 +7,11 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from .alerts import AlertPolicy, Alerts, Watchdog, WatchedSchedule, logged
+from .alerts import delivery as alert_delivery
 from .approvals import notify
 from .approvals.notify import ApprovalWebhook
 from .clock import Clock, FakeClock, system_clock
@@ -23,6 +26,9 @@ from .identity.principals import Principal, PrincipalDisabled, UnknownPrincipal,
 from .ids import new_id
 from .jobs import JobDefinition, define, notify_channels, webhooks
 from .model import Debounced, Event, NewRun, Rejection, Run, RunFilter
+from .observability import current_traceparent, webhook_span
+from .observability import run_middleware as traced_runs
+from .scheduler import schedule_specs
 from .scheduling.triggers import WEBHOOK_SOURCE, Trigger
 from .scheduling.webhooks import OnWebhook, WebhookRejected, verify
 from .shadow import agent_job, shadowing
@@ -32,6 +38,7 @@ from .storage.sql import SqlStore
 from .storage.urls import resolve
 from .worker import RunMiddleware, Wakeups, Worker, WorkerOptions, WorkerParts, WorkerStats
 from .worker.middleware import standard
+from .worker.observe import ObserveRuns
 
 if TYPE_CHECKING:
     from .agentloop.agent import Agent
@@ -50,6 +57,7 @@ class App:
         clock: Clock | None = None,
         migrate: bool = True,
         approval_webhook: str | ApprovalWebhook | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self.database_url = resolve(database_url)
         self.clock: Clock = clock or system_clock
@@ -72,6 +80,11 @@ class App:
                 notify.announce_job(hook, lambda: self.approval_webhook),
                 **notify.job_options(hook),
             )
+        # Run failures, budget refusals, approvals waiting, silent schedules (docs/alerts.md)
+        self.alert_policy = AlertPolicy()
+        self._watchdog: Watchdog | None = None
+        if alerts is not None:
+            self.alerts(alerts)
 
     # -- store -------------------------------------------------------------------------
 
@@ -181,6 +194,59 @@ class App:
         self.budgets.append(declared)
         return declared
 
+    # -- alerts ------------------------------------------------------------------------
+
+    def alerts(self, alerts: Alerts | None = None, **options: Any) -> Alerts:
+        """Set the app's alerts: `app.alerts(Alerts(sinks=[...]))`, or the fields of
+        Alerts as keywords: `app.alerts(sinks=[slack(url_secret="SLACK_URL")])`."""
+        if alerts is not None and options:
+            raise ConfigError("pass app.alerts(Alerts(...)) or keywords, not both")
+        chosen = alerts if alerts is not None else Alerts(**options)
+        self.alert_policy.set_default(chosen)
+        self._sync_alert_job()
+        return chosen
+
+    def _sync_alert_job(self) -> None:
+        """The internal job that delivers alerts, there once any alerts are configured."""
+        if not self.alert_policy.active:
+            return
+        deliver = alert_delivery.deliver_job(
+            lambda: self.alert_policy, lambda: self.store, self.clock
+        )
+        settings = self.alert_policy.default or Alerts()
+        job = define(deliver, **alert_delivery.job_options(settings))
+        self.definitions[job.name] = job
+
+    @property
+    def watchdog(self) -> Watchdog:
+        """What finds alerts; every worker runs it (docs/alerts.md)."""
+        if self._watchdog is None:
+            self._watchdog = Watchdog(
+                self, lambda: self.alert_policy, lambda: self.store, self.clock, self._watched
+            )
+        return self._watchdog
+
+    def check_alerts(self) -> list[str]:
+        """Run the watchdog once (workers do this by themselves): the ids of alerts raised."""
+        raised = self.watchdog.check()
+        if raised:
+            self._wake_local()
+        return raised
+
+    def _watched(self) -> list[WatchedSchedule]:
+        specs = schedule_specs(self.definitions.values()).values()
+        return [WatchedSchedule(s.name, s.job.name, s.trigger) for s in specs]
+
+    def _alert_checks(self) -> list[tuple[float, Callable[[], object]]]:
+        if not self.alert_policy.active:
+            return []
+        every = seconds((self.alert_policy.default or Alerts()).check_every, what="check_every")
+        return [(every, self.check_alerts)]
+
+    def _alert_start(self) -> list[Callable[[], object]]:
+        """A worker's first watchdog pass: logged if it fails, never stopping the worker."""
+        return [partial(logged, self.check_alerts)] if self.alert_policy.active else []
+
     # -- definitions -------------------------------------------------------------------
 
     def job(self, fn: Fn | None = None, **options: Any) -> Any:
@@ -221,6 +287,7 @@ class App:
         max_catch_up, misfire_grace, overlap)."""
         if trigger is not None and schedule is not None:
             raise ConfigError("pass trigger= or schedule= (a synonym), not both")
+        alerts = options.pop("alerts", None)
         definition = define(
             fn, kind=kind, trigger=trigger if trigger is not None else schedule, **options
         )
@@ -235,6 +302,9 @@ class App:
             self.agent(target)  # an Agent not registered yet: with the defaults
         if definition.escalation is not None and definition.escalation.shadow > 0:
             definition = replace(definition, fn=shadowing(definition.fn))
+        if alerts is not None:
+            self.alert_policy.set_job(definition.name, alerts)
+            self._sync_alert_job()
         self.definitions[definition.name] = definition
         return definition
 
@@ -347,9 +417,10 @@ class App:
                 )
             )
             raise
-        return self._ingest(
-            Event(new_id(), name, delivery.payload, delivery.delivery_id, WEBHOOK_SOURCE, now)
-        )
+        event = Event(new_id(), name, delivery.payload, delivery.delivery_id, WEBHOOK_SOURCE, now)
+        # Its runs continue the sender's trace (a `traceparent` header), through this span.
+        with webhook_span(name, headers) as trace_context:
+            return self._ingest(event, trace_context)
 
     def notify_channels(self) -> list[str]:
         """PostgreSQL NOTIFY channels that on_notify triggers listen on."""
@@ -370,10 +441,13 @@ class App:
         self._wake_local()
         return Emitted(event.id, False, [RunHandle(self, r, c) for r, c in created])
 
-    def _ingest(self, event: Event) -> Emitted:
+    def _ingest(self, event: Event, trace_context: str | None = None) -> Emitted:
+        """Store the event and enqueue its runs, which continue `trace_context` (else the
+        current span's: an event emitted by a traced run)."""
+        trace_context = trace_context or current_traceparent()
         runs, debounced = [], []
         for definition, trigger in self._matching(event):
-            run = self._event_run(definition, event, f"event:{event.id}")
+            run = self._event_run(definition, event, f"event:{event.id}", trace_context)
             if trigger.debounce is not None:
                 debounced.append(Debounced(run, *trigger.debounce))
             else:
@@ -391,14 +465,17 @@ class App:
                 found.append((definition, trigger))
         return found
 
-    def _event_run(self, definition: JobDefinition, event: Event, key: str) -> NewRun:
-        return definition.new_run(
+    def _event_run(
+        self, definition: JobDefinition, event: Event, key: str, trace_context: str | None = None
+    ) -> NewRun:
+        run = definition.new_run(
             event.payload,
             now=self.clock.now(),
             trigger="webhook" if event.source == WEBHOOK_SOURCE else "event",
             trigger_ref=event.id,
             idempotency_key=key,
         )
+        return replace(run, trace_context=trace_context)
 
     def _wake_local(self) -> None:
         self.wakeups()
@@ -442,15 +519,23 @@ class App:
 
     def worker_parts(self) -> WorkerParts:
         """What this app's workers are made of (Worker(app) asks): the store, clock and
-        wake-ups of this app, the standard run middleware then app.run_middleware, and a
-        check of the declared run_as principals when a worker starts."""
+        wake-ups of this app, the run's trace span when tracing is on (rota.observability),
+        ObserveRuns (metrics, log context: rota.worker.observe), the standard run middleware
+        then app.run_middleware, and a check of the declared run_as principals when a worker
+        starts."""
         return WorkerParts(
             store=self.store,
             clock=self.clock,
             wakeups=self.wakeups,
-            middleware=[*standard(self.store), *self.run_middleware],
-            on_start=[self.verify_principals],
+            middleware=[
+                *traced_runs(),  # when tracing: outermost, so the logs see the run's span
+                ObserveRuns(self.store),
+                *standard(self.store),
+                *self.run_middleware,
+            ],
+            on_start=[self.verify_principals, *self._alert_start()],
             services=self.services,
+            periodic=self._alert_checks(),
         )
 
     def drain(self, *, advance_waits: bool = False, **options: Any) -> WorkerStats:

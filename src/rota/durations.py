@@ -4,7 +4,7 @@ or a timedelta."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from .errors import ConfigError
 
@@ -48,3 +48,22 @@ def _parse(text: str, what: str) -> float:
             "or '1h30m'"
         )
     return total
+
+
+def ago_or_time(text: str, now: float, *, what: str = "--since") -> float:
+    """Epoch seconds of a duration ago ("1h", "30m", "2d") or an ISO-8601 time (UTC when
+    it has no offset)."""
+    try:
+        return now - seconds(text, what=what)
+    except ConfigError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.strip())
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    except (ValueError, OverflowError):
+        raise ConfigError(
+            f"{what} {text!r} is neither a duration (1h, 30m, 2d) nor an ISO time "
+            "(2025-01-31T09:00:00Z)"
+        ) from None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from . import serialization
@@ -29,6 +30,7 @@ from .clock import Clock
 from .errors import ConfigError
 from .jobs import ESCALATION_TRIGGER, SHADOW_TRIGGER, Enqueue, JobDefinition, Registry
 from .model import Run
+from .observability import current_traceparent
 
 
 def escalate(
@@ -111,5 +113,8 @@ def _enqueue(
         trigger_ref=origin.id,
         parent_id=origin.id,
     )
+    # In the trace of the run that made it: under the current span (its step), else under
+    # whatever that run continued.
+    run = replace(run, trace_context=current_traceparent() or origin.trace_context)
     [(run_id, _)] = enqueue([run])
     return run_id

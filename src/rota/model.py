@@ -126,6 +126,7 @@ class NewRun:
     trigger_ref: str | None = None
     parent_id: str | None = None
     timeout_s: float | None = None
+    trace_context: str | None = None  # W3C traceparent the run continues (rota.observability)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +169,7 @@ class Run:
     lease_expires_at: float | None
     cancel_requested: bool
     timeout_s: float | None
+    trace_context: str | None = None  # W3C traceparent the run continues (rota.observability)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,10 +270,20 @@ class Wait:
 
 @dataclass(frozen=True, slots=True)
 class RunFilter:
+    """Which runs to list, newest first (by id: ids are time-ordered). `before_id` is the
+    keyset cursor: runs older than that one. `since`/`until` bound `created_at` (start
+    inclusive, end exclusive); `error_text` matches inside the error, case-insensitively."""
+
     states: tuple[str, ...] = ()
     names: tuple[str, ...] = ()
     limit: int = 50
     before_id: str | None = None
+    kinds: tuple[str, ...] = ()
+    principals: tuple[str, ...] = ()
+    triggers: tuple[str, ...] = ()
+    since: float | None = None
+    until: float | None = None
+    error_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

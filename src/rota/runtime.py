@@ -9,8 +9,8 @@ in a sync step too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -30,16 +30,50 @@ _current_step: ContextVar[StepInfo | None] = ContextVar("rota_current_step", def
 # Model calls made by the step being executed, written with its checkpoint.
 _step_calls: ContextVar[list[ModelCall] | None] = ContextVar("rota_step_calls", default=None)
 
+StepObserver = Callable[[StepInfo], AbstractContextManager[object]]
+"""Around each execution of a step's body (e.g. a trace span): given the step, returns a
+context manager that the body runs inside."""
+
+
+def _unobserved(info: StepInfo) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
+# What observes the steps of the run being executed (set by run middleware, for that run).
+_step_observer: ContextVar[StepObserver] = ContextVar("rota_step_observer", default=_unobserved)
+
+
+@contextmanager
+def observing_steps(observer: StepObserver) -> Iterator[None]:
+    """Have `observer` around every step body executed inside the block, inside the
+    observers already set (tracing and metrics each observe the same steps)."""
+    outer = _step_observer.get()
+    token = _step_observer.set(observer if outer is _unobserved else _nested(outer, observer))
+    try:
+        yield
+    finally:
+        _step_observer.reset(token)
+
+
+def _nested(outer: StepObserver, inner: StepObserver) -> StepObserver:
+    @contextmanager
+    def both(info: StepInfo) -> Iterator[None]:
+        with outer(info), inner(info):
+            yield
+
+    return both
+
 
 @contextmanager
 def step_scope(info: StepInfo, calls: list[ModelCall] | None = None) -> Iterator[None]:
     """Execute the body as step `info`: `current_step()` returns it, and when `calls` is
     given, `record_with_checkpoint()` appends to it (left as it is otherwise). Both are reset
-    on the way out."""
+    on the way out. The step observer of the run (`observing_steps`) is around the body."""
     token = _current_step.set(info)
     calls_token = None if calls is None else _step_calls.set(calls)
     try:
-        yield
+        with _step_observer.get()(info):
+            yield
     finally:
         if calls_token is not None:
             _step_calls.reset(calls_token)

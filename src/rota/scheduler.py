@@ -15,19 +15,23 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
-from .clock import Clock
+from .clock import Clock, iso
 from .errors import ConfigError
+from .identity.admin import Actor
 from .ids import new_id
 from .jobs import JobDefinition, notify_channels
 from .model import NewRun, Schedule, Tick, TickPlan
+from .observability import metrics
 from .scheduling.notify import NotifyListener
 from .scheduling.policies import Decision, decide
 from .scheduling.triggers import NOTIFY_SOURCE, Trigger
+from .storage.audit import SCHEDULE_CHANGED
 from .storage.schedules import Decide
 from .storage.sql import SqlStore
 
@@ -200,6 +204,7 @@ class Scheduler:
         ]
         for reason, times in decision.skipped.items():
             ticks.append(self._tick(schedule, times, "skipped", reason, None, now))
+        _observe(schedule, decision, now)
         return tuple(ticks)
 
     def _tick(
@@ -276,13 +281,14 @@ class Scheduler:
         end: datetime,
         progress: Callable[[int, int], None] | None = None,
         chunk: int = 500,
+        *,
+        fires: Sequence[datetime] | None = None,
     ) -> int:
-        """Enqueue a run for every fire time in [start, end) that has none yet."""
-        spec = self.specs.get(name)
-        if spec is None:
-            known = ", ".join(sorted(self.specs)) or "none"
-            raise ConfigError(f"no schedule named {name!r}; known: {known}")
-        fires = spec.trigger.fire_times(start, end)
+        """Enqueue a run for every fire time in [start, end) that has none yet (or for each of
+        `fires`, when the caller has listed them: see backfill_times)."""
+        spec = self.spec(name)
+        if fires is None:
+            fires = spec.trigger.fire_times(start, end)
         created = 0
         for offset in range(0, len(fires), chunk):
             part = fires[offset : offset + chunk]
@@ -297,11 +303,176 @@ class Scheduler:
                 progress(offset + len(part), len(fires))
         return created
 
+    def spec(self, name: str) -> ScheduleSpec:
+        spec = self.specs.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self.specs)) or "none"
+            raise UnknownSchedule(f"no schedule named {name!r}; known: {known}")
+        return spec
+
+    def backfill_times(
+        self, name: str, start: datetime, end: datetime, *, limit: int
+    ) -> list[datetime]:
+        """The fire times in [start, end), at most `limit` + 1 of them: one past the limit
+        says that there are more, without listing the millions a wide range may hold."""
+        trigger = self.spec(name).trigger
+        found: list[datetime] = []
+        after = start - _US
+        while len(found) <= limit:
+            fire = trigger.next_fire(after)
+            if fire is None or fire >= end:
+                break
+            found.append(fire)
+            after = fire
+        return found
+
+    def plan_backfill(
+        self, name: str, start: datetime, end: datetime, *, limit: int
+    ) -> BackfillPlan:
+        """What backfill(name, start, end) would do, without doing it (a dry run)."""
+        fires = self.backfill_times(name, start, end, limit=limit)
+        return BackfillPlan(name, tuple(fires), self.backfilled(name, fires[:limit]))
+
+    def backfilled(self, name: str, fires: Sequence[datetime]) -> dict[str, str]:
+        """{tick id: run id} of the fire times among `fires` that already have a run (which
+        a backfill leaves alone)."""
+        job = self.spec(name).job.name
+        ids = [tick_id(name, f) for f in fires]
+        found: dict[str, str] = {}
+        for offset in range(0, len(ids), 1000):
+            found.update(self.store.keyed_runs(job, ids[offset : offset + 1000]))
+        return found
+
+    # -- what operators see ------------------------------------------------------------
+
+    def overview(self, count: int = 3) -> list[ScheduleView]:
+        """Every schedule of the app's code or the store, by name, with its next `count`
+        fire times (none while paused) and its last tick."""
+        rows = {s.name: s for s in self.store.schedules()}
+        now = _dt(self.clock.now())
+        return [
+            self._view(name, self.specs.get(name), rows.get(name), now, count)
+            for name in sorted(set(self.specs) | set(rows))
+        ]
+
+    def _view(
+        self,
+        name: str,
+        spec: ScheduleSpec | None,
+        row: Schedule | None,
+        now: datetime,
+        count: int,
+    ) -> ScheduleView:
+        paused = bool(row and row.paused)
+        state = "active" if row else "unregistered"
+        if spec is None:
+            state = "not_in_code"
+        elif paused:
+            state = "paused"
+        upcoming: list[datetime] = []
+        if spec is not None and not paused:
+            after = now
+            while len(upcoming) < count and (fire := spec.trigger.next_fire(after)) is not None:
+                upcoming.append(fire)
+                after = fire
+        zone = ZoneInfo(getattr(spec.trigger, "tz", "UTC")) if spec else UTC
+        last = self.store.ticks(name, limit=1)
+        return ScheduleView(
+            name=name,
+            job=spec.job.name if spec else (row.job if row else None),
+            trigger=spec.trigger.describe() if spec else (row.description if row else "-"),
+            state=state,
+            paused=paused,
+            next_fires=tuple(f.astimezone(zone) for f in upcoming),
+            last_tick=last[0] if last else None,
+        )
+
+
+class UnknownSchedule(ConfigError, LookupError):
+    """No schedule of that name (in the app's code, or in the store)."""
+
+
+def set_paused(store: SqlStore, name: str, paused: bool, now: float, actor: Actor) -> None:
+    """Pause or resume a stored schedule (`rota schedules pause`, POST .../pause), audited:
+    a schedule that stopped firing should say who stopped it."""
+    if not store.set_paused(name, paused, now):
+        known = ", ".join(s.name for s in store.schedules()) or "none registered yet"
+        raise UnknownSchedule(f"no schedule named {name!r}; known: {known}")
+    audit_change(store, actor, name, {"paused": paused})
+
+
+def audit_change(store: SqlStore, actor: Actor, name: str, detail: dict[str, Any]) -> None:
+    """Record a change an operator made to a schedule (schedule.changed)."""
+    store.audit(actor.name, SCHEDULE_CHANGED, actor_kind=actor.kind, subject=name, detail=detail)
+
+
+def audit_backfill(
+    store: SqlStore, actor: Actor, name: str, start: datetime, end: datetime, enqueued: int
+) -> None:
+    window = {"from": iso(start.timestamp()), "to": iso(end.timestamp())}
+    audit_change(store, actor, name, {"backfill": window, "enqueued": enqueued})
+
+
+@dataclass(frozen=True)
+class BackfillPlan:
+    """The fire times of a backfill's range (at most its limit + 1: more than the limit
+    means the range holds more), and which of them already have a run."""
+
+    schedule: str
+    fires: tuple[datetime, ...]
+    existing: Mapping[str, str]  # tick id -> run id
+
+    @property
+    def todo(self) -> list[datetime]:
+        """The fire times a backfill would enqueue a run for."""
+        return [f for f in self.fires if tick_id(self.schedule, f) not in self.existing]
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    """One schedule as `rota schedules list` and GET /api/schedules show it. `state`:
+    active, paused, unregistered (in the code, no scheduler has seen it yet) or not_in_code
+    (stored, but the app no longer defines it)."""
+
+    name: str
+    job: str | None
+    trigger: str
+    state: str
+    paused: bool
+    next_fires: tuple[datetime, ...]  # in the schedule's time zone
+    last_tick: Tick | None
+
+
+def _observe(schedule: str, decision: Decision, now: float) -> None:
+    """Prometheus: how late each tick was enqueued, and the ticks skipped, by reason.
+    Counted when decided; a pass whose transaction then fails is decided again and counted
+    again, which a histogram of lateness can bear."""
+    for fire in decision.enqueue:
+        metrics.observe_tick(schedule, now - fire.timestamp())
+    for reason, times in decision.skipped.items():
+        metrics.observe_skipped(schedule, reason, len(times))
+
 
 def _suppression(spec: ScheduleSpec, last_event_at: float | None) -> tuple[float, float] | None:
     if spec.suppress_after_event_s is None or last_event_at is None:
         return None
     return last_event_at, spec.suppress_after_event_s
+
+
+def tick_json(t: Tick) -> dict[str, Any]:
+    """A tick as `rota schedules ticks --json` and the HTTP API show it."""
+    return {
+        "id": t.id,
+        "schedule": t.schedule,
+        "fire_at": iso(t.fire_at),
+        "last_fire_at": iso(t.last_fire_at),
+        "ticks": t.ticks,
+        "outcome": t.outcome,
+        "reason": t.reason,
+        "run_id": t.run_id,
+        "decided_at": iso(t.decided_at),
+        "decided_by": t.decided_by,
+    }
 
 
 def tick_id(schedule: str, fire: datetime) -> str:

@@ -11,6 +11,7 @@ per field, and the disagreeing items: the data for moving logic between job and 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping
@@ -126,7 +127,8 @@ def shadowing(fn: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
             send = functools.partial(
                 shadow, services.registry, services.enqueue, ctx.run, clock=runtime.clock
             )
-            await runtime.db(send, item, result)
+            # In this context: the shadow run continues this run's trace (rota.observability).
+            await runtime.db(contextvars.copy_context().run, send, item, result)
         return result
 
     functools.update_wrapper(run_and_shadow, fn)

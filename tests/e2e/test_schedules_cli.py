@@ -105,3 +105,20 @@ def test_unknown_schedule_and_bad_range_are_clear_errors(project: str) -> None:
     result = rota("schedules", "backfill", "minutely", "--from", "2026-01-02", "--to", "2026-01-01")
     assert result.exit_code == 2
     assert "--to must be after --from" in result.stderr
+
+
+def test_a_backfill_dry_run_lists_what_it_would_enqueue_and_enqueues_nothing(
+    project: str,
+) -> None:
+    store = SqlStore(project)
+    store.migrate()
+    window = ("--from", "2026-01-01T00:00:00", "--to", "2026-01-01T00:30:00")
+    assert rota("schedules", "backfill", "minutely", "--from", "2026-01-01T00:00:00",
+                "--to", "2026-01-01T00:05:00").exit_code == 0  # fmt: skip
+    preview = rota("schedules", "backfill", "minutely", *window, "--dry-run")
+    assert preview.exit_code == 0, preview.output
+    assert "would enqueue 25 run(s)" in preview.stdout
+    assert "5 fire time(s) already have a run" in preview.stdout
+    assert "2026-01-01T00:05:00.000Z" in preview.stdout and "and 5 more" in preview.stdout
+    assert len(store.ticks("minutely", limit=100)) == 5  # the dry run recorded nothing
+    store.close()

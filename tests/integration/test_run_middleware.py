@@ -111,7 +111,7 @@ def test_a_worker_made_by_the_app_has_the_standard_middleware_then_the_apps(
 
     worker = app.worker()
     names = [type(m).__name__ for m in worker.middleware]
-    assert names == ["AdmitRunAs", "AuditRunStarted", "CountRuns"]
+    assert names == ["ObserveRuns", "AdmitRunAs", "AuditRunStarted", "CountRuns"]
     handle = app.run_now("noop")
     app.drain()
     assert handle.get().state == (RunState.FAILED if fails else RunState.SUCCEEDED)

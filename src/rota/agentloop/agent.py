@@ -19,6 +19,7 @@ from ..agents.spec import AgentSpec
 from ..agents.tools import ToolMiddleware, open_tool_sources
 from ..agents.types import AgentResult
 from ..errors import AgentFailed
+from ..observability import traced_agent
 from .cache import with_cache
 from .chain import compose
 from .loop import AgentLoop
@@ -70,9 +71,10 @@ class Agent(AgentSpec):
                 agent.tools = tools
                 return await loop(agent).run()
 
+        traced = traced_agent(self.name, self.model, run)  # an invoke_agent span, if tracing
         if self.cache and ctx is not None:
-            return await with_cache(self, task, ctx, step_prefix, run)
-        return await run()
+            return await with_cache(self, task, ctx, step_prefix, traced)
+        return await traced()
 
     def run_sync(
         self, task: Any = None, *, deps: Any = None, principal: Principal | None = None

@@ -5,7 +5,7 @@ The model chain is layers of `Model`, each wrapping the next; the loop calls the
 with the plain request (the conversation, every tool). Outermost first:
 
     RedactedModel -> PermittedTools -> BudgetedModel -> DurableModel (durable runs only)
-      -> MeteredModel -> the agent's own model (`base_model`)
+      -> MeteredModel -> TracedModel (when tracing) -> the agent's own model (`base_model`)
 
 The budget check is outside the durable step (a refused call writes no step and does not use
 up `model#n`); the shared-budget hold and the usage record are inside it. At the bottom is
@@ -16,8 +16,9 @@ waits its turn.
 Each tool call (`DurableTools`: the step `tool:NAME`; `LocalTools` in memory) is validated,
 then passes the tool middleware, outermost first:
 
-    the scope check -> the agent's tool_guards -> extra middleware (e.g. shadow mode)
-      -> ApprovalGate -> the tool.called audit -> the tool
+    TracedTools (when tracing) -> the scope check -> the agent's tool_guards
+      -> extra middleware (e.g. shadow mode) -> ApprovalGate -> the tool.called audit
+      -> the tool
 
 so a human is asked only about calls everything else let through.
 """
@@ -43,6 +44,8 @@ from ..approvals.gate import NO_COST, ApprovalGate, cost_so_far
 from ..identity.directory import directory_for
 from ..identity.principals import Principal
 from ..identity.secrets import Vault
+from ..observability import tool_middleware as traced_tools
+from ..observability import traced_model
 from ..storage.audit import AuditEntry
 from .metering import (
     AskMore,
@@ -101,6 +104,7 @@ def compose(
         else partial(cost_so_far, ctx.runtime.store, ctx.runtime.db, ctx.run_id),
     )
     middleware = (
+        *traced_tools(agent.name),  # when tracing: outermost, so refusals are traced too
         guarded(access.check),
         *map(guarded, agent.tool_guards),
         *tool_middleware,
@@ -200,7 +204,9 @@ def model_chain(
     messages: Callable[[], Sequence[Message]],
 ) -> Model:
     """The model chain of one run, outermost first (see the module docstring)."""
-    model: Model = MeteredModel(base, meter)
+    # Tracing (when on) wraps the provider itself: a call answered from its checkpoint
+    # is not a call.
+    model: Model = MeteredModel(traced_model(base, agent.name), meter)
     if ctx is not None:
         model = DurableModel(model, ctx, prefix)
     ask_more = budget_approval(agent, ctx, prefix)

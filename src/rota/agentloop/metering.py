@@ -43,6 +43,7 @@ from ..cost.price import Price
 from ..cost.pricing import model_price, price_to_json, to_pusd
 from ..errors import BudgetExceeded
 from ..model import ModelCall, Run
+from ..observability.metrics import observe_agent_usage
 from ..runtime import current_step, record_with_checkpoint
 from ..storage.audit import BUDGET_EXCEEDED
 from ..storage.base import Store
@@ -222,6 +223,7 @@ class Meter:
         cost = self.price.cost(response.usage)
         provider, _, name = self.agent.model_spec.partition(":")
         metrics.observe(provider, name, response.usage, cost)
+        observe_agent_usage(self.agent.name, self.agent.model_spec, response.usage, cost)
         return cost
 
     def _model_call(

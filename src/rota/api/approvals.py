@@ -21,7 +21,9 @@ from ..errors import ApprovalNotFound, ApprovalRefused
 from ..storage.approval_records import MAX_COMMENT, PENDING, STATUSES, check_comment, may_decide
 from .auth import authorize, holds_role
 from .context import ApiContext, context, problem
+from .openapi import returns
 from .params import accepts, free_text, one_of, path_id, read_body, read_query, whole_number
+from .schemas import Approval
 
 
 class DecisionBody(pydantic.BaseModel):
@@ -38,6 +40,7 @@ def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
     ]
 
 
+@returns(list[Approval])
 @accepts(
     query={
         "status": one_of((*STATUSES, "all"), default=PENDING),
@@ -45,6 +48,7 @@ def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
     }
 )
 async def list_approvals(request: Request) -> Response:
+    """Approval requests, newest first: all for a viewer, else those the caller may decide."""
     principal = await authorize(request, "")
     query = read_query(request)
     limit: int = query["limit"]
@@ -60,13 +64,17 @@ async def list_approvals(request: Request) -> Response:
     return JSONResponse([r.to_json() for r in found])
 
 
+@returns(Approval, errors=(409,))
 @accepts(body=DecisionBody)
 async def approve(request: Request) -> Response:
+    """Approve a pending request (an approver of one of its groups, or an admin)."""
     return await _decide(request, approve=True)
 
 
+@returns(Approval, errors=(409,))
 @accepts(body=DecisionBody)
 async def reject(request: Request) -> Response:
+    """Reject a pending request (an approver of one of its groups, or an admin)."""
     return await _decide(request, approve=False)
 
 

@@ -2,6 +2,8 @@
 
 Routes come from route modules, each a module with `routes(ctx) -> [Route, ...]`; a new
 concern (runs, approvals, costs, the dashboard) is a new module appended to ROUTE_MODULES.
+Each endpoint declares its parameters with `@accepts` (api/params.py) and its answer with
+`@returns` (api/openapi.py, whose docstring shows how); `/openapi.json` is built from them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,24 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from ..app import App
-from . import approvals, health, hooks, identity
+from . import (
+    approvals,
+    audit,
+    budgets,
+    cost,
+    events,
+    fire,
+    health,
+    hooks,
+    identity,
+    metrics,
+    openapi,
+    principals,
+    runs,
+    schedules,
+    stream,
+    tokens,
+)
 from .context import DB_ERRORS, ApiContext, ApiError, database_unavailable, problem, shown
 
 log = logging.getLogger("rota.api")
@@ -29,7 +48,24 @@ class RouteModule(Protocol):
     def routes(self, ctx: ApiContext) -> Sequence[BaseRoute]: ...
 
 
-ROUTE_MODULES: tuple[RouteModule, ...] = (health, hooks, identity, approvals)
+ROUTE_MODULES: tuple[RouteModule, ...] = (
+    health,
+    hooks,
+    identity,
+    approvals,
+    openapi,
+    metrics,
+    runs,
+    fire,
+    events,
+    stream,
+    schedules,
+    audit,
+    principals,
+    tokens,
+    cost,
+    budgets,
+)
 
 
 def create_api(

@@ -9,13 +9,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .context import DB_ERRORS, ApiContext, context, database_unavailable
+from .openapi import returns
+from .schemas import Health
 
 
 def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
     return [Route("/healthz", healthz, methods=["GET"])]
 
 
+@returns(Health, public=True)
 async def healthz(request: Request) -> Response:
+    """200 when the database answers, 503 when it does not."""
     ctx = context(request)
     try:
         version = await ctx.db(lambda: ctx.app.store.schema_version())

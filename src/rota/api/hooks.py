@@ -26,8 +26,11 @@ from ..app import Emitted
 from ..errors import UnknownWebhook
 from ..ids import new_id
 from ..model import Rejection
+from ..observability.metrics import observe_rejection
 from ..scheduling.webhooks import MAX_DELIVERY_ID, OnWebhook, WebhookRejected
 from .context import DB_ERRORS, ApiContext, context, database_unavailable, problem, shown
+from .openapi import returns
+from .schemas import HookAccepted
 
 log = logging.getLogger("rota.api")
 
@@ -53,7 +56,15 @@ class _Refused(WebhookRejected):
         self.size = size
 
 
+@returns(
+    HookAccepted,
+    status=202,
+    more={200: HookAccepted},  # a delivery id seen before: nothing stored or run again
+    public=True,
+    errors=(401, 403, 409, 413, 422),
+)
 async def receive(request: Request) -> Response:
+    """Deliver a webhook: verified, stored as an event, and its runs enqueued."""
     ctx = context(request)
     name: str = request.path_params["name"]
     headers = dict(request.headers.items())  # lower-case names, as verify() expects
@@ -63,6 +74,8 @@ async def receive(request: Request) -> Response:
         body = await _read_body(request, hook)
     except _Refused as exc:
         await _record(ctx, name, headers, exc)
+        known = name if name in ctx.app.webhooks() else None  # a URL's name is no label
+        observe_rejection(known, exc.status, exc.reason)
         log.info("webhook %s refused (%s %s): %s", shown(name), exc.status, exc.reason, exc)
         # Closing the connection stops the server from reading (and discarding) the rest
         # of a body we refused without reading it.
@@ -75,6 +88,7 @@ async def receive(request: Request) -> Response:
     try:
         emitted = await ctx.db(ctx.app.receive_webhook, name, headers, body)
     except WebhookRejected as exc:  # already recorded by receive_webhook
+        observe_rejection(name, exc.status, exc.reason)
         log.info("webhook %s refused (%s %s): %s", shown(name), exc.status, exc.reason, exc)
         return problem(exc.status, exc.reason, exc.message)
     except UnknownWebhook as exc:  # the app's definitions changed under us: rare

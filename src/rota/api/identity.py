@@ -13,7 +13,9 @@ from starlette.routing import BaseRoute, Route
 
 from .auth import authorize
 from .context import ApiContext, context
+from .openapi import returns
 from .params import accepts, read_query, text_filter, whole_number
+from .schemas import AuditRecord, Whoami
 
 
 def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
@@ -23,8 +25,10 @@ def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
     ]
 
 
+@returns(Whoami)
 @accepts()
 async def whoami(request: Request) -> Response:
+    """The principal the token stands for, with its scopes and roles."""
     principal = await authorize(request, "")
     read_query(request)
     return JSONResponse(
@@ -44,7 +48,9 @@ async def whoami(request: Request) -> Response:
         "action": text_filter(),  # exact, or a prefix: "approval.*"
     }
 )
+@returns(list[AuditRecord])
 async def audit(request: Request) -> Response:
+    """Audit records, newest first (viewer)."""
     await authorize(request, "viewer")
     query = read_query(request)
     ctx = context(request)

@@ -19,6 +19,7 @@ import types
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar, Union, get_args, get_origin
 
 import pydantic
@@ -66,6 +67,8 @@ class Param:
     parse: Callable[[str], Any]
     allowed: str
     default: Any = None
+    # The JSON schema of the raw value, for /openapi.json (api/openapi.py)
+    schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
 
 
 def whole_number(low: int, high: int, default: int) -> Param:
@@ -74,7 +77,8 @@ def whole_number(low: int, high: int, default: int) -> Param:
             raise ValueError(raw)
         return int(raw)
 
-    return Param(parse, f"a whole number from {low} to {high}", default)
+    schema = {"type": "integer", "minimum": low, "maximum": high, "default": default}
+    return Param(parse, f"a whole number from {low} to {high}", default, schema)
 
 
 def one_of(choices: tuple[str, ...], default: str) -> Param:
@@ -83,7 +87,8 @@ def one_of(choices: tuple[str, ...], default: str) -> Param:
             raise ValueError(raw)
         return raw
 
-    return Param(parse, f"one of {', '.join(choices)}", default)
+    schema = {"type": "string", "enum": list(choices), "default": default}
+    return Param(parse, f"one of {', '.join(choices)}", default, schema)
 
 
 def text_filter(max_len: int = MAX_TEXT) -> Param:
@@ -94,7 +99,39 @@ def text_filter(max_len: int = MAX_TEXT) -> Param:
             raise ValueError(raw)
         return raw or None
 
-    return Param(parse, f"text of at most {max_len} characters, without control characters")
+    allowed = f"text of at most {max_len} characters, without control characters"
+    return Param(parse, allowed, schema={"type": "string", "maxLength": max_len})
+
+
+def instant() -> Param:
+    """A point in time: ISO 8601 (`2026-01-31T12:00:00Z`; no offset means UTC), as epoch
+    seconds."""
+
+    def parse(raw: str) -> float:
+        if len(raw) > 40:
+            raise ValueError(raw)
+        try:
+            moment = datetime.fromisoformat(raw)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return moment.timestamp()
+        except OverflowError:  # year 1 at +14:00 is before year 1 in UTC
+            raise ValueError(raw) from None
+
+    allowed = "an ISO 8601 time, e.g. 2026-01-31T12:00:00Z (no offset means UTC)"
+    return Param(parse, allowed, schema={"type": "string", "format": "date-time"})
+
+
+def an_id(noun: str) -> Param:
+    """An id in a query (a cursor, a filter): the shape `path_id` takes."""
+
+    def parse(raw: str) -> str:
+        if not _ID.fullmatch(raw):
+            raise ValueError(raw)
+        return raw
+
+    allowed = f"{noun}: letters, digits and '-', at most 64 characters"
+    return Param(parse, allowed, schema={"type": "string", "pattern": _ID.pattern})
 
 
 def free_text(name: str, value: str | None, *, max_len: int) -> str | None:
@@ -121,6 +158,18 @@ def path_id(request: Request, name: str, noun: str) -> str:
         raise BadRequest(
             f"path parameter {name} must be {noun} id: letters, digits and '-', at most 64 "
             f"characters (e.g. 01a2459f-6484-5aa0-dce2-c64967492e67); got '{shown(raw)}'"
+        )
+    return raw
+
+
+def path_name(request: Request, name: str, noun: str, *, max_len: int = MAX_TEXT) -> str:
+    """A path parameter that is a name (a schedule's, a principal's): malformed is 400,
+    well-formed but unknown is the route's 404."""
+    raw: str = request.path_params[name]
+    if not raw or len(raw) > max_len or unprintable(raw) is not None:
+        raise BadRequest(
+            f"path parameter {name} must be {noun} name: at most {max_len} characters, "
+            f"without control characters; got '{shown(raw)}'"
         )
     return raw
 

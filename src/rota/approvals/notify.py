@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -27,6 +27,7 @@ from ..clock import iso
 from ..durations import Duration, seconds
 from ..errors import ConfigError, RotaError
 from ..model import NewRun
+from ..observability import current_traceparent
 from ..storage.approval_records import ApprovalRequest
 
 if TYPE_CHECKING:
@@ -97,8 +98,9 @@ def job_options(hook: ApprovalWebhook) -> dict[str, Any]:
 
 
 def announcement(registry: Registry, request: ApprovalRequest) -> NewRun:
-    """The run that announces `request`: at most one per request (idempotency key)."""
-    return registry.definition(JOB).new_run(
+    """The run that announces `request`: at most one per request (idempotency key), in
+    the trace of the run that asks (made while its span is current)."""
+    run = registry.definition(JOB).new_run(
         message(request),
         now=request.created_at,
         trigger="approval",
@@ -106,6 +108,7 @@ def announcement(registry: Registry, request: ApprovalRequest) -> NewRun:
         idempotency_key=f"approval:{request.id}",
         parent_id=request.run_id,
     )
+    return replace(run, trace_context=current_traceparent())
 
 
 def post(hook: ApprovalWebhook, body: dict[str, Any]) -> str:

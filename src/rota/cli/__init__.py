@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..version import __version__
+from .alerts import alerts_app
 from .approvals import approvals_app
 from .audit import audit_app
 from .common import RotaGroup, Settings
@@ -86,6 +87,7 @@ app.add_typer(secrets_app, name="secrets")
 app.add_typer(principals_app, name="principals")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(shadow_app, name="shadow")
+app.add_typer(alerts_app, name="alerts")
 app.command("scheduler")(scheduler)
 app.command("run")(run)
 app.command("worker")(worker)

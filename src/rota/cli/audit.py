@@ -5,7 +5,6 @@ Like `rota runs`, these need no user app, only the database.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -13,8 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..clock import system_clock
-from ..durations import seconds
-from ..errors import ConfigError
+from ..durations import ago_or_time
 from ..identity.audit import verify_chain
 from .common import compact, err, out, print_json, print_table, read_store, when
 
@@ -93,17 +91,4 @@ def verify(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 def parse_since(text: str) -> float:
     """A duration ago ("1h", "30m", "2d") or an ISO-8601 time (UTC when it has no offset)."""
-    try:
-        return system_clock.now() - seconds(text, what="--since")
-    except ConfigError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ConfigError(
-            f"--since {text!r} is neither a duration (1h, 30m, 2d) nor an ISO time "
-            "(2025-01-31T09:00:00Z)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return ago_or_time(text, system_clock.now())

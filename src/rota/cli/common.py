@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import psycopg
 import typer
+from prometheus_client import start_http_server
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
@@ -40,6 +42,8 @@ from ..errors import (
 from ..identity.principals import PrincipalDisabled, UnknownPrincipal
 from ..identity.tokens import TokenRefused
 from ..logredaction import install_log_redaction
+from ..observability.collectors import StoreGauges, registry
+from ..observability.logs import JsonFormatter
 from ..redaction import RedactingFilter
 from ..storage import SqlStore
 from ..storage.urls import DEFAULT_URL, parse
@@ -194,17 +198,44 @@ def read_store(ctx: typer.Context) -> Iterator[SqlStore]:
 # -- logging ----------------------------------------------------------------------------
 
 
+class LogFormat(StrEnum):
+    HUMAN = "human"
+    JSON = "json"
+
+
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        envvar="ROTA_LOG_FORMAT",
+        case_sensitive=False,
+        help="human: readable lines on stderr; json: one JSON object a line (ts, level, "
+        "logger, message, run_id, step, job, principal, trace_id) for a log pipeline.",
+    ),
+]
+
+
 @contextmanager
-def log_to_stderr() -> Iterator[None]:
-    """Show rota's own log lines (failures, retries) while a worker or the API runs, then remove
-    them; the one place that decides how rota's log lines look.
-    Every log line of the process, rota's or the user code's, is redacted meanwhile."""
+def log_to_stderr(fmt: LogFormat = LogFormat.HUMAN) -> Iterator[None]:
+    """Show rota's own log lines (runs finished, failures, retries) while a worker, the
+    scheduler or the API runs, then remove them; the one place that decides how rota's log
+    lines look. Every log line of the process, rota's or the user code's, is redacted
+    meanwhile. In JSON, the lines of the user's loggers (WARNING and up, as Python shows them
+    by default) are JSON objects too: the handler sits on the root logger."""
     logger = logging.getLogger("rota")
-    handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+    handler: logging.Handler
+    if fmt == LogFormat.JSON:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        owner = logging.getLogger()
+    else:
+        handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+        owner = logger
     handler.addFilter(RedactingFilter())  # secret values read by tools never reach the log
     handler.setLevel(logging.INFO)
     previous = logger.level
-    logger.addHandler(handler)
+    owner.addHandler(handler)
+    _json_logs.append(fmt == LogFormat.JSON)
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)
     undo_redaction = install_log_redaction()
@@ -212,8 +243,66 @@ def log_to_stderr() -> Iterator[None]:
         yield
     finally:
         undo_redaction()
-        logger.removeHandler(handler)
+        owner.removeHandler(handler)
         logger.setLevel(previous)
+        _json_logs.pop()
+
+
+_json_logs: list[bool] = []  # the formats of the log_to_stderr blocks open, innermost last
+
+
+def notice(message: str, *, style: str | None = None) -> None:
+    """A status line of a long-running command (stopping, ...): printed on stderr, or a log
+    record in JSON mode so that stderr stays one JSON object a line."""
+    if _json_logs and _json_logs[-1]:
+        level = logging.ERROR if style == "red" else logging.INFO
+        logging.getLogger("rota.cli").log(level, "%s", message)
+    else:
+        err.print(Text(message, style=style or ""))
+
+
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics at http://HOST:PORT/metrics (no token: see "
+        "docs/observability.md#prometheus); 0 picks a free port.",
+    ),
+]
+MetricsHost = Annotated[
+    str,
+    typer.Option(
+        "--metrics-host", help="Address for --metrics-port; 0.0.0.0 for a scraper elsewhere."
+    ),
+]
+
+
+@contextmanager
+def metrics_server(app: App, host: str, port: int | None) -> Iterator[None]:
+    """Serve this process's metrics and the store's gauges on their own port while the block
+    runs (nothing when `port` is None), on a thread of prometheus_client's own."""
+    if port is None:
+        yield
+        return
+    gauges = StoreGauges(lambda: app.store, app.budgets, now=app.clock.now)
+    try:
+        server, thread = start_http_server(port, host, registry(gauges))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve metrics on {host}:{port} ({exc.strerror or exc}); "
+            "pick another --metrics-port"
+        ) from None
+    bound = server.server_address[1]
+    out.print(f"metrics on http://{host}:{bound}/metrics")
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        gauges.close()
 
 
 # -- output -----------------------------------------------------------------------------

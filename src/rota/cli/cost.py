@@ -10,24 +10,22 @@ the overrides of --prices (default: $ROTA_PRICES). Figures are exact in --json a
 from __future__ import annotations
 
 import csv
-import os
 import sys
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 import typer
 from rich.table import Table
 
 from ..clock import system_clock
-from ..cost.compare import MONTH_FORECAST_DAYS, PlanResult, compare
-from ..cost.files import read_settings
+from ..cost.compare import PlanResult, compare
 from ..cost.history import History, load_history
 from ..cost.plans import Plan, load_plans
-from ..cost.prices import PriceOverride, parse_overrides
-from ..cost.pricing import PRICES_ENV
+from ..cost.pricing import PRICES_ENV, configured_overrides
 from ..cost.records import GroupBy, ReportRow, report
+from ..cost.summary import compare_json, iso_utc, report_json, row_json
 from ..errors import ConfigError
 from .audit import parse_since
 from .common import out, print_json, print_table, read_store
@@ -76,9 +74,9 @@ def report_command(
     history = _history(ctx, since, until, prices)
     rate = Decimal(str(compute_usd_per_hour))
     rows = report(history.records, history.table, by=cast(GroupBy, by), compute_usd_per_hour=rate)
-    data = [_row_json(r) for r in rows]
+    data = [row_json(r) for r in rows]
     if as_json:
-        print_json({"since": _iso(history.since), "until": _iso(history.until), "rows": data})
+        print_json(report_json(history, rows))
     elif as_csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=[by, *list(data[0])[1:]] if data else [by])
         writer.writeheader()
@@ -105,24 +103,12 @@ def compare_command(
     history = _history(ctx, since, until, prices)
     result = compare(plans, history.records, history.table, window=history.window)
     if as_json:
-        print_json(
-            {
-                "since": _iso(history.since),
-                "until": _iso(history.until),
-                "runs": len(history.records),
-                "ai_runs": sum(1 for r in history.records if r.uses_ai),
-                "cheapest": result.cheapest.name,
-                "cheapest_complete": result.cheapest_complete.name
-                if result.cheapest_complete
-                else None,
-                "plans": [_plan_json(r) for r in result.results],
-            }
-        )
+        print_json(compare_json(history, result))
         return
     ai = sum(1 for r in history.records if r.uses_ai)
     out.print(
         f"{len(history.records)} runs ({ai} with model calls or agent sessions) started "
-        f"{_iso(history.since)} .. {_iso(history.until)}"
+        f"{iso_utc(history.since)} .. {iso_utc(history.until)}"
     )
     table = Table(box=None, header_style="bold")
     columns = ("plan", "kind", "total", "fees", "tokens", "sessions", "compute", "overage")
@@ -143,7 +129,7 @@ def compare_command(
         for run in r.dropped:
             out.print(
                 f"dropped by {r.name}: run {run.run_id} ({run.name}) at "
-                f"{_iso(run.started_at)}: {run.limit} used up"
+                f"{iso_utc(run.started_at)}: {run.limit} used up"
             )
     out.print(f"cheapest: {result.cheapest.name} ({usd(result.cheapest.total)})")
     complete = result.cheapest_complete
@@ -161,91 +147,15 @@ def _history(ctx: typer.Context, since: str, until: str | None, prices: Path | N
     start = datetime.fromtimestamp(parse_since(since), UTC)
     end = datetime.fromtimestamp(parse_since(until) if until else system_clock.now(), UTC)
     if not start < end:
-        raise ConfigError(f"--since ({_iso(start)}) must be before --until ({_iso(end)})")
-    overrides = _overrides(prices)
+        raise ConfigError(f"--since ({iso_utc(start)}) must be before --until ({iso_utc(end)})")
+    overrides = configured_overrides(prices)
     with read_store(ctx) as store:
         return load_history(store, start, end, overrides)
-
-
-def _overrides(path: Path | None) -> list[PriceOverride]:
-    text = str(path) if path is not None else os.environ.get(PRICES_ENV, "").strip()
-    if not text:
-        return []
-    return parse_overrides(read_settings(text), text)
 
 
 def usd(value: Decimal) -> str:
     """Dollars for tables: four decimals (a cheap run costs fractions of a cent)."""
     return f"${value.quantize(Decimal('0.0001'), ROUND_HALF_EVEN):,}"
-
-
-def exact(value: Decimal) -> str:
-    """Full precision without a trailing zero or exponent: 240, 0.024, 20.01."""
-    return f"{value.normalize():f}"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _row_json(r: ReportRow) -> dict[str, Any]:
-    u = r.usage
-    return {
-        "key": r.key,
-        "runs": r.runs,
-        "requests": u.requests,
-        "input_tokens": u.input_tokens,
-        "output_tokens": u.output_tokens,
-        "cache_write_tokens": u.cache_write_tokens,
-        "cache_read_tokens": u.cache_read_tokens,
-        "reasoning_tokens": u.reasoning_tokens,
-        "tool_calls": r.tool_calls,
-        "session_seconds": exact(r.session_seconds),
-        "compute_seconds": exact(r.compute_seconds),
-        "tokens_usd": exact(r.tokens_usd),
-        "compute_usd": exact(r.compute_usd),
-        "total_usd": exact(r.total_usd),
-    }
-
-
-def _plan_json(r: PlanResult) -> dict[str, Any]:
-    b = r.breakdown
-    return {
-        "name": r.name,
-        "kind": r.plan.kind,
-        "total_usd": exact(r.total),
-        "breakdown": {
-            "fees": exact(b.fees),
-            "tokens": exact(b.tokens),
-            "sessions": exact(b.sessions),
-            "compute": exact(b.compute),
-            "overage": exact(b.overage),
-        },
-        "monthly": {month: exact(v) for month, v in r.monthly.items()},
-        "dropped": [
-            {"run_id": d.run_id, "name": d.name, "started_at": _iso(d.started_at), "limit": d.limit}
-            for d in r.dropped
-        ],
-        "overage_runs": [
-            {"run_id": d.run_id, "name": d.name, "started_at": _iso(d.started_at), "limit": d.limit}
-            for d in r.overage_runs
-        ],
-        "forecast": _forecast_json(r),
-    }
-
-
-def _forecast_json(r: PlanResult) -> dict[str, Any]:
-    f = r.forecast
-    if f is None:
-        return {"days": MONTH_FORECAST_DAYS, "total_usd": None, "refused": r.forecast_note}
-    return {
-        "days": f.days,
-        "total_usd": exact(f.total),
-        "low_usd": exact(f.low),
-        "high_usd": exact(f.high),
-        "slope_usd_per_day": exact(f.slope),
-        "basis": {"days": f.basis_days, "from": f.first.isoformat(), "to": f.last.isoformat()},
-    }
 
 
 def _print_forecasts(results: tuple[PlanResult, ...]) -> None:
@@ -267,7 +177,7 @@ def _print_forecasts(results: tuple[PlanResult, ...]) -> None:
 
 def _print_report(rows: list[ReportRow], by: str, history: History) -> None:
     if not rows:
-        out.print(f"no runs started {_iso(history.since)} .. {_iso(history.until)}")
+        out.print(f"no runs started {iso_utc(history.since)} .. {iso_utc(history.until)}")
         return
     table = Table(box=None, header_style="bold")
     for column in (by, "runs", "requests", "input", "output", "cache write", "cache read"):

@@ -1,7 +1,8 @@
-"""`rota events list|replay|rejected`: what came in (app.emit, webhooks) and what was refused.
+"""`rota events emit|list|replay|rejected`: emit an event; what came in (app.emit, webhooks,
+the API) and what was refused.
 
-`list` and `rejected` read the store only; `replay` loads the user's app, because the app's
-triggers decide which jobs an event starts.
+`list` and `rejected` read the store only; `emit` and `replay` load the user's app, because
+the app's triggers decide which jobs an event starts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from rich.text import Text
 
 from ..clock import iso
 from ..errors import EventNotFound
-from ..model import Event, Rejection
+from ..model import Rejection
+from ..serialization import parse_json_text
+from ..storage.run_views import event_json
 from .common import compact, err, fail, loaded_app, out, print_json, print_table, read_store, when
 
 events_app = typer.Typer(
@@ -136,17 +139,6 @@ def rejected(
 # -- shapes -----------------------------------------------------------------------------
 
 
-def event_json(event: Event) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "name": event.name,
-        "source": event.source,
-        "idempotency_key": event.idempotency_key,
-        "created_at": iso(event.created_at),
-        "payload": event.payload,
-    }
-
-
 def rejection_json(r: Rejection) -> dict[str, Any]:
     return {
         "id": r.id,
@@ -166,3 +158,47 @@ def size(n: int) -> str:
     if n < 1024 * 1024:
         return f"{n / 1024:.1f} KiB"
     return f"{n / (1024 * 1024):.1f} MiB"
+
+
+@events_app.command("emit")
+def emit(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The event's name, e.g. billing.event.")],
+    payload: Annotated[
+        str | None,
+        typer.Option("--payload", "-p", help="""The payload as JSON, e.g. '{"id": 7}'."""),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            "-k",
+            help="Store the event at most once per key; a repeat enqueues nothing.",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Emit an event, as app.emit does: stored, and a run enqueued for every job it
+    triggers."""
+    value = parse_json_text(payload, what="--payload") if payload is not None else None
+    with loaded_app(ctx) as app:
+        emitted = app.emit(name, value, idempotency_key=idempotency_key, source="cli")
+        runs = [app.get_run(handle.id) for handle in emitted.runs]
+    if as_json:
+        print_json(
+            {
+                "event_id": emitted.event_id,
+                "name": name,
+                "created": emitted.created,
+                "runs": [{"id": run.id, "name": run.name} for run in runs],
+            }
+        )
+        return
+    if not emitted.created:
+        out.print(
+            f"event {emitted.event_id} ({name}) was stored before with idempotency key "
+            f"{idempotency_key!r}; nothing was enqueued again"
+        )
+        return
+    enqueued = ", ".join(f"run {run.id} ({run.name})" for run in runs) or "no run"
+    out.print(f"emitted event {emitted.event_id} ({name}): enqueued {enqueued}")

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ..app import App
 from ..identity import admin
-from ..identity.principals import Principal, UnknownPrincipal, make_principal
+from ..identity.principals import Principal, UnknownPrincipal, make_principal, principal_json
 from ..storage import SqlStore
 from ..storage.base import PrincipalStore
 from .common import (
@@ -156,16 +156,6 @@ def declaring_app(ctx: typer.Context) -> App | None:
         if spec is not None:
             raise
         return None
-
-
-def principal_json(p: Principal) -> dict[str, object]:
-    return {
-        "name": p.name,
-        "kind": p.kind,
-        "scopes": sorted(p.scopes),
-        "roles": sorted(p.roles),
-        "disabled": p.disabled,
-    }
 
 
 def _need_some(scope: list[str] | None, role: list[str] | None, verb: str) -> None:

@@ -13,8 +13,19 @@ from rich.table import Table
 from rich.text import Text
 
 from ..agentloop.replay import replay_run
-from ..clock import iso, system_clock
-from ..model import Run, RunFilter, RunState, Step, Wait
+from ..agentloop.trace import agent_trace
+from ..clock import system_clock
+from ..model import Run, RunFilter, RunState, Wait
+from ..storage.run_views import (
+    chain,
+    duration,
+    open_waits,
+    run_json,
+    step_json,
+    step_offset,
+    waits_json,
+    with_wait,
+)
 from .common import (
     compact,
     err,
@@ -27,8 +38,8 @@ from .common import (
     state_text,
     when,
 )
-from .runs_chain import chain, chain_json, chain_text
-from .runs_waits import describe_wait, open_waits, step_note, wait_json
+from .runs_chain import chain_json, chain_text
+from .runs_waits import describe_wait, step_note
 
 runs_app = typer.Typer(help="Inspect and manage runs.", no_args_is_help=True)
 
@@ -61,7 +72,7 @@ def list_runs(
         runs = store.list_runs(flt)
         waiting = open_waits(store.waits([r.id for r in runs if r.state == RunState.WAITING]))
     if as_json:
-        print_json([_with_wait(run_json(r), waiting.get(r.id)) for r in runs])
+        print_json([with_wait(run_json(r), waiting.get(r.id)) for r in runs])
         return
     if not runs:
         err.print("no runs match")
@@ -93,16 +104,19 @@ def list_runs(
 
 @runs_app.command("show")
 def show(ctx: typer.Context, run_id: RunId, as_json: JsonFlag = False) -> None:
-    """Show one run and the timeline of its steps."""
+    """Show one run and the timeline of its steps (--json: with its agent trace, as
+    GET /api/runs/{id} shows it)."""
     with read_store(ctx) as store:
         run = store.get_run(run_id)
         steps = store.steps(run_id)
         waits = store.waits([run_id])
         links = chain_json(store, chain(store, run))
+        trace = agent_trace(steps, store.model_calls(run_id))
     wait = open_waits(waits).get(run_id) if run.state == RunState.WAITING else None
     if as_json:
-        shown = _with_wait(run_json(run), wait) | {"chain": links if len(links) > 1 else []}
-        print_json({**shown, "steps": [step_json(run, s) for s in steps]} | _waits_json(waits))
+        shown = with_wait(run_json(run), wait) | {"chain": links if len(links) > 1 else []}
+        steps_shown = {"steps": [step_json(run, s) for s in steps], "trace": trace}
+        print_json({**shown, **steps_shown} | waits_json(waits))
         return
     out.print(_details(run, resumed=bool(waits), wait=wait))
     if len(links) > 1:
@@ -194,72 +208,6 @@ def replay(
 
 
 # -- shapes -----------------------------------------------------------------------------
-
-
-def duration(run: Run) -> float | None:
-    if run.started_at is None:
-        return None
-    end = run.finished_at if run.finished_at is not None else system_clock.now()
-    return max(0.0, end - run.started_at)
-
-
-def step_offset(run: Run, step: Step) -> float | None:
-    return None if run.started_at is None else step.started_at - run.started_at
-
-
-def run_json(run: Run) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "name": run.name,
-        "kind": run.kind,
-        "state": run.state.value,
-        "attempt": run.attempt,
-        "max_attempts": run.max_attempts,
-        "failures": run.failures,
-        "reclaims": run.reclaims,
-        "trigger": run.trigger,
-        "trigger_ref": run.trigger_ref,
-        "principal": run.principal,
-        "priority": run.priority,
-        "idempotency_key": run.idempotency_key,
-        "concurrency_key": run.concurrency_key,
-        "parent_id": run.parent_id,
-        "created_at": iso(run.created_at),
-        "run_after": iso(run.run_after),
-        "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at),
-        "duration_s": duration(run),
-        "lease_owner": run.lease_owner,
-        "lease_expires_at": iso(run.lease_expires_at),
-        "cancel_requested": run.cancel_requested,
-        "payload": run.payload,
-        "result": run.result,
-        "error": run.error,
-    }
-
-
-def _with_wait(shown: dict[str, Any], wait: Wait | None) -> dict[str, Any]:
-    return shown if wait is None else {**shown, "waiting_for": wait_json(wait)}
-
-
-def _waits_json(waits: list[Wait]) -> dict[str, Any]:
-    return {"waits": [wait_json(w) for w in waits]} if waits else {}
-
-
-def step_json(run: Run, step: Step) -> dict[str, Any]:
-    return {
-        "key": step.key,
-        "name": step.name,
-        "seq": step.seq,
-        "state": step.state,
-        "attempts": step.attempts,
-        "started_at": iso(step.started_at),
-        "finished_at": iso(step.finished_at),
-        "offset_s": step_offset(run, step),
-        "duration_s": step.finished_at - step.started_at,
-        "result": step.result,
-        "error": step.error,
-    }
 
 
 def _details(run: Run, *, resumed: bool = False, wait: Wait | None = None) -> Table:

@@ -3,28 +3,10 @@ outcome of the wait steps in a run's timeline."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 
-from ..clock import iso
 from ..model import Step, Wait
 from .common import compact, when
-
-
-def wait_json(wait: Wait) -> dict[str, Any]:
-    return {
-        "step": wait.step_key,
-        "kind": wait.kind,
-        "names": wait.detail.get("names", []),
-        "match": wait.detail.get("match") or {},
-        "status": wait.status,
-        "since": iso(wait.since),
-        "deadline": iso(wait.deadline),
-        "event_id": wait.event_id,
-        "registered_at": iso(wait.created_at),
-        "resolved_at": iso(wait.resolved_at),
-    }
 
 
 def describe_wait(wait: Wait) -> str:
@@ -42,11 +24,6 @@ def describe_wait(wait: Wait) -> str:
     if wait.deadline is not None:
         text += f" until {when(wait.deadline)} UTC"
     return text
-
-
-def open_waits(waits: list[Wait]) -> dict[str, Wait]:
-    """The open wait of each run (a run waits for one thing at a time)."""
-    return {w.run_id: w for w in waits if w.status == "waiting"}
 
 
 def step_note(step: Step) -> Text | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -13,9 +12,32 @@ from rich.table import Table
 
 from ..clock import iso
 from ..errors import ConfigError
-from ..logredaction import log_redaction
-from ..scheduler import Scheduler, ScheduleSpec
-from .common import err, loaded_app, on_stop_signals, out, print_json, print_table, read_store, when
+from ..identity import admin
+from ..model import Tick
+from ..scheduler import (
+    BackfillPlan,
+    Scheduler,
+    ScheduleView,
+    audit_backfill,
+    set_paused,
+    tick_json,
+)
+from .common import (
+    LogFormat,
+    LogFormatOption,
+    MetricsHost,
+    MetricsPort,
+    err,
+    loaded_app,
+    log_to_stderr,
+    metrics_server,
+    on_stop_signals,
+    out,
+    print_json,
+    print_table,
+    read_store,
+    when,
+)
 
 schedules_app = typer.Typer(help="Inspect and manage schedules.", no_args_is_help=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -27,6 +49,9 @@ def scheduler(
     max_sleep: Annotated[
         float, typer.Option(min=0.01, help="Longest wait between passes, in seconds.")
     ] = 1.0,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = "127.0.0.1",
+    log_format: LogFormatOption = LogFormat.HUMAN,
 ) -> None:
     """Turn the app's schedules into runs until SIGTERM or Ctrl-C (run any number)."""
     with loaded_app(ctx) as app:
@@ -39,7 +64,8 @@ def scheduler(
         out.print(
             f"rota scheduler {s.id} on {app.database_url.redacted()}: {', '.join(sorted(s.specs))}"
         )
-        with log_redaction():  # notify and schedule code may read secrets and log them
+        # notify and schedule code may read secrets and log them: log_to_stderr redacts
+        with metrics_server(app, metrics_host, metrics_port), log_to_stderr(log_format):
             asyncio.run(_until_signalled(s))
         out.print(f"scheduler {s.id} stopped")
 
@@ -57,15 +83,7 @@ def list_schedules(
 ) -> None:
     """Each schedule with its next fire times (in its zone and UTC), last tick and state."""
     with loaded_app(ctx) as app:
-        specs = Scheduler(app).specs if app.definitions else {}
-        store = app.store
-        rows = {s.name: s for s in store.schedules()}
-        now = datetime.fromtimestamp(app.clock.now(), UTC)
-        items = []
-        for name in sorted(set(specs) | set(rows)):
-            spec, row = specs.get(name), rows.get(name)
-            last = store.ticks(name, limit=1)
-            items.append(_item(name, spec, row, last[0] if last else None, now, count))
+        items = [_item(view) for view in Scheduler(app).overview(count)]
     if as_json:
         print_json(items)
         return
@@ -87,35 +105,25 @@ def list_schedules(
     print_table(table)
 
 
-def _item(
-    name: str, spec: ScheduleSpec | None, row: Any, last: Any, now: datetime, count: int
-) -> dict[str, Any]:
-    state = (
-        "not registered yet (start a scheduler)"
-        if row is None
-        else ("paused" if row.paused else "active")
-    )
-    if spec is None:
-        state = "not in this app's code"
-    upcoming: list[datetime] = []
-    if spec is not None and not (row and row.paused):
-        after = now
-        while len(upcoming) < count and (fire := spec.trigger.next_fire(after)) is not None:
-            upcoming.append(fire)
-            after = fire
-    zone = ZoneInfo(getattr(spec.trigger, "tz", "UTC")) if spec else UTC
+_STATES = {
+    "unregistered": "not registered yet (start a scheduler)",
+    "not_in_code": "not in this app's code",
+}
+
+
+def _item(view: ScheduleView) -> dict[str, Any]:
     return {
-        "name": name,
-        "job": spec.job.name if spec else (row.job if row else None),
-        "trigger": spec.trigger.describe() if spec else (row.description if row else "-"),
-        "state": state,
-        "next_local": [f.astimezone(zone).isoformat() for f in upcoming],
-        "next_utc": [iso(f.timestamp()) for f in upcoming],
-        "last_tick": _tick_text(last),
+        "name": view.name,
+        "job": view.job,
+        "trigger": view.trigger,
+        "state": _STATES.get(view.state, view.state),
+        "next_local": [f.isoformat() for f in view.next_fires],
+        "next_utc": [iso(f.timestamp()) for f in view.next_fires],
+        "last_tick": _tick_text(view.last_tick),
     }
 
 
-def _tick_text(tick: Any) -> str | None:
+def _tick_text(tick: Tick | None) -> str | None:
     if tick is None:
         return None
     if tick.outcome == "enqueued":
@@ -137,9 +145,7 @@ def resume(ctx: typer.Context, name: Name) -> None:
 
 def _set_paused(ctx: typer.Context, name: str, paused: bool) -> None:
     with read_store(ctx) as store:
-        if not store.set_paused(name, paused, datetime.now(UTC).timestamp()):
-            known = ", ".join(s.name for s in store.schedules()) or "none registered yet"
-            raise ConfigError(f"no schedule named {name!r}; known: {known}")
+        set_paused(store, name, paused, datetime.now(UTC).timestamp(), admin.cli_actor())
     out.print(f"schedule {name} {'paused' if paused else 'resumed'}")
 
 
@@ -157,23 +163,7 @@ def ticks(
     with read_store(ctx) as store:
         rows = store.ticks(name, outcome="skipped" if skipped else None, limit=limit)
     if as_json:
-        print_json(
-            [
-                {
-                    "id": t.id,
-                    "schedule": t.schedule,
-                    "fire_at": iso(t.fire_at),
-                    "last_fire_at": iso(t.last_fire_at),
-                    "ticks": t.ticks,
-                    "outcome": t.outcome,
-                    "reason": t.reason,
-                    "run_id": t.run_id,
-                    "decided_at": iso(t.decided_at),
-                    "decided_by": t.decided_by,
-                }
-                for t in rows
-            ]
-        )
+        print_json([tick_json(t) for t in rows])
         return
     table = Table(box=None, header_style="bold")
     for column in ("schedule", "fire time (UTC)", "to", "ticks", "outcome", "reason", "run"):
@@ -199,6 +189,9 @@ def backfill(
         datetime, typer.Option("--from", help="First fire time (UTC unless an offset is given).")
     ],
     end: Annotated[datetime, typer.Option("--to", help="End, exclusive.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what it would enqueue; enqueue nothing.")
+    ] = False,
 ) -> None:
     """Enqueue a run for every fire time in [--from, --to) that has none yet."""
     start, end = _aware(start), _aware(end)
@@ -206,6 +199,9 @@ def backfill(
         raise ConfigError("--to must be after --from, e.g. --from 2026-01-01 --to 2026-01-02")
     with loaded_app(ctx) as app:
         s = Scheduler(app)
+        if dry_run:
+            _preview(s.plan_backfill(name, start, end, limit=DRY_RUN_LIMIT), start, end)
+            return
         with Progress(
             TextColumn(f"backfill {name}"), BarColumn(), MofNCompleteColumn(), console=err
         ) as progress:
@@ -215,10 +211,29 @@ def backfill(
                 progress.update(task, completed=done, total=total)
 
             created = s.backfill(name, start, end, progress=report)
+        audit_backfill(app.store, admin.cli_actor(), name, start, end, created)
     out.print(
         f"backfill {name}: {created} run(s) enqueued for {iso(start.timestamp())} .. "
         f"{iso(end.timestamp())} (fire times that already had a run were left alone)"
     )
+
+
+DRY_RUN_LIMIT = 1_000_000  # fire times a dry run counts before it says "more than"
+SHOWN = 20  # fire times a dry run lists
+
+
+def _preview(plan: BackfillPlan, start: datetime, end: datetime) -> None:
+    todo = plan.todo
+    more = "more than " if len(plan.fires) > DRY_RUN_LIMIT else ""
+    out.print(
+        f"backfill {plan.schedule} (dry run): would enqueue {more}{len(todo)} run(s) for "
+        f"{iso(start.timestamp())} .. {iso(end.timestamp())}; {len(plan.existing)} fire "
+        "time(s) already have a run and would be left alone"
+    )
+    for fire in todo[:SHOWN]:
+        out.print(f"  {iso(fire.timestamp())}")
+    if len(todo) > SHOWN:
+        out.print(f"  ... and {len(todo) - SHOWN} more")
 
 
 def _aware(value: datetime) -> datetime:

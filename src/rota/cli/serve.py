@@ -16,7 +16,16 @@ from ..api import ApiServer
 from ..api.server import DEFAULT_HOST, DEFAULT_PORT
 from ..app import App
 from ..jobs import webhooks
-from .common import err, loaded_app, log_to_stderr, on_stop_signals, out
+from .common import (
+    LogFormat,
+    LogFormatOption,
+    err,
+    loaded_app,
+    log_to_stderr,
+    notice,
+    on_stop_signals,
+    out,
+)
 
 Host = Annotated[
     str,
@@ -25,14 +34,19 @@ Host = Annotated[
 Port = Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on; 0 picks a free one.")]
 
 
-def serve(ctx: typer.Context, host: Host = DEFAULT_HOST, port: Port = DEFAULT_PORT) -> None:
+def serve(
+    ctx: typer.Context,
+    host: Host = DEFAULT_HOST,
+    port: Port = DEFAULT_PORT,
+    log_format: LogFormatOption = LogFormat.HUMAN,
+) -> None:
     """Serve the HTTP API: webhook deliveries at POST /hooks/{name}, and GET /healthz."""
     with loaded_app(ctx) as app:
         app.store.schema_version()  # open (and migrate) now: a bad database fails here, not later
         server = ApiServer(app, host, port)
         server.bind()
         announce(app, server)
-        with log_to_stderr():
+        with log_to_stderr(log_format):
             asyncio.run(_serve_until_signalled(server))
         out.print("API stopped")
 
@@ -64,14 +78,14 @@ def announce(app: App, server: ApiServer) -> None:
 
 async def _serve_until_signalled(server: ApiServer) -> None:
     def first(name: str) -> None:
-        err.print(
+        notice(
             f"{name}: stopping; requests in progress get up to {server.graceful_s:g}s "
             "to finish (signal again to stop now)"
         )
         server.stop()
 
     def again(name: str, signum: int) -> None:
-        err.print(f"{name} again: stopping now")
+        notice(f"{name} again: stopping now")
         server.stop(now=True)
 
     with on_stop_signals(first, again):

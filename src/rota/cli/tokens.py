@@ -11,10 +11,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..clock import iso
 from ..durations import seconds
 from ..identity import admin, tokens
-from .common import err, print_json, print_table, read_store, when
+from .common import err, fail, print_json, print_table, read_store, when
 from .principals import synced_store
 
 tokens_app = typer.Typer(
@@ -27,20 +26,44 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a 
 @tokens_app.command("create")
 def create(
     ctx: typer.Context,
-    principal: Annotated[str, typer.Argument(help="The principal the token stands for.")],
+    principal: Annotated[
+        str | None,
+        typer.Argument(
+            help="The principal the token stands for (with --fire: default fire-NAME, made "
+            "with no scopes or roles)."
+        ),
+    ] = None,
     expires: Annotated[
         str | None,
         typer.Option("--expires", "-e", help="Lifetime, e.g. 30d or 12h (default: no expiry)."),
     ] = None,
+    fire: Annotated[
+        str | None,
+        typer.Option(
+            "--fire",
+            metavar="NAME",
+            help="Allow only firing this job, workflow or agent (POST /api/jobs/NAME/runs); "
+            "every other route refuses the token.",
+        ),
+    ] = None,
 ) -> None:
     """Make a token and print it once."""
     lifetime = None if expires is None else seconds(expires, what="--expires")
+    if principal is None and fire is None:
+        fail("name the principal the token stands for (or pass --fire NAME)", code=2)
     with synced_store(ctx) as store:  # a principal declared in code may have no row yet
-        issued = tokens.issue(store, principal, admin.cli_actor(), expires_in_s=lifetime)
+        if fire is not None:
+            issued = tokens.issue_fire(
+                store, fire, admin.cli_actor(), principal=principal, expires_in_s=lifetime
+            )
+        else:
+            assert principal is not None
+            issued = tokens.issue(store, principal, admin.cli_actor(), expires_in_s=lifetime)
+    only = f", only to fire {fire!r} (POST /api/jobs/{fire}/runs)" if fire else ""
     until = f"until {when(issued.expires_at)} UTC" if issued.expires_at else "with no expiry"
     err.print(
-        f"token {issued.id} for {principal}, valid {until}; it is shown only now, store it "
-        "somewhere safe:"
+        f"token {issued.id} for {issued.principal}{only}, valid {until}; it is shown only now, "
+        "store it somewhere safe:"
     )
     typer.echo(issued.token)
 
@@ -55,18 +78,7 @@ def list_tokens(
     with read_store(ctx) as store:
         found = store.tokens(principal)
     if as_json:
-        print_json(
-            [
-                {
-                    "id": t.id,
-                    "principal": t.principal,
-                    "created": iso(t.created_at),
-                    "expires": iso(t.expires_at),
-                    "revoked": iso(t.revoked_at),
-                }
-                for t in found
-            ]
-        )
+        print_json([tokens.token_json(t) for t in found])
         return
     if not found:
         err.print("no tokens; make one with `rota tokens create PRINCIPAL`")

@@ -25,7 +25,18 @@ from ..errors import ConfigError
 from ..scheduler import Scheduler
 from ..storage import SqlStore
 from ..worker import Worker, WorkerOptions, WorkerStats
-from .common import err, loaded_app, log_to_stderr, on_stop_signals, out
+from .common import (
+    LogFormat,
+    LogFormatOption,
+    MetricsHost,
+    MetricsPort,
+    loaded_app,
+    log_to_stderr,
+    metrics_server,
+    notice,
+    on_stop_signals,
+    out,
+)
 from .reload import supervise
 from .serve import Host, Port, announce
 
@@ -55,14 +66,18 @@ def worker(
     lease: Lease = 30.0,
     poll: Poll = 1.0,
     grace: Grace = 30.0,
+    metrics_port: MetricsPort = None,
+    metrics_host: MetricsHost = DEFAULT_HOST,
+    log_format: LogFormatOption = LogFormat.HUMAN,
 ) -> None:
     """Execute runs of the app's jobs and workflows until SIGTERM or Ctrl-C."""
-    with loaded_app(ctx) as app:
+    with loaded_app(ctx) as app, metrics_server(app, metrics_host, metrics_port):
         serve(
             app,
             WorkerOptions(
                 concurrency=concurrency, lease_s=lease, poll_interval_s=poll, shutdown_grace_s=grace
             ),
+            log_format=log_format,
         )
 
 
@@ -80,6 +95,7 @@ def dev(
     reload: Annotated[
         bool, typer.Option("--reload/--no-reload", help="Restart when *.py files change.")
     ] = True,
+    log_format: LogFormatOption = LogFormat.HUMAN,
 ) -> None:
     """Develop locally: migrate the app's database (SQLite by default), run a worker and
     serve the HTTP API (webhooks at POST /hooks/{name})."""
@@ -116,6 +132,7 @@ def dev(
             ),
             api,
             scheduler if scheduler.specs or app.notify_channels() else None,
+            log_format=log_format,
         )
 
 
@@ -124,6 +141,8 @@ def serve(
     options: WorkerOptions,
     api: ApiServer | None = None,
     scheduler: Scheduler | None = None,
+    *,
+    log_format: LogFormat = LogFormat.HUMAN,
 ) -> WorkerStats:
     if not app.definitions:
         raise ConfigError(
@@ -135,7 +154,7 @@ def serve(
         f"rota worker {w.id} on {app.database_url.redacted()}: serving "
         f"{', '.join(sorted(app.definitions))} (concurrency {options.concurrency})"
     )
-    with log_to_stderr():
+    with log_to_stderr(log_format):
         stats = asyncio.run(_run_until_signalled(w, api, scheduler))
     out.print(
         f"worker {w.id} stopped: claimed {stats.claimed}, succeeded {stats.succeeded}, "
@@ -149,7 +168,7 @@ async def _run_until_signalled(
     w: Worker, api: ApiServer | None = None, scheduler: Scheduler | None = None
 ) -> WorkerStats:
     def first(name: str) -> None:
-        err.print(
+        notice(
             f"{name}: stopping; claiming no more runs, runs in progress get up to "
             f"{w.options.shutdown_grace_s:g}s to finish, then go back to the queue "
             "(signal again to stop now)"
@@ -178,17 +197,15 @@ def _stop_now(w: Worker, signum: int) -> None:
     """Hand held runs back to the queue, then exit without waiting for user code."""
     try:
         released = w.abandon()
-        err.print(
+        notice(
             f"{signal.Signals(signum).name} again: stopping now; {released} running "
             "run(s) went back to the queue"
         )
     except Exception as exc:  # the leases expire on their own; say so and still exit
-        err.print(
-            Text(
-                f"could not release held runs ({exc}); they are requeued when their "
-                f"lease expires ({w.options.lease_s:g}s)",
-                style="red",
-            )
+        notice(
+            f"could not release held runs ({exc}); they are requeued when their "
+            f"lease expires ({w.options.lease_s:g}s)",
+            style="red",
         )
     sys.stdout.flush()
     sys.stderr.flush()

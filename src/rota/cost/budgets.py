@@ -15,15 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal, Protocol
 
+from ..clock import iso
 from ..durations import Duration
 from ..errors import ConfigError
 from ..identity.principals import approver_groups
 from ..model import Run, TokenCounts
 from ..storage.usage import BudgetCharge
 from .price import Price
-from .pricing import SIMULATED, model_price, to_pusd
+from .pricing import SIMULATED, from_pusd, model_price, to_pusd
 
 Scope = Literal["agent", "workflow", "principal"]
 Per = Literal["day", "month"]
@@ -108,6 +109,58 @@ class SharedBudget:
             limit_tokens=b.tokens,
             limit_requests=b.requests,
         )
+
+
+class BudgetReader(Protocol):
+    def budget_used(self, charge: BudgetCharge) -> tuple[int, int, int]: ...
+
+    def budget_held(self, charge: BudgetCharge, now: float) -> tuple[int, int, int]: ...
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """A shared budget in its current period: its limits, what recorded calls spent, and
+    what calls in flight hold (each as USD, tokens, requests)."""
+
+    budget: SharedBudget
+    charge: BudgetCharge
+    spent: tuple[Decimal, int, int]
+    held: tuple[Decimal, int, int]
+
+    def to_json(self) -> dict[str, Any]:
+        b, c = self.budget.budget, self.charge
+        return {
+            "key": self.budget.key,
+            "scope": self.budget.scope,
+            "name": self.budget.name,
+            "per": self.budget.per,
+            "period": c.period,
+            "period_start": iso(c.start),
+            "period_end": iso(c.end),
+            "limit": _units(None if b.usd is None else Decimal(b.usd), b.tokens, b.requests),
+            "spent": _units(*self.spent),
+            "held": _units(*self.held),
+        }
+
+
+def budget_status(store: BudgetReader, budget: SharedBudget, now: float) -> BudgetStatus:
+    """What `budget` has spent and holds in the period that `now` falls in."""
+    charge = budget.charge(now)
+    spent, held = store.budget_used(charge), store.budget_held(charge, now)
+    return BudgetStatus(
+        budget,
+        charge,
+        (from_pusd(spent[0]), spent[1], spent[2]),
+        (from_pusd(held[0]), held[1], held[2]),
+    )
+
+
+def _units(usd: Decimal | None, tokens: int | None, requests: int | None) -> dict[str, Any]:
+    return {
+        "usd": None if usd is None else f"{usd.normalize():f}",
+        "tokens": tokens,
+        "requests": requests,
+    }
 
 
 def shared_budget(

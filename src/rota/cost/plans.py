@@ -115,15 +115,20 @@ def parse_plan(data: Mapping[str, Any], source: str = "plan", prefix: str = "") 
 def load_plans(path: str | Path) -> list[Plan]:
     """The plans in a TOML or JSON file: one plan at the top level, or several as
     `[[plans]]` (a `plans` array)."""
-    data = read_settings(path)
+    return plans_document(read_settings(path), str(path))
+
+
+def plans_document(data: Mapping[str, Any], source: str) -> list[Plan]:
+    """The plans of a plan file's top-level table (or an HTTP body of the same shape):
+    one plan, or several as a `plans` array. Errors name `source` and the field."""
     if "plans" not in data:
-        return [parse_plan(data, str(path))]
+        return [parse_plan(data, source)]
     extra = sorted(set(data) - {"plans"})
     if extra:
-        raise ConfigFileError(str(path), [f"unknown field {extra[0]!r} beside 'plans'"])
+        raise ConfigFileError(source, [f"unknown field {extra[0]!r} beside 'plans'"])
     if not isinstance(data["plans"], list) or not data["plans"]:
-        raise ConfigFileError(str(path), ["'plans' must be a non-empty array of plan tables"])
-    return [parse_plan(p, str(path), f"plans[{i}]") for i, p in enumerate(data["plans"])]
+        raise ConfigFileError(source, ["'plans' must be a non-empty array of plan tables"])
+    return [parse_plan(p, source, f"plans[{i}]") for i, p in enumerate(data["plans"])]
 
 
 def _kinds() -> str:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UnknownPrice
+from .files import read_settings
 from .price import Price
-from .prices import PriceTable
+from .prices import PriceOverride, PriceTable, parse_overrides
 
 PRICES_ENV = "ROTA_PRICES"
 PICO = Decimal(10) ** 12
@@ -40,6 +41,14 @@ def default_table() -> PriceTable:
     except OSError:
         mtime = -1.0  # from_file reports the missing file, naming the variable's value
     return _table(path, mtime)
+
+
+def configured_overrides(path: str | Path | None = None) -> list[PriceOverride]:
+    """The price overrides in `path`, else in $ROTA_PRICES; none when neither is given."""
+    text = str(path) if path is not None else os.environ.get(PRICES_ENV, "").strip()
+    if not text:
+        return []
+    return parse_overrides(read_settings(text), text)
 
 
 @lru_cache(maxsize=8)

@@ -128,3 +128,14 @@ def make_principal(
     return Principal(
         check_name(name), check_kind(kind), check_scopes(scopes), check_roles(roles), False
     )
+
+
+def principal_json(p: Principal) -> dict[str, object]:
+    """A principal as `rota principals show` and the HTTP API show it."""
+    return {
+        "name": p.name,
+        "kind": p.kind,
+        "scopes": sorted(p.scopes),
+        "roles": sorted(p.roles),
+        "disabled": p.disabled,
+    }

@@ -131,6 +131,14 @@ class ApprovalQueries(RunInserts, WaitQueries, PrincipalQueries):
         )
         return [_request(r) for r in rows]
 
+    def approvals_changed(self, since: float, limit: int) -> list[ApprovalRequest]:
+        rows = self.conn().execute(
+            """SELECT * FROM rota_approvals WHERE created_at >= :since OR decided_at >= :since
+            ORDER BY created_at, id LIMIT :limit""",
+            {"since": since, "limit": limit},
+        )
+        return [_request(r) for r in rows]
+
     # -- deciding -------------------------------------------------------------------------
 
     def decide_approval(

@@ -51,6 +51,7 @@ SECRET_READ = "secret.read"
 PRINCIPAL_CHANGED = "principal.changed"
 SCOPE_CHANGED = "scope.changed"
 BUDGET_EXCEEDED = "budget.exceeded"
+SCHEDULE_CHANGED = "schedule.changed"  # paused, resumed or backfilled by hand
 
 GENESIS_HASH = "0" * 64
 _COLUMNS = {  # column -> PostgreSQL type, for batched inserts

@@ -33,9 +33,11 @@ from ..model import (
 
 if TYPE_CHECKING:
     from .agent_cache import CachedDecision
+    from .alerts import AlertRecord, FailedRun, OverdueApproval, ScheduleHealth
     from .approval_records import ApprovalRequest
     from .audit import AuditEntry, AuditHead, AuditRecord
     from .dialects import Dialect
+    from .gauges import LiveRuns, WaitingApprovals
     from .history import RunRow, RunSession, RunUsage
     from .limits import Charge
     from .principals import Change, Principal, TokenRecord
@@ -147,7 +149,9 @@ class EventStore(Protocol):
 
     def get_event(self, event_id: str) -> Event: ...
 
-    def events(self, name: str | None = None, limit: int = 50) -> list[Event]: ...
+    def events(
+        self, name: str | None = None, limit: int = 50, before_id: str | None = None
+    ) -> list[Event]: ...
 
     def record_rejection(self, rejection: Rejection) -> None: ...
 
@@ -173,6 +177,11 @@ class RunReader(Protocol):
     def count_states(self, names: Sequence[str] = ()) -> dict[str, int]: ...
 
     def waits(self, run_ids: Sequence[str]) -> list[Wait]: ...
+
+    def runs_changed(self, since: float, limit: int) -> list[Run]:
+        """Runs created, started or finished at or after `since` (at most `limit` of each),
+        for the API's live stream."""
+        ...
 
 
 class RunControl(Protocol):
@@ -216,6 +225,10 @@ class ApprovalStore(Protocol):
         ...
 
     def approval_for_step(self, run_id: str, step_key: str) -> ApprovalRequest | None: ...
+
+    def approvals_changed(self, since: float, limit: int) -> list[ApprovalRequest]:
+        """Requests made or decided at or after `since`, for the API's live stream."""
+        ...
 
     def approvals(
         self, *, statuses: Sequence[str] = ..., limit: int = 100
@@ -332,6 +345,8 @@ class HistoryStore(Protocol):
 
     def budget_used(self, charge: BudgetCharge) -> tuple[int, int, int]: ...
 
+    def budget_held(self, charge: BudgetCharge, now: float) -> tuple[int, int, int]: ...
+
 
 class DecisionCache(Protocol):
     """The agent decision cache (rota.agentloop.cache): read and store a cached decision,
@@ -431,8 +446,55 @@ class ScheduleStore(Protocol):
     def record_ticks(self, runs: Sequence[NewRun], ticks: Sequence[Tick]) -> int: ...
 
     def ticks(
-        self, schedule: str | None = None, *, outcome: str | None = None, limit: int = 100
+        self,
+        schedule: str | None = None,
+        *,
+        outcome: str | None = None,
+        limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Tick]: ...
+
+    def keyed_runs(self, job: str, keys: Sequence[str]) -> dict[str, str]: ...
+
+
+class GaugeReader(Protocol):
+    """What a metrics scrape reads (rota.observability.collectors): the unfinished runs and
+    the approvals waiting, nothing else."""
+
+    def live_runs(self, now: float) -> list[LiveRuns]: ...
+
+    def waiting_approvals(self) -> WaitingApprovals: ...
+
+    def budget_used(self, charge: BudgetCharge) -> tuple[int, int, int]: ...
+
+
+class AlertStore(Protocol):
+    """Alerts (rota.alerts): raising them deduplicated by key with their delivery runs,
+    recording deliveries, the watchdog's marks and what it reads to find what to alert on."""
+
+    def raise_alerts(self, alerts: Sequence[tuple[AlertRecord, NewRun | None]]) -> list[str]: ...
+
+    def alert(self, alert_id: str) -> AlertRecord | None: ...
+
+    def alerts(self, *, limit: int = 50, kind: str | None = None) -> list[AlertRecord]: ...
+
+    def record_delivery(
+        self, alert_id: str, *, state: str, at: float, error: str | None = None
+    ) -> None: ...
+
+    def alert_mark(self, key: str, at: float) -> float: ...
+
+    def failed_runs(self, since: float, limit: int = 500) -> list[FailedRun]: ...
+
+    def overdue_approvals(
+        self, low: float, high: float, limit: int = 500
+    ) -> list[OverdueApproval]: ...
+
+    def alert_keys(self, keys: Sequence[str]) -> set[str]: ...
+
+    def last_fired(self, schedule: str) -> float | None: ...
+
+    def schedule_health(self, schedule: str) -> ScheduleHealth: ...
 
 
 class Store(
@@ -451,6 +513,8 @@ class Store(
     SecretStore,
     PrincipalStore,
     ScheduleStore,
+    GaugeReader,
+    AlertStore,
     Protocol,
 ):
     """Everything: what the composition roots hold (the App, and through it the API; the

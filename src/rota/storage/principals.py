@@ -58,6 +58,7 @@ class TokenRecord:
     created_at: float
     expires_at: float | None
     revoked_at: float | None
+    fire: str | None = None  # the one job this token may fire, and nothing else
 
 
 class PrincipalQueries(AuditQueries):
@@ -110,14 +111,15 @@ class PrincipalQueries(AuditQueries):
         with self.tx() as conn:
             conn.execute(
                 """INSERT INTO rota_api_tokens
-                    (id, principal, token_hash, created_at, expires_at, revoked_at)
-                VALUES (:id, :principal, :token_hash, :created_at, :expires_at, NULL)""",
+                    (id, principal, token_hash, created_at, expires_at, revoked_at, fire)
+                VALUES (:id, :principal, :token_hash, :created_at, :expires_at, NULL, :fire)""",
                 {
                     "id": record.id,
                     "principal": record.principal,
                     "token_hash": record.token_hash,
                     "created_at": record.created_at,
                     "expires_at": record.expires_at,
+                    "fire": record.fire,
                 },
             )
             self.append_audit(conn, [entry])
@@ -165,4 +167,5 @@ def _token(row: Row) -> TokenRecord:
         created_at=float(row["created_at"]),
         expires_at=None if row["expires_at"] is None else float(row["expires_at"]),
         revoked_at=None if row["revoked_at"] is None else float(row["revoked_at"]),
+        fire=row.get("fire"),
     )

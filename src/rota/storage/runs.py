@@ -7,6 +7,7 @@ own transactions (enqueue and events here, schedules, approval announcements) in
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -50,6 +51,7 @@ _RUN_COLUMNS = {
     "run_after": "float8",
     "created_at": "float8",
     "timeout_s": "float8",
+    "trace_context": "text",
 }
 _ON_RUN_CONFLICT = (
     "ON CONFLICT (name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
@@ -500,11 +502,42 @@ class RunQueries(RunInserts, WaitQueries, UsageQueries):
         if flt.before_id:
             where.append("id < :before")
             params["before"] = flt.before_id
+        for column, values in (
+            ("kind", flt.kinds),
+            ("principal", flt.principals),
+            ("trigger", flt.triggers),
+        ):
+            if values:
+                where.append(d.any_of(column, f"{column}s"))
+                params[f"{column}s"] = d.list_param(values)
+        if flt.since is not None:
+            where.append("created_at >= :since")
+            params["since"] = flt.since
+        if flt.until is not None:
+            where.append("created_at < :until")
+            params["until"] = flt.until
+        if flt.error_text:
+            # LIKE with our own escape character, so that % and _ in the text match themselves
+            escaped = re.sub(r"([\\%_])", r"\\\1", flt.error_text.lower())
+            where.append("LOWER(error) LIKE :error_text ESCAPE '\\'")
+            params["error_text"] = f"%{escaped}%"
         rows = self.conn().execute(
             f"SELECT * FROM rota_runs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit",
             params,
         )
         return [_run(row) for row in rows]
+
+    def runs_changed(self, since: float, limit: int) -> list[Run]:
+        # One indexed range read per timestamp (an OR of the three would scan the table).
+        found: dict[str, Run] = {}
+        for column in ("created_at", "started_at", "finished_at"):
+            rows = self.conn().execute(
+                f"""SELECT * FROM rota_runs WHERE {column} >= :since
+                ORDER BY {column} LIMIT :limit""",
+                {"since": since, "limit": limit},
+            )
+            found.update((row["id"], _run(row)) for row in rows)
+        return list(found.values())
 
     def count_states(self, names: Sequence[str] = ()) -> dict[str, int]:
         d = self.dialect
@@ -582,11 +615,18 @@ class RunQueries(RunInserts, WaitQueries, UsageQueries):
             raise EventNotFound(event_id)
         return _event(rows[0])
 
-    def events(self, name: str | None = None, limit: int = 50) -> list[Event]:
-        where = "WHERE name = :name" if name else ""
+    def events(
+        self, name: str | None = None, limit: int = 50, before_id: str | None = None
+    ) -> list[Event]:
+        """Newest first; `before_id` is the keyset cursor (events older than that one)."""
+        where = ["1 = 1"]
+        if name:
+            where.append("name = :name")
+        if before_id:
+            where.append("id < :before")
         rows = self.conn().execute(
-            f"SELECT * FROM rota_events {where} ORDER BY id DESC LIMIT :limit",
-            {"name": name, "limit": limit},
+            f"SELECT * FROM rota_events WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT :limit",
+            {"name": name, "limit": limit, "before": before_id},
         )
         return [_event(row) for row in rows]
 

@@ -198,19 +198,40 @@ class ScheduleQueries(RunInserts):
         return sum(1 for _, c in created if c)
 
     def ticks(
-        self, schedule: str | None = None, *, outcome: str | None = None, limit: int = 100
+        self,
+        schedule: str | None = None,
+        *,
+        outcome: str | None = None,
+        limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[Tick]:
-        where, params = ["1 = 1"], {"limit": limit, "schedule": schedule, "outcome": outcome}
+        """Newest fire time first; `before` (fire_at, id) is where a previous page ended."""
+        where = ["1 = 1"]
+        params: dict[str, Any] = {"limit": limit, "schedule": schedule, "outcome": outcome}
         if schedule:
             where.append("schedule = :schedule")
         if outcome:
             where.append("outcome = :outcome")
+        if before is not None:
+            where.append("(fire_at < :at OR (fire_at = :at AND id < :id))")
+            params.update(at=before[0], id=before[1])
         rows = self.conn().execute(
             f"""SELECT * FROM rota_ticks WHERE {" AND ".join(where)}
-            ORDER BY fire_at DESC LIMIT :limit""",
+            ORDER BY fire_at DESC, id DESC LIMIT :limit""",
             params,
         )
         return [Tick(**row) for row in rows]
+
+    def keyed_runs(self, job: str, keys: Sequence[str]) -> dict[str, str]:
+        """{idempotency key: run id} of `job`'s runs with one of `keys` (a backfill's preview:
+        which fire times already have a run)."""
+        d = self.dialect
+        rows = self.conn().execute(
+            f"""SELECT id, idempotency_key FROM rota_runs
+            WHERE name = :name AND {d.any_of("idempotency_key", "keys")}""",
+            {"name": job, "keys": d.list_param(list(keys))},
+        )
+        return {r["idempotency_key"]: r["id"] for r in rows}
 
 
 def _schedule(row: Row) -> Schedule:

@@ -398,6 +398,70 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        11,
+        "tracing: the W3C trace context a run continues (rota.observability)",
+        (
+            # The traceparent of the span that caused the run (a webhook's, the run that
+            # escalated to it, ...); NULL when nothing was traced. Workers continue it, so
+            # one trace covers a run's whole chain across processes.
+            "ALTER TABLE rota_runs ADD COLUMN trace_context TEXT",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        12,
+        "alerts: one row per (alert key, sink) with its delivery state; the watchdog's marks",
+        (
+            # key is deterministic (rota.alerts): many workers find the same condition, the
+            # first insert wins. state: pending, delivered or failed (retries exhausted).
+            """CREATE TABLE rota_alerts (
+                id TEXT PRIMARY KEY,
+                key TEXT NOT NULL,
+                sink TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                subject TEXT NOT NULL,
+                text TEXT NOT NULL,
+                detail TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT,
+                delivered_at DOUBLE PRECISION,
+                run_id TEXT
+            )""",
+            "CREATE UNIQUE INDEX rota_alerts_key ON rota_alerts (key, sink)",
+            "CREATE INDEX rota_alerts_created ON rota_alerts (created_at)",
+            # When the watchdog first watched something (a schedule, the failure sweep).
+            """CREATE TABLE rota_alert_marks (
+                key TEXT PRIMARY KEY,
+                at DOUBLE PRECISION NOT NULL
+            )""",
+            # The failure sweep reads recently failed runs by when they ended.
+            """CREATE INDEX rota_runs_failed ON rota_runs (finished_at)
+                WHERE state = 'FAILED'""",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        13,
+        "the HTTP API: tokens that may fire one job; run changes read by the live stream",
+        (
+            # The one job a token may fire (POST /api/jobs/{fire}/runs) and nothing else;
+            # NULL: the token may do what its principal may (identity/tokens.py).
+            "ALTER TABLE rota_api_tokens ADD COLUMN fire TEXT",
+            # GET /api/stream polls for runs started or finished since its cursor.
+            "CREATE INDEX rota_runs_started ON rota_runs (started_at)",
+            "CREATE INDEX rota_runs_finished ON rota_runs (finished_at)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 META_TABLE = """CREATE TABLE IF NOT EXISTS rota_meta (

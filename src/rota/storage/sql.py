@@ -5,9 +5,11 @@ from __future__ import annotations
 from ..errors import DatabaseError, SchemaVersionError
 from . import schema
 from .agent_cache import AgentCacheQueries
+from .alerts import AlertQueries
 from .approvals import ApprovalQueries
 from .audit import AuditQueries
 from .base import Store
+from .gauges import GaugeQueries
 from .history import HistoryQueries
 from .limits import LimitQueries
 from .principals import PrincipalQueries
@@ -21,6 +23,7 @@ from .waits import WaitQueries
 
 class SqlStore(
     RunQueries,
+    AlertQueries,
     ScheduleQueries,
     LimitQueries,
     SecretQueries,
@@ -32,6 +35,7 @@ class SqlStore(
     HistoryQueries,
     ShadowQueries,
     AgentCacheQueries,
+    GaugeQueries,
 ):
     """Every query mixin over one SqlBase (storage/connection.py: the URL, the dialect and
     thread-safe per-thread connections), and the schema. Thread-safe: each thread uses its own

@@ -225,6 +225,19 @@ class UsageQueries(SqlBase):
         row = rows[0]
         return int(row["pusd"]), int(row["tokens"]), int(row["requests"])
 
+    def budget_held(self, charge: BudgetCharge, now: float) -> tuple[int, int, int]:
+        """(picodollars, tokens, requests) held by model calls in flight against the
+        charge's budget and period (expired holds, of crashed runs, do not count)."""
+        rows = self.conn().execute(
+            """SELECT COALESCE(SUM(cost_pusd), 0) AS pusd, COALESCE(SUM(tokens), 0) AS tokens,
+                COALESCE(SUM(requests), 0) AS requests
+            FROM rota_budget_holds
+            WHERE key = :key AND period = :period AND expires_at > :now""",
+            {"key": charge.key, "period": charge.period, "now": now},
+        )
+        row = rows[0]
+        return int(row["pusd"]), int(row["tokens"]), int(row["requests"])
+
     def _budget_refusal(
         self, conn: Connection, c: BudgetCharge, hold: Hold
     ) -> BudgetRefusal | None:

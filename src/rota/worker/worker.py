@@ -89,6 +89,9 @@ class WorkerParts:
     middleware: Sequence[RunMiddleware]
     on_start: Sequence[Callable[[], object]]
     services: RunServices | None = None
+    # Checks every worker runs on its database threads every so often, e.g. the alerts
+    # watchdog: (interval in seconds, the check). A failing check is logged, never fatal.
+    periodic: Sequence[tuple[float, Callable[[], object]]] = ()
 
 
 @runtime_checkable
@@ -126,6 +129,7 @@ class Worker:
         middleware: Sequence[RunMiddleware] | None = None,
         on_start: Sequence[Callable[[], object]] | None = None,
         services: RunServices | None = None,
+        periodic: Sequence[tuple[float, Callable[[], object]]] | None = None,
         **overrides: Any,
     ) -> None:
         if store is None:  # Worker(app): the App composes it
@@ -138,6 +142,7 @@ class Worker:
             middleware = parts.middleware if middleware is None else middleware
             on_start = parts.on_start if on_start is None else on_start
             services = parts.services if services is None else services
+            periodic = parts.periodic if periodic is None else periodic
         self.registry = registry
         self.services = services
         self.options = options or WorkerOptions(**overrides)
@@ -149,6 +154,7 @@ class Worker:
             standard(store) if middleware is None else middleware
         )
         self.on_start: tuple[Callable[[], object], ...] = tuple(on_start or ())
+        self.periodic = tuple(periodic or ())
         self._chain = chain(self.middleware, self._invoke)
         self.stats = WorkerStats()
         self._names = sorted(registry.definitions)
@@ -199,6 +205,10 @@ class Worker:
         background = [
             asyncio.create_task(self._heartbeat_loop(), name="rota-heartbeat"),
             asyncio.create_task(self._flush_loop(), name="rota-flush"),
+            *(
+                asyncio.create_task(self._periodic_loop(every, check), name="rota-periodic")
+                for every, check in self.periodic
+            ),
         ]
         listener = self._start_listener()
         try:
@@ -582,6 +592,18 @@ class Worker:
                 self._beating.failed(exc)  # its own pace is back-off enough
             else:
                 self._beating.worked()
+
+    async def _periodic_loop(self, every: float, check: Callable[[], object]) -> None:
+        # Real time, not the app's clock: under a FakeClock it would never come round.
+        outage = _Outage(f"periodic check {getattr(check, '__qualname__', check)}", every)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.db(check)
+            except Exception as exc:  # a check must never take the worker down
+                outage.failed(exc)
+            else:
+                outage.worked()
 
     async def _heartbeat(self) -> None:
         # Judge only runs claimed before this heartbeat was sent: a claim that commits while
