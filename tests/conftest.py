@@ -53,6 +53,9 @@ def pg_schema_url() -> Iterator[str]:
     require_postgres()
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
+        # Schema 14's trigram index needs pg_trgm, one per database: installed into a test's
+        # own schema, that test's teardown would drop it under every other test's index.
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
         conn.execute(f"CREATE SCHEMA {schema}")
     sep = "&" if "?" in PG_URL else "?"
     yield f"{PG_URL}{sep}options={quote(f'-csearch_path={schema}')}"

@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from store_reads import count_runs
 from typer.testing import CliRunner, Result
 
 from rota import App
@@ -61,14 +62,6 @@ class Env:
 
     def count_runs(self) -> int:
         return count_runs(self.url)
-
-
-def count_runs(url: str) -> int:
-    store = SqlStore(url)
-    try:
-        return sum(store.count_states().values())
-    finally:
-        store.close()
 
 
 @pytest.fixture

@@ -6,11 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -19,6 +14,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 from typer.testing import CliRunner, Result
+from worker_process import rota_cli, run_worker_after_jobs
 
 from rota import App
 from rota.api import ApiServer, create_api
@@ -29,7 +25,6 @@ from rota.identity.audit import verify_chain
 from rota.storage import SqlStore
 from rota.storage.audit import AUTH_DENIED, PRINCIPAL_CHANGED, SCOPE_CHANGED
 
-ROTA = Path(sys.executable).parent / "rota"
 VALUE = "whsec-live-Zk31-do-not-print"
 KEY = base64.b64encode(b"e" * 32).decode()
 
@@ -207,27 +202,8 @@ def stop_worker(ctx):
 
 
 def test_a_worker_never_logs_stores_or_prints_a_secret(tmp_path: Path, sqlite_url: str) -> None:
-    (tmp_path / "app.py").write_text(textwrap.dedent(LEAKY_APP))
-    env = {**os.environ, "ROTA_DATABASE_URL": sqlite_url, "ROTA_SECRET_KEY": KEY}
-
-    def cli_run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(ROTA), *args],
-            cwd=tmp_path,
-            env=env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    assert cli_run("db", "migrate").returncode == 0
-    saved = cli_run("secrets", "set", "stripe_key", "--grant", "svc-billing", stdin=VALUE)
-    assert saved.returncode == 0, saved.stderr
-    for job in ("leaky", "returns_it", "stop_worker"):
-        assert cli_run("run", job).returncode == 0
-    worker = cli_run("worker", "--concurrency", "1", "--grace", "5")
-    assert worker.returncode == 128 + signal.SIGTERM or worker.returncode == 0, worker.stderr
+    cli_run = rota_cli(tmp_path, LEAKY_APP, sqlite_url, KEY)
+    worker = run_worker_after_jobs(cli_run, VALUE, ("leaky", "returns_it", "stop_worker"))
     assert "calling the gateway with [redacted:stripe_key]" in worker.stderr
     listed = cli_run("runs", "list", "--json").stdout
     traces = [cli_run("runs", "show", r["id"], "--json").stdout for r in json.loads(listed)]

@@ -6,18 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from worker_process import rota_cli, run_worker_after_jobs
 
-ROTA = Path(sys.executable).parent / "rota"
 VALUE = "sk-live-Jx42-never-in-a-log"
 KEY = base64.b64encode(b"j" * 32).decode()
 
@@ -53,28 +48,8 @@ def stop_worker(ctx):
 
 
 def run_worker(tmp_path: Path, sqlite_url: str, *args: str, **env_extra: str) -> str:
-    (tmp_path / "app.py").write_text(textwrap.dedent(APP))
-    env = {**os.environ, "ROTA_DATABASE_URL": sqlite_url, "ROTA_SECRET_KEY": KEY, **env_extra}
-    env.pop("PYTHONWARNINGS", None)
-
-    def cli(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(ROTA), *argv],
-            cwd=tmp_path,
-            env=env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    assert cli("db", "migrate").returncode == 0
-    saved = cli("secrets", "set", "stripe_key", "--grant", "svc-billing", stdin=VALUE)
-    assert saved.returncode == 0, saved.stderr
-    for job in ("charge", "fine", "stop_worker"):
-        assert cli("run", job).returncode == 0
-    worker = cli("worker", "--concurrency", "1", "--grace", "5", *args)
-    assert worker.returncode in (0, 128 + signal.SIGTERM), worker.stderr
+    cli = rota_cli(tmp_path, APP, sqlite_url, KEY, **env_extra)
+    worker = run_worker_after_jobs(cli, VALUE, ("charge", "fine", "stop_worker"), *args)
     assert VALUE not in worker.stdout + worker.stderr
     return worker.stderr
 

@@ -5,14 +5,10 @@ an `exc_info` traceback, `warnings.warn`, and an exception no one catches in a t
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-ROTA = Path(sys.executable).parent / "rota"
+from worker_process import rota_cli, run_worker_after_jobs
+
 VALUE = "sk-live-Qx81-never-in-a-log"
 KEY = base64.b64encode(b"r" * 32).decode()
 
@@ -64,28 +60,8 @@ MARKERS = (
 def test_a_worker_redacts_what_user_code_logs_warns_and_raises(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    (tmp_path / "app.py").write_text(textwrap.dedent(CHATTY_APP))
-    env = {**os.environ, "ROTA_DATABASE_URL": sqlite_url, "ROTA_SECRET_KEY": KEY}
-    env.pop("PYTHONWARNINGS", None)
-
-    def cli_run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(ROTA), *args],
-            cwd=tmp_path,
-            env=env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    assert cli_run("db", "migrate").returncode == 0
-    saved = cli_run("secrets", "set", "stripe_key", "--grant", "svc-billing", stdin=VALUE)
-    assert saved.returncode == 0, saved.stderr
-    for job in ("chatty", "stop_worker"):
-        assert cli_run("run", job).returncode == 0
-    worker = cli_run("worker", "--concurrency", "1", "--grace", "5")
-    assert worker.returncode in (0, 128 + signal.SIGTERM), worker.stderr
+    cli = rota_cli(tmp_path, CHATTY_APP, sqlite_url, KEY)
+    worker = run_worker_after_jobs(cli, VALUE, ("chatty", "stop_worker"))
 
     assert VALUE not in worker.stdout
     assert VALUE not in worker.stderr, worker.stderr

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from store_reads import count_runs
 from typer.testing import CliRunner, Result
 
 from rota.cli import app as cli
@@ -94,14 +95,6 @@ def audit(url: str) -> list[tuple[str, str, str, str | None]]:
     try:
         records = sorted(store.audit_records(limit=50), key=lambda r: r.seq)
         return [(r.actor, r.actor_kind, r.action, r.subject) for r in records]
-    finally:
-        store.close()
-
-
-def count_runs(url: str) -> int:
-    store = SqlStore(url)
-    try:
-        return sum(store.count_states().values())
     finally:
         store.close()
 

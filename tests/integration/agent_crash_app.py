@@ -57,12 +57,6 @@ class ToolLog(SideDb):
         )
         return [(r, int(s), int(p), k) for r, s, p, k in rows]
 
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
 
 def make_app(database_url: str | None = None, base_url: str | None = None) -> App:
     app = App(database_url)

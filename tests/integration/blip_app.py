@@ -14,13 +14,10 @@ Run as a script, it is one worker:
 from __future__ import annotations
 
 import os
-import random
-import time
-from typing import Any
 
-from side_db import SideDb, run_worker_until_sigterm
+from side_db import StepExecutions, add_three_steps, run_worker_until_sigterm
 
-from rota import App, RunContext, current_step
+from rota import App
 
 WORKFLOW = "three_steps"
 STEPS = ("s1", "s2", "s3")
@@ -31,8 +28,10 @@ STEP_SLEEP_S = (0.002, 0.02)
 LOG_ENV = "ROTA_BLIP_LOG"
 
 
-class ExecutionLog(SideDb):
+class ExecutionLog(StepExecutions):
     """Every step execution as (id, run_id, step, pid), in the order they began."""
+
+    table = "blip_executions"
 
     def install(self) -> None:
         self._query(
@@ -40,40 +39,11 @@ class ExecutionLog(SideDb):
             run_id TEXT NOT NULL, step TEXT NOT NULL, pid INTEGER NOT NULL)"""
         )
 
-    def record(self, run_id: str, step: str, pid: int) -> int:
-        [(execution,)] = self._query(
-            "INSERT INTO blip_executions (run_id, step, pid) VALUES (%s, %s, %s) RETURNING id",
-            (run_id, step, pid),
-        )
-        return int(execution)
-
-    def executions(self) -> list[tuple[int, str, str, int]]:
-        rows = self._query("SELECT id, run_id, step, pid FROM blip_executions ORDER BY id")
-        return [(int(i), r, s, int(p)) for i, r, s, p in rows]
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
 
 def make_app(database_url: str | None = None, log_url: str | None = None) -> App:
     app = App(database_url)
     log = ExecutionLog(log_url or os.environ[LOG_ENV])
-
-    def execute_step() -> dict[str, int]:
-        info = current_step()
-        pid = os.getpid()
-        execution = log.record(info.run_id, info.key, pid)
-        time.sleep(random.uniform(*STEP_SLEEP_S))
-        return {"pid": pid, "execution": execution}
-
-    @app.workflow(name=WORKFLOW)  # retries=0: a failure of the workflow is final
-    async def three_steps(ctx: RunContext, payload: Any) -> dict[str, Any]:
-        results = {name: await ctx.step(name, execute_step) for name in STEPS}
-        return {"payload": payload, **results}
-
+    add_three_steps(app, log, name=WORKFLOW, steps=STEPS, sleep_s=STEP_SLEEP_S)
     return app
 
 

@@ -13,14 +13,9 @@ Run as a script, it is one worker: `ROTA_DATABASE_URL=... python crash_app.py`.
 
 from __future__ import annotations
 
-import os
-import random
-import time
-from typing import Any
+from side_db import StepExecutions, add_three_steps, run_worker_until_sigterm
 
-from side_db import SideDb, run_worker_until_sigterm
-
-from rota import App, RunContext, current_step
+from rota import App
 
 WORKFLOW = "three_steps"
 STEPS = ("s1", "s2", "s3")
@@ -60,9 +55,11 @@ _POSTGRES_TRIGGERS = (
 )
 
 
-class ExecutionLog(SideDb):
+class ExecutionLog(StepExecutions):
     """Step executions and checkpoint writes, through one autocommit connection of its own
     (shared by the step threads under a lock, to keep PostgreSQL connections few)."""
+
+    table = "crash_executions"
 
     def install(self) -> None:
         """Create the log tables, and triggers that log every write to rota's rota_steps."""
@@ -70,18 +67,6 @@ class ExecutionLog(SideDb):
         tables = _TABLES.format(serial="INTEGER" if sqlite else "BIGSERIAL").split(";")
         for statement in (*tables, *(_SQLITE_TRIGGERS if sqlite else _POSTGRES_TRIGGERS)):
             self._query(statement)
-
-    def record(self, run_id: str, step: str, pid: int) -> int:
-        [(execution,)] = self._query(
-            "INSERT INTO crash_executions (run_id, step, pid) VALUES (%s, %s, %s) RETURNING id",
-            (run_id, step, pid),
-        )
-        return int(execution)
-
-    def executions(self) -> list[tuple[int, str, str, int]]:
-        """Every step execution as (id, run_id, step, pid), in the order they were recorded."""
-        rows = self._query("SELECT id, run_id, step, pid FROM crash_executions ORDER BY id")
-        return [(int(i), r, s, int(p)) for i, r, s, p in rows]
 
     def checkpoint_writes(self) -> list[tuple[str, str, str, str | None, int | None]]:
         """Every write to rota_steps as (run_id, step, state, result JSON, last execution id)."""
@@ -92,30 +77,11 @@ class ExecutionLog(SideDb):
             (r, s, st, res, None if last is None else int(last)) for r, s, st, res, last in rows
         ]
 
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
 
 def make_app(database_url: str | None = None) -> App:
     app = App(database_url)
     log = ExecutionLog(app.database_url.original)
-
-    def execute_step() -> dict[str, int]:
-        # A sync step: rota runs it in a worker thread, with current_step() set.
-        info = current_step()
-        pid = os.getpid()
-        execution = log.record(info.run_id, info.key, pid)
-        time.sleep(random.uniform(0, MAX_STEP_SLEEP_S))
-        return {"pid": pid, "execution": execution}
-
-    @app.workflow(name=WORKFLOW)
-    async def three_steps(ctx: RunContext, payload: Any) -> dict[str, Any]:
-        results = {name: await ctx.step(name, execute_step) for name in STEPS}
-        return {"payload": payload, **results}
-
+    add_three_steps(app, log, name=WORKFLOW, steps=STEPS, sleep_s=(0, MAX_STEP_SLEEP_S))
     return app
 
 

@@ -158,14 +158,24 @@ def minutely(app: App) -> None:
         return "beat"
 
 
-def test_a_silent_schedule_alerts_once_within_a_period_plus_the_grace(
+def watched_heartbeat(
     database_url: str, clock: FakeClock, apps: list[App], hook: Receiver
-) -> None:
+) -> tuple[App, Scheduler]:
+    """An app with the minutely heartbeat, its schedule synced, and the watchdog watching
+    from now."""
     app = make_app(database_url, clock, apps, hook.url)
     minutely(app)
     scheduler = Scheduler(app)
     scheduler.sync()
-    app.check_alerts()  # the watchdog starts watching at 12:00
+    app.check_alerts()
+    return app, scheduler
+
+
+def test_a_silent_schedule_alerts_once_within_a_period_plus_the_grace(
+    database_url: str, clock: FakeClock, apps: list[App], hook: Receiver
+) -> None:
+    # the watchdog starts watching at 12:00
+    app, scheduler = watched_heartbeat(database_url, clock, apps, hook)
     clock.advance(60)
     scheduler.tick()  # 12:01 fires
     app.drain()
@@ -204,11 +214,7 @@ async def _two_workers(*apps: App) -> None:
 def test_a_paused_schedule_is_reported_as_paused(
     database_url: str, clock: FakeClock, apps: list[App], hook: Receiver
 ) -> None:
-    app = make_app(database_url, clock, apps, hook.url)
-    minutely(app)
-    scheduler = Scheduler(app)
-    scheduler.sync()
-    app.check_alerts()
+    app, scheduler = watched_heartbeat(database_url, clock, apps, hook)
     app.store.set_paused("heartbeat", True, clock.now())
     for _ in range(3):
         clock.advance(60)

@@ -182,6 +182,18 @@ def ancestors(span: ReadableSpan, spans: list[ReadableSpan]) -> list[str]:
     return names
 
 
+def traced_scenario(
+    database_url: str, receiver: Receiver, span_exporter: InMemorySpanExporter
+) -> list[ReadableSpan]:
+    """Run the scenario on a fresh escalating app; returns the spans it finished."""
+    app = escalating_app(database_url, receiver)
+    try:
+        run_scenario(app)
+    finally:
+        app.close()
+    return list(span_exporter.get_finished_spans())
+
+
 def every_value(spans: list[ReadableSpan]) -> str:
     texts = [s.name for s in spans]
     for span in spans:
@@ -200,12 +212,7 @@ def test_one_webhook_to_approval_chain_is_one_trace_without_content(
     monkeypatch.setenv("ROTA_SECRET_KEY", KEY)
     monkeypatch.delenv(CONTENT_ENV, raising=False)
     span_exporter, metric_reader = exported
-    app = escalating_app(database_url, receiver)
-    try:
-        run_scenario(app)
-    finally:
-        app.close()
-    spans = list(span_exporter.get_finished_spans())
+    spans = traced_scenario(database_url, receiver, span_exporter)
 
     assert {format(s.context.trace_id, "032x") for s in spans} == {TRACE_ID}
     named = by_name(spans)
@@ -300,12 +307,7 @@ def test_content_with_the_opt_in_and_secrets_redacted(
     monkeypatch.setenv("ROTA_SECRET_KEY", KEY)
     monkeypatch.setenv(CONTENT_ENV, "true")
     span_exporter, _ = exported
-    app = escalating_app(database_url, receiver)
-    try:
-        run_scenario(app)
-    finally:
-        app.close()
-    spans = list(span_exporter.get_finished_spans())
+    spans = traced_scenario(database_url, receiver, span_exporter)
     named = by_name(spans)
 
     first_call = dict(named["chat reviewer"][0].attributes or {})

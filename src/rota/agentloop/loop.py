@@ -112,7 +112,9 @@ class AgentLoop:
             self.last_response = response
             self.usage += response.usage
             self.simulated = self.simulated or response.simulated
-            self.messages.append(Message("assistant", response.text, response.tool_calls))
+            self.messages.append(
+                Message("assistant", response.text, response.tool_calls, thinking=response.thinking)
+            )
             if response.tool_calls:
                 results = [await self._tool(call) for call in response.tool_calls]
                 self.messages.append(Message("user", tool_results=tuple(results)))

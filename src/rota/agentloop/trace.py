@@ -69,7 +69,7 @@ def _model_node(step: Step, metered: ModelCall | None) -> dict[str, Any]:
         "messages": request.get("messages", []),
         "messages_from": request.get("messages_from", 0),
         "text": data.get("text"),
-        "thinking": _thinking(extra),
+        "thinking": _thinking(data.get("thinking"), extra),
         "stop_reason": data.get("stop_reason"),
         "usage": _usage(usage, metered),
         "cost_usd": metered.cost_pusd / PUSD_PER_USD if metered else None,
@@ -87,10 +87,22 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _thinking(extra: dict[str, Any]) -> list[str]:
-    """Reasoning text a provider returned and the model step stored (none, if it did not)."""
+def _thinking(blocks: Any, extra: dict[str, Any]) -> list[str]:
+    """Reasoning text a provider returned and the model step stored (none, if it did not):
+    the response's thinking blocks (a redacted block shows as "[redacted]"), else any a
+    provider kept under "extra"."""
+    if isinstance(blocks, list) and blocks:
+        return [_thinking_text(block) for block in blocks]
     found = extra.get("thinking", [])
     return [str(block) for block in found] if isinstance(found, list) else [str(found)]
+
+
+def _thinking_text(block: Any) -> str:
+    if not isinstance(block, dict):
+        return str(block)
+    if block.get("data") and not block.get("text"):
+        return "[redacted]"  # encrypted by the provider: nothing readable to show
+    return str(block.get("text", ""))
 
 
 def _usage(usage: dict[str, Any], metered: ModelCall | None) -> dict[str, int]:

@@ -42,14 +42,26 @@ class ToolResult:
 
 
 @dataclass(frozen=True)
+class Thinking:
+    """One block of a model's reasoning, as the provider returned it. `signature` proves
+    the text unaltered: Anthropic wants the block back, signature and all, at the start of
+    the assistant turn it came with. A redacted block has no text, only encrypted `data`."""
+
+    text: str = ""
+    signature: str = ""
+    data: str = ""  # set only for a redacted block
+
+
+@dataclass(frozen=True)
 class Message:
     """One turn. A user turn carries text and/or the results of the previous tool calls;
-    an assistant turn carries text and/or tool calls."""
+    an assistant turn carries text and/or tool calls, and the thinking that preceded them."""
 
     role: Role
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     tool_results: tuple[ToolResult, ...] = ()
+    thinking: tuple[Thinking, ...] = ()
 
 
 # Read from each response's own usage fields; never estimated for real providers.
@@ -81,6 +93,7 @@ class ModelResponse:
     request_id: str | None = None
     simulated: bool = False  # scripted/offline models: latency and tokens are made up
     extra: dict[str, Any] = field(default_factory=dict)
+    thinking: tuple[Thinking, ...] = ()  # reasoning blocks, in the order they came
 
 
 class Model(Protocol):
@@ -157,6 +170,7 @@ def message_from_json(data: dict[str, Any]) -> Message:
         text=data.get("text", ""),
         tool_calls=tuple(ToolCall(**c) for c in data.get("tool_calls", ())),
         tool_results=tuple(ToolResult(**r) for r in data.get("tool_results", ())),
+        thinking=tuple(Thinking(**t) for t in data.get("thinking", ())),
     )
 
 
@@ -166,6 +180,8 @@ def response_from_json(data: dict[str, Any]) -> ModelResponse:
             **data,
             "tool_calls": tuple(ToolCall(**c) for c in data["tool_calls"]),
             "usage": Usage(**data["usage"]),
+            # Checkpoints written before thinking was kept have none.
+            "thinking": tuple(Thinking(**t) for t in data.get("thinking", ())),
         }
     )
 

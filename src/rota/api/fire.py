@@ -84,7 +84,7 @@ async def fire(request: Request) -> Response:
     body: FireBody = await read_body(request)
     key = checked_key(body.idempotency_key)
     ctx = context(request)
-    actor = admin.Actor(principal.name, principal.actor_kind)
+    actor = admin.actor_of(principal)
 
     def enqueue() -> tuple[str, bool, str]:
         handle = ctx.app.run_now(

@@ -114,7 +114,7 @@ async def show(request: Request) -> Response:
 @accepts(body=PrincipalBody)
 async def add(request: Request) -> Response:
     """Create a principal (admin)."""
-    actor = _actor(await authorize(request, "admin"))
+    actor = admin.actor_of(await authorize(request, "admin"))
     read_query(request)
     body: PrincipalBody = await read_body(request)
     _check_text("name", [body.name])
@@ -155,7 +155,7 @@ async def revoke(request: Request) -> Response:
 
 
 async def _regrant(request: Request, *, add: bool) -> Response:
-    actor = _actor(await authorize(request, "admin"))
+    actor = admin.actor_of(await authorize(request, "admin"))
     read_query(request)
     name = path_name(request, "name", "a principal's")
     body: GrantBody = await read_body(request)
@@ -188,7 +188,7 @@ async def enable(request: Request) -> Response:
 
 
 async def _set_disabled(request: Request, disabled: bool) -> Response:
-    actor = _actor(await authorize(request, "admin"))
+    actor = admin.actor_of(await authorize(request, "admin"))
     read_query(request)
     name = path_name(request, "name", "a principal's")
     store = context(request).app.store
@@ -204,10 +204,6 @@ async def _changed(request: Request, name: str, change: Callable[[], Principal])
     except UnknownPrincipal:
         return _unknown(name)
     return answer(PrincipalOut, principal_json(changed))
-
-
-def _actor(principal: Principal) -> admin.Actor:
-    return admin.Actor(principal.name, principal.actor_kind)
 
 
 def _grants(field: str, values: list[str]) -> list[str]:

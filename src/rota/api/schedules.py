@@ -21,8 +21,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..clock import iso
-from ..identity.admin import Actor
-from ..identity.principals import Principal
+from ..identity.admin import Actor, actor_of
 from ..model import Tick
 from ..scheduler import (
     Scheduler,
@@ -153,7 +152,7 @@ async def resume(request: Request) -> Response:
 
 
 async def _set_paused(request: Request, paused: bool) -> Response:
-    actor = _actor(await authorize(request, "operator"))
+    actor = actor_of(await authorize(request, "operator"))
     read_query(request)
     name = path_name(request, "name", "a schedule's")
     ctx = context(request)
@@ -213,7 +212,7 @@ async def list_ticks(request: Request) -> Response:
 @accepts(body=BackfillBody)
 async def backfill(request: Request) -> Response:
     """Backfill a schedule over [start, end); dry_run previews it (operator)."""
-    actor = _actor(await authorize(request, "operator"))
+    actor = actor_of(await authorize(request, "operator"))
     read_query(request)
     name = path_name(request, "name", "a schedule's")
     body: BackfillBody = await read_body(request)
@@ -289,10 +288,6 @@ def _schedule(view: ScheduleView) -> dict[str, object]:
         "next_fires_utc": [iso(f.timestamp()) for f in view.next_fires],
         "last_tick": None if view.last_tick is None else tick_json(view.last_tick),
     }
-
-
-def _actor(principal: Principal) -> Actor:
-    return Actor(principal.name, principal.actor_kind)
 
 
 def _one(s: Scheduler, name: str) -> ScheduleView | None:

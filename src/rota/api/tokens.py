@@ -19,7 +19,7 @@ from ..clock import iso
 from ..durations import seconds
 from ..errors import ConfigError
 from ..identity import admin, tokens
-from ..identity.principals import Principal, UnknownPrincipal
+from ..identity.principals import UnknownPrincipal
 from .answers import answer
 from .auth import authorize
 from .context import ApiContext, context, problem, shown
@@ -105,7 +105,7 @@ async def list_tokens(request: Request) -> Response:
 @accepts(body=TokenBody)
 async def create(request: Request) -> Response:
     """Make an API token for a principal; the answer shows it, once (admin)."""
-    actor = _actor(await authorize(request, "admin"))
+    actor = admin.actor_of(await authorize(request, "admin"))
     read_query(request)
     body: TokenBody = await read_body(request)
     if body.principal is None and body.fire is None:
@@ -152,7 +152,7 @@ async def create(request: Request) -> Response:
 @accepts()
 async def revoke(request: Request) -> Response:
     """Revoke an API token at once (admin)."""
-    actor = _actor(await authorize(request, "admin"))
+    actor = admin.actor_of(await authorize(request, "admin"))
     read_query(request)
     token_id = path_id(request, "id", "a token")
     ctx = context(request)
@@ -177,10 +177,6 @@ async def revoke(request: Request) -> Response:
     record = await ctx.db(lambda: store.token(token_id))
     assert record is not None
     return answer(TokenOut, tokens.token_json(record))
-
-
-def _actor(principal: Principal) -> admin.Actor:
-    return admin.Actor(principal.name, principal.actor_kind)
 
 
 def _name(field: str, value: str | None) -> str | None:

@@ -23,6 +23,14 @@ MODEL_COST = Counter(
 
 
 def observe(provider: str, model: str, usage: TokenCounts, cost: Decimal) -> None:
+    count_usage(MODEL_TOKENS, MODEL_COST, (provider, model), usage, cost)
+
+
+def count_usage(
+    tokens: Counter, dollars: Counter, labels: tuple[str, str], usage: TokenCounts, cost: Decimal
+) -> None:
+    """Add one call's usage to a tokens counter (labels + a kind) and a USD counter (labels);
+    shared with rota.observability's per-agent counters."""
     for kind, count in (
         ("input", usage.input_tokens),
         ("output", usage.output_tokens),
@@ -31,5 +39,5 @@ def observe(provider: str, model: str, usage: TokenCounts, cost: Decimal) -> Non
         ("reasoning", usage.reasoning_tokens),
     ):
         if count:
-            MODEL_TOKENS.labels(provider, model, kind).inc(count)
-    MODEL_COST.labels(provider, model).inc(float(cost))
+            tokens.labels(*labels, kind).inc(count)
+    dollars.labels(*labels).inc(float(cost))

@@ -39,6 +39,11 @@ APP = Actor("rota:app", "machine")
 """Changes made by syncing the principals an app declares in code."""
 
 
+def actor_of(principal: Principal) -> Actor:
+    """A principal making a change itself (through the HTTP API), as the audit names it."""
+    return Actor(principal.name, principal.actor_kind)
+
+
 def cli_actor() -> Actor:
     """The person at the terminal: ROTA_ACTOR if set (e.g. an SSO login), else the OS user."""
     try:

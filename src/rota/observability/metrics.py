@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from prometheus_client import Counter, Histogram
 
+from ..cost.metrics import count_usage
 from ..model import TokenCounts
 
 # Seconds; runs and steps range from milliseconds (a job) to minutes (an agent).
@@ -84,16 +85,7 @@ UNKNOWN_HOOK = "_unknown"  # a name from the URL that no hook has: not a label v
 
 
 def observe_agent_usage(agent: str, model: str, usage: TokenCounts, cost: Decimal) -> None:
-    for kind, count in (
-        ("input", usage.input_tokens),
-        ("output", usage.output_tokens),
-        ("cache_write", usage.cache_write_tokens),
-        ("cache_read", usage.cache_read_tokens),
-        ("reasoning", usage.reasoning_tokens),
-    ):
-        if count:
-            AGENT_TOKENS.labels(agent, model, kind).inc(count)
-    AGENT_COST.labels(agent, model).inc(float(cost))
+    count_usage(AGENT_TOKENS, AGENT_COST, (agent, model), usage, cost)
 
 
 def observe_tick(schedule: str, lateness_s: float) -> None:

@@ -249,9 +249,8 @@ class ApprovalStore(Protocol):
         ...
 
 
-class AuditLog(Protocol):
-    """The audit log (rota.identity: audit, tokens; the worker's audit batch; `rota
-    audit`): append, read, verify. Append-only: nothing here edits or deletes a record."""
+class AuditWriter(Protocol):
+    """Append one audit record: what both the audit log and metering write with."""
 
     def audit(
         self,
@@ -265,6 +264,11 @@ class AuditLog(Protocol):
         at: float | None = None,
         on_behalf_of: str | None = None,
     ) -> AuditRecord: ...
+
+
+class AuditLog(AuditWriter, Protocol):
+    """The audit log (rota.identity: audit, tokens; the worker's audit batch; `rota
+    audit`): append, read, verify. Append-only: nothing here edits or deletes a record."""
 
     def audit_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
         """Append audit records in one transaction, in order."""
@@ -285,7 +289,7 @@ class AuditLog(Protocol):
     def audit_head(self) -> AuditHead | None: ...
 
 
-class MeteringStore(Protocol):
+class MeteringStore(AuditWriter, Protocol):
     """The agent loop's metering (rota.agentloop.metering; the approval gate reads a run's
     model calls): shared budget holds, usage, sessions and their audit. Narrow so that a
     model call's accounting is all a metering double has to fake."""
@@ -314,19 +318,6 @@ class MeteringStore(Protocol):
     def release_holds(self, run_id: str, step_key: str) -> None: ...
 
     def model_calls(self, run_id: str) -> list[ModelCall]: ...
-
-    def audit(
-        self,
-        actor: str,
-        action: str,
-        *,
-        actor_kind: str = "machine",
-        subject: str | None = None,
-        run_id: str | None = None,
-        detail: Mapping[str, Any] | None = None,
-        at: float | None = None,
-        on_behalf_of: str | None = None,
-    ) -> AuditRecord: ...
 
 
 class HistoryStore(Protocol):

@@ -14,6 +14,9 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+    # PostgreSQL only, run together after `statements` in a savepoint: when one fails (an
+    # extension the role may not create) the migration goes on without them and logs why.
+    postgresql_optional: tuple[str, ...] = ()
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -458,6 +461,29 @@ MIGRATIONS += (
             # GET /api/stream polls for runs started or finished since its cursor.
             "CREATE INDEX rota_runs_started ON rota_runs (started_at)",
             "CREATE INDEX rota_runs_finished ON rota_runs (finished_at)",
+        ),
+    ),
+)
+
+MIGRATIONS += (
+    Migration(
+        14,
+        "GET /api/runs?error=: a trigram index on the error text (PostgreSQL, when allowed)",
+        (),  # SQLite keeps its scan: LIKE '%text%' has no index there
+        postgresql_optional=(
+            "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+            # The extension may live in a schema that is not on search_path (installed by
+            # another schema's rota), so its operator class is named by where it is. The
+            # expression is exactly the one list_runs filters on.
+            """DO $$
+            DECLARE ops text;
+            BEGIN
+                SELECT quote_ident(n.nspname) || '.gin_trgm_ops' INTO STRICT ops
+                FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+                WHERE e.extname = 'pg_trgm';
+                EXECUTE 'CREATE INDEX rota_runs_error_trgm ON rota_runs '
+                    || 'USING gin (LOWER(error) ' || ops || ')';
+            END $$""",
         ),
     ),
 )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import psycopg
+
 from ..errors import DatabaseError, SchemaVersionError
 from . import schema
 from .agent_cache import AgentCacheQueries
@@ -9,6 +13,7 @@ from .alerts import AlertQueries
 from .approvals import ApprovalQueries
 from .audit import AuditQueries
 from .base import Store
+from .dialects import Connection
 from .gauges import GaugeQueries
 from .history import HistoryQueries
 from .limits import LimitQueries
@@ -19,6 +24,8 @@ from .secrets import SecretQueries
 from .shadow import ShadowQueries
 from .usage import UsageQueries
 from .waits import WaitQueries
+
+log = logging.getLogger(__name__)
 
 
 class SqlStore(
@@ -61,6 +68,8 @@ class SqlStore(
                 if migration.version > current:
                     for statement in migration.statements:
                         conn.execute(statement)
+                    if self.dialect.name == "postgresql" and migration.postgresql_optional:
+                        _optional(conn, migration)
             if current < schema.LATEST_VERSION:
                 conn.execute(
                     "INSERT INTO rota_meta (key, value) VALUES ('schema_version', :v) "
@@ -77,6 +86,23 @@ class SqlStore(
                 f"the database at {self.url.redacted()} has schema version {current}, this rota "
                 f"needs {schema.LATEST_VERSION}: run `rota db migrate`"
             )
+
+
+def _optional(conn: Connection, migration: schema.Migration) -> None:
+    """Steps the schema works without (an index that needs an extension): in a savepoint, so
+    that their failure leaves the migration's transaction usable."""
+    try:
+        with conn.transaction():
+            for statement in migration.postgresql_optional:
+                conn.execute(statement)
+    except psycopg.Error as exc:
+        reason = " ".join(str(exc).split())
+        log.warning(
+            "schema %d (%s): skipped its optional PostgreSQL step: %s",
+            migration.version,
+            migration.description,
+            reason,
+        )
 
 
 def _refuse_newer(current: int) -> None:

@@ -4,6 +4,7 @@ from .fake_providers import (
     FakeAnthropicServer,
     FakeOpenAIServer,
     FakeReply,
+    FakeThinking,
     FakeToolCall,
     RecordedRequest,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "FakeAnthropicServer",
     "FakeOpenAIServer",
     "FakeReply",
+    "FakeThinking",
     "FakeToolCall",
     "RecordedRequest",
     "Reply",

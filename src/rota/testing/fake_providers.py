@@ -55,6 +55,18 @@ class FakeToolCall:
 
 
 @dataclass(frozen=True)
+class FakeThinking:
+    """A reasoning block of an Anthropic reply: `{"type": "thinking", "thinking": text,
+    "signature": signature}`, or, with `data`, `{"type": "redacted_thinking", "data": data}`.
+    OpenAI's Responses API renders the text as a reasoning item's summary; Chat Completions
+    does not render it."""
+
+    text: str = ""
+    signature: str = "fake-signature"
+    data: str | None = None
+
+
+@dataclass(frozen=True)
 class FakeReply:
     """One scripted answer. `stop_reason` is rota's vocabulary (end_turn, tool_use,
     max_tokens, refusal) and is translated per endpoint; any other string is sent as is.
@@ -72,6 +84,7 @@ class FakeReply:
     raw: bytes | None = None
     content_type: str = "application/json"
     latency: float | None = None
+    thinking: tuple[FakeThinking, ...] = ()  # rendered before the text
 
     @classmethod
     def tool_call(
@@ -409,7 +422,7 @@ class FakeAnthropicServer(_FakeServer):
     def render(
         self, path: str, body: dict[str, Any], reply: FakeReply
     ) -> tuple[dict[str, Any], dict[str, str]]:
-        content: list[dict[str, Any]] = []
+        content: list[dict[str, Any]] = [_anthropic_thinking(t) for t in reply.thinking]
         if reply.text:
             content.append({"type": "text", "text": reply.text})
         for call in reply.tool_calls:
@@ -452,6 +465,12 @@ class FakeAnthropicServer(_FakeServer):
             "error": {"type": kind, "message": message},
             "request_id": self.new_id("req_fake_"),
         }
+
+
+def _anthropic_thinking(block: FakeThinking) -> dict[str, Any]:
+    if block.data is not None:
+        return {"type": "redacted_thinking", "data": block.data}
+    return {"type": "thinking", "thinking": block.text, "signature": block.signature}
 
 
 # -- OpenAI --------------------------------------------------------------------------------
@@ -539,6 +558,13 @@ class FakeOpenAIServer(_FakeServer):
 
     def _response(self, body: dict[str, Any], reply: FakeReply) -> dict[str, Any]:
         output: list[dict[str, Any]] = []
+        summaries = [
+            {"type": "summary_text", "text": t.text} for t in reply.thinking if t.data is None
+        ]
+        if summaries:  # a reasoning item: its summary is all an API client can read
+            output.append(
+                {"type": "reasoning", "id": self.new_id("rs_fake_"), "summary": summaries}
+            )
         if reply.text:
             part = (
                 {"type": "refusal", "refusal": reply.text}

@@ -19,6 +19,7 @@ from rota.agents.types import (
     ModelRequest,
     ModelResponse,
     StopReason,
+    Thinking,
     ToolCall,
     ToolSpec,
     Usage,
@@ -133,6 +134,7 @@ class AnthropicModel:
             raise _malformed("the message has no 'content' list")
         texts: list[str] = []
         calls: list[ToolCall] = []
+        thinking: list[Thinking] = []
         for block in content:
             kind = getattr(block, "type", None)
             if kind == "text":
@@ -145,7 +147,13 @@ class AnthropicModel:
                         arguments=_field(block, "input", dict),
                     )
                 )
-            # thinking, server tool blocks and others carry nothing rota acts on
+            elif kind == "thinking":
+                thinking.append(
+                    Thinking(_field(block, "thinking", str), _field(block, "signature", str))
+                )
+            elif kind == "redacted_thinking":
+                thinking.append(Thinking(data=_field(block, "data", str)))
+            # server tool blocks and others carry nothing rota acts on
         raw_stop = getattr(message, "stop_reason", None)
         stop: StopReason = _STOP_REASONS.get(raw_stop or "", "other")
         text = "".join(texts)
@@ -165,6 +173,7 @@ class AnthropicModel:
             provider=PROVIDER,
             request_id=getattr(message, "_request_id", None),
             extra={"raw_stop_reason": raw_stop, "raw_usage": raw_usage},
+            thinking=tuple(thinking),
         )
 
 
@@ -188,6 +197,9 @@ def _message_param(message: Message) -> dict[str, Any]:
         if message.text:
             blocks.append({"type": "text", "text": message.text})
     else:
+        # With extended thinking and tool use, the turn must start with its thinking blocks,
+        # unaltered and signed, or the API refuses the request.
+        blocks.extend(_thinking_param(t) for t in message.thinking)
         if message.text:
             blocks.append({"type": "text", "text": message.text})
         for call in message.tool_calls:
@@ -195,6 +207,12 @@ def _message_param(message: Message) -> dict[str, Any]:
                 {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
             )
     return {"role": message.role, "content": blocks or message.text}
+
+
+def _thinking_param(block: Thinking) -> dict[str, Any]:
+    if block.data:
+        return {"type": "redacted_thinking", "data": block.data}
+    return {"type": "thinking", "thinking": block.text, "signature": block.signature}
 
 
 def _tool_param(tool: ToolSpec) -> dict[str, Any]:

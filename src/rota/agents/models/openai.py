@@ -25,6 +25,7 @@ from rota.agents.types import (
     ModelRequest,
     ModelResponse,
     StopReason,
+    Thinking,
     ToolCall,
     ToolSpec,
     Usage,
@@ -280,6 +281,7 @@ class OpenAIResponsesModel(_OpenAIBase):
         refusals: list[str] = []
         calls: list[ToolCall] = []
         invalid: list[str] = []
+        thinking: list[Thinking] = []
         for item in output:
             kind = getattr(item, "type", None)
             if kind == "message":
@@ -297,7 +299,10 @@ class OpenAIResponsesModel(_OpenAIBase):
                 calls.append(
                     ToolCall(id=call_id, name=_str(self, item, "name"), arguments=arguments)
                 )
-            # reasoning items and built-in tool calls carry nothing rota acts on
+            elif kind == "reasoning":  # only its summary is readable; kept for the trace
+                for part in getattr(item, "summary", None) or ():
+                    thinking.append(Thinking(_str(self, part, "text")))
+            # built-in tool calls carry nothing rota acts on
         incomplete = getattr(getattr(response, "incomplete_details", None), "reason", None)
         stop: StopReason
         if refusals:
@@ -326,6 +331,7 @@ class OpenAIResponsesModel(_OpenAIBase):
             provider=self.provider,
             request_id=getattr(response, "_request_id", None),
             extra=extra,
+            thinking=tuple(thinking),
         )
 
     def _usage(self, raw: object) -> tuple[Usage, dict[str, Any]]:
