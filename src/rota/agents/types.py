@@ -161,7 +161,14 @@ def to_json(value: Any) -> Any:
     """A dataclass (or tuple/list of them) as JSON-ready data."""
     if isinstance(value, tuple | list):
         return [to_json(v) for v in value]
-    return asdict(value)
+    return asdict(value, dict_factory=_without_empty_thinking)
+
+
+def _without_empty_thinking(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Most turns have no thinking: leaving the empty field out keeps stored steps, and the
+    # request-size bound that budgets reserve (prompt_bound), what they were before thinking
+    # was kept. The readers default a missing field to ().
+    return {key: value for key, value in items if key != "thinking" or value}
 
 
 def message_from_json(data: dict[str, Any]) -> Message:
