@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Unpack, cast
 
 from .alerts import AlertPolicy, Alerts, Watchdog, WatchedSchedule, logged
 from .alerts import delivery as alert_delivery
@@ -24,10 +26,11 @@ from .identity.admin import Actor
 from .identity.directory import directory_for
 from .identity.principals import Principal, PrincipalDisabled, UnknownPrincipal, make_principal
 from .ids import new_id
-from .jobs import JobDefinition, define, notify_channels, webhooks
+from .jobs import DefineOptions, JobDefinition, check_options, define, notify_channels, webhooks
 from .model import Debounced, Event, NewRun, Rejection, Run, RunFilter
 from .observability import current_traceparent, webhook_span
 from .observability import run_middleware as traced_runs
+from .routines import Loaded, Routines, RunDropped
 from .scheduler import schedule_specs
 from .scheduling.triggers import WEBHOOK_SOURCE, Trigger
 from .scheduling.webhooks import OnWebhook, WebhookRejected, verify
@@ -47,6 +50,17 @@ Fn = Callable[..., Any]
 TriggerArg = Trigger | Sequence[Trigger] | None
 
 
+class JobOptions(DefineOptions, total=False):
+    """The options of `@app.job`, `@app.workflow`, `app.agent` and `app.add`: those of
+    `rota.jobs.define` plus `schedule` (a synonym of trigger) and `alerts`."""
+
+    schedule: TriggerArg
+    alerts: Alerts | None
+
+
+JOB_OPTIONS = frozenset(JobOptions.__annotations__) | frozenset(DefineOptions.__annotations__)
+
+
 class App:
     """Holds definitions; every process (scheduler, worker, CLI) builds the same App."""
 
@@ -58,6 +72,7 @@ class App:
         migrate: bool = True,
         approval_webhook: str | ApprovalWebhook | None = None,
         alerts: Alerts | None = None,
+        routines_dir: str | Path | None = None,
     ) -> None:
         self.database_url = resolve(database_url)
         self.clock: Clock = clock or system_clock
@@ -85,6 +100,29 @@ class App:
         self._watchdog: Watchdog | None = None
         if alerts is not None:
             self.alerts(alerts)
+        # Routine files (docs/routines.md): what they may name, and their run caps, which
+        # every enqueue below passes through (_admitted).
+        self.routines = Routines(_routines_dir(routines_dir), lambda: self.store)
+
+    def load_routines(self, directory: str | Path | None = None) -> Loaded:
+        """Load `routines/*.md` (next to the module that made this App, unless
+        App(routines_dir=...) or `directory` says) into this registry, after the tools,
+        models and plans they name are registered on `app.routines`. A bad file is reported
+        in the result's `problems` (and logged) and the others load."""
+        store = self.store
+        principals = {p.name: p.kind for p in store.principals()}
+        return self.routines.load(
+            self, directory, principals=principals, secrets=[r.name for r in store.secrets()]
+        )
+
+    def _admitted(self, runs: Sequence[NewRun]) -> list[NewRun]:
+        """The runs that pass their run caps (rota.routines.caps): the others are recorded,
+        dropped or moved to the next window. A single run dropped raises RunDropped."""
+        admitted = self.routines.admit(runs, self.clock.now())
+        dropped = admitted.dropped()
+        if dropped and len(runs) == 1:
+            raise RunDropped(dropped[0])
+        return admitted.runs
 
     # -- store -------------------------------------------------------------------------
 
@@ -109,6 +147,7 @@ class App:
         self.database_url = resolve(url)
 
     def close(self) -> None:
+        """Close the store's connections; the App opens them again on next use."""
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -249,24 +288,28 @@ class App:
 
     # -- definitions -------------------------------------------------------------------
 
-    def job(self, fn: Fn | None = None, **options: Any) -> Any:
+    def job(self, fn: Fn | None = None, **options: Unpack[JobOptions]) -> Any:
         """Register a job: `@app.job` or `@app.job(retries=3, timeout="30s", ...)`."""
         return self._decorator("job", fn, options)
 
-    def workflow(self, fn: Fn | None = None, **options: Any) -> Any:
+    def workflow(self, fn: Fn | None = None, **options: Unpack[JobOptions]) -> Any:
         """Register a workflow: an async function whose `ctx.step(...)` calls are durable."""
         return self._decorator("workflow", fn, options)
 
-    def agent(self, agent: Agent, *, deps: Any = None, **options: Any) -> Agent:
+    def agent(self, agent: Agent, *, deps: Any = None, **options: Unpack[JobOptions]) -> Agent:
         """Register an agent to run as a job (kind "agent") under its own name:
         `app.run_now("billing-reviewer", task)`. The payload is the task; a run that does not
         end "succeeded" fails with AgentFailed naming the reason. `options` are those of
         `add` (trigger, retries, timeout, ...); run_as defaults to the agent's."""
+        check_options(f"app.agent({agent.name!r})", options, JOB_OPTIONS - {"name"})
         options.setdefault("run_as", agent.run_as)
-        self.add(agent_job(agent, deps), kind="agent", name=agent.name, **options)
+        options["name"] = agent.name
+        self.add(agent_job(agent, deps), kind="agent", **options)
         return agent
 
-    def _decorator(self, kind: str, fn: Fn | None, options: dict[str, Any]) -> Any:
+    def _decorator(self, kind: str, fn: Fn | None, options: JobOptions) -> Any:
+        check_options(f"@app.{kind}", options, JOB_OPTIONS)  # now, not when it is applied
+
         def register(f: Fn) -> Fn:
             self.add(f, kind=kind, **options)
             return f
@@ -278,19 +321,20 @@ class App:
         fn: Fn,
         *,
         kind: str = "job",
-        trigger: TriggerArg = None,
-        schedule: TriggerArg = None,
-        **options: Any,
+        **options: Unpack[JobOptions],
     ) -> JobDefinition:
         """Register a function; `options` are those of `rota.jobs.define` (retries, timeout,
         retry_backoff, run_as, priority, concurrency, concurrency_key, misfire,
-        max_catch_up, misfire_grace, overlap)."""
+        max_catch_up, misfire_grace, overlap, escalate_to, shadow) plus `schedule`, a
+        synonym of trigger, and `alerts`. A misspelt option is a ConfigError."""
+        check_options(f"app.add({getattr(fn, '__name__', fn)!r})", options, JOB_OPTIONS)
+        trigger, schedule = options.pop("trigger", None), options.pop("schedule", None)
         if trigger is not None and schedule is not None:
             raise ConfigError("pass trigger= or schedule= (a synonym), not both")
         alerts = options.pop("alerts", None)
-        definition = define(
-            fn, kind=kind, trigger=trigger if trigger is not None else schedule, **options
-        )
+        chosen: DefineOptions = options  # schedule and alerts are popped: define's options
+        chosen["trigger"] = trigger if trigger is not None else schedule
+        definition = define(fn, kind=kind, **chosen)
         if definition.name in self.definitions:
             raise ConfigError(f"{definition.name!r} is defined twice; give one a name=...")
         target = options.get("escalate_to")
@@ -299,7 +343,7 @@ class App:
             and not isinstance(target, str)
             and target.name not in self.definitions
         ):
-            self.agent(target)  # an Agent not registered yet: with the defaults
+            self.agent(cast("Agent", target))  # an Agent not registered yet: the defaults
         if definition.escalation is not None and definition.escalation.shadow > 0:
             definition = replace(definition, fn=shadowing(definition.fn))
         if alerts is not None:
@@ -309,6 +353,7 @@ class App:
         return definition
 
     def definition(self, name: str) -> JobDefinition:
+        """The registered job, workflow or agent `name`; `UnknownJobError` names the known ones."""
         try:
             return self.definitions[name]
         except KeyError:
@@ -373,7 +418,7 @@ class App:
             )
             for p, k in zip(payloads, keys, strict=True)
         ]
-        created = self.store.enqueue(runs)
+        created = self.store.enqueue(self._admitted(runs))
         self._wake_local()
         return [RunHandle(self, run_id, was_created) for run_id, was_created in created]
 
@@ -437,7 +482,7 @@ class App:
             self._event_run(d, event, f"replay:{event.id}:{new_id()}")
             for d, _ in self._matching(event)
         ]
-        created = self.store.enqueue(runs)
+        created = self.store.enqueue(self.routines.admit(runs, self.clock.now()).runs)
         self._wake_local()
         return Emitted(event.id, False, [RunHandle(self, r, c) for r, c in created])
 
@@ -452,6 +497,7 @@ class App:
                 debounced.append(Debounced(run, *trigger.debounce))
             else:
                 runs.append(run)
+        runs = self.routines.admit(runs, self.clock.now()).runs
         event_id, created, run_ids = self.store.record_event(event, runs, debounced)
         self._wake_local()
         return Emitted(event_id, created, [RunHandle(self, r, True) for r in run_ids])
@@ -498,23 +544,27 @@ class App:
     def _enqueue(self, runs: Sequence[NewRun]) -> list[tuple[str, bool]]:
         """Put runs a run makes (escalations, shadow runs) on the queue, and wake this
         process's workers: (run id, created) per run."""
-        created = self.store.enqueue(runs)
+        created = self.store.enqueue(self.routines.admit(runs, self.clock.now()).runs)
         self._wake_local()
         return created
 
     # -- reading -----------------------------------------------------------------------
 
     def get_run(self, run_id: str) -> Run:
+        """The run as stored now (state, result, error); `RunNotFound` when no run has this id."""
         return self.store.get_run(run_id)
 
     def runs(
         self, *, states: Sequence[str] = (), names: Sequence[str] = (), limit: int = 50
     ) -> list[Run]:
+        """The newest runs first, filtered by state and job name; at most `limit` of them."""
         return self.store.list_runs(RunFilter(tuple(states), tuple(names), limit))
 
     # -- working -----------------------------------------------------------------------
 
     def worker(self, **options: Any) -> Worker:
+        """A worker for this app, not yet started: `options` are `WorkerOptions` fields
+        (concurrency, lease_s, ...). `rota worker` builds its worker the same way."""
         return Worker(self, WorkerOptions(**options))
 
     def worker_parts(self) -> WorkerParts:
@@ -596,6 +646,16 @@ def _next_instant(
     if not instants or min(instants) <= now:
         return None
     return min(instants)
+
+
+def _routines_dir(given: str | Path | None) -> Path:
+    """The routines directory: as given, else `routines/` beside the module that made the
+    App (two frames up: App.__init__'s caller), else `routines/` in the current directory
+    (an App made by code with no file: a notebook, `python -c`)."""
+    if given is not None:
+        return Path(given)
+    made_in = sys._getframe(2).f_globals.get("__file__")
+    return Path(made_in).resolve().parent / "routines" if made_in else Path("routines")
 
 
 def _header(headers: Mapping[str, str], *names: str) -> str | None:

@@ -21,6 +21,7 @@ class ConfigError(RotaError, ValueError):
 
 
 class UnknownJobError(RotaError, LookupError):
+    """No job, workflow or agent has this name in the app; the message lists the known ones."""
     def __init__(self, name: str, known: list[str] | tuple[str, ...] = ()) -> None:
         self.name = name
         hint = f"; known: {', '.join(sorted(known))}" if known else "; none are registered"
@@ -28,6 +29,7 @@ class UnknownJobError(RotaError, LookupError):
 
 
 class RunNotFound(RotaError, LookupError):
+    """No run has this id in the store (a typo, another database, or a run already pruned)."""
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run with id {run_id!r}")
@@ -69,11 +71,13 @@ class StoreUnavailable(DatabaseError):
     connection, the server refuses connections for now, a SQLite file stays locked or hits
     an I/O error. The same call may work later. Raised from the driver's error (the cause)."""
 
+    PREFIX = "the database is unavailable: "
+
     @classmethod
     def from_driver(cls, error: BaseException) -> StoreUnavailable:
         lines = str(error).strip().splitlines()
         detail = lines[0].strip() if lines else "no detail"
-        return cls(f"the database is unavailable: {type(error).__name__}: {detail}")
+        return cls(f"{cls.PREFIX}{type(error).__name__}: {detail}")
 
 
 class RunFailed(RotaError):

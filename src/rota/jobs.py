@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypedDict, cast
 
 from . import serialization
 from .durations import Duration, optional_seconds, seconds
@@ -17,6 +18,50 @@ from .scheduling.triggers import Trigger
 from .scheduling.webhooks import OnWebhook
 
 ConcurrencyKey = str | Callable[[Any], Any] | None
+
+
+class Named(Protocol):
+    """Anything with a name: an Agent, for escalate_to=."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class DefineOptions(TypedDict, total=False):
+    """The keyword options of a job, workflow or agent definition (`define`), typed so that
+    an editor flags a misspelt one; at run time `check_options` says did-you-mean."""
+
+    name: str
+    trigger: Trigger | Sequence[Trigger] | None
+    retries: int
+    timeout: Duration | None
+    retry_backoff: Duration
+    run_as: str | None
+    priority: int
+    concurrency: int | None
+    concurrency_key: ConcurrencyKey
+    misfire: str
+    max_catch_up: int
+    misfire_grace: Duration
+    overlap: str
+    escalate_to: Named | str | None
+    shadow: float
+
+
+def check_options(where: str, given: Iterable[str], allowed: Iterable[str]) -> None:
+    """ConfigError naming each unknown option, the closest known one, and all of them:
+    `@app.job(retry=3)` says did you mean `retries`."""
+    known = sorted(allowed)
+    unknown = [name for name in given if name not in known]
+    if not unknown:
+        return
+    problems = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(f"unknown option {name!r}{hint}")
+    raise ConfigError(f"{where}: {'; '.join(problems)}; the options are {', '.join(known)}")
+
 
 ESCALATION_TRIGGER = "escalation"  # the trigger of an agent run made by ctx.escalate
 SHADOW_TRIGGER = "shadow"  # the trigger of an agent run that shadows a job (rota.shadow)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from .clock import Clock, iso
-from .errors import ConfigError
+from .errors import ConfigError, DatabaseError, StoreUnavailable
 from .identity.admin import Actor
 from .ids import new_id
 from .jobs import JobDefinition, notify_channels
@@ -32,6 +32,7 @@ from .scheduling.notify import NotifyListener
 from .scheduling.policies import Decision, decide
 from .scheduling.triggers import NOTIFY_SOURCE, Trigger
 from .storage.audit import SCHEDULE_CHANGED
+from .storage.outage import Outage
 from .storage.schedules import Decide
 from .storage.sql import SqlStore
 
@@ -98,6 +99,7 @@ class Scheduler:
         self.lookahead_s = lookahead_s
         self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
         self._stop = asyncio.Event()
+        self._outage = Outage(log, "scheduler", base_s=max_sleep_s, cap_s=max(5.0, max_sleep_s))
 
     # -- one pass ----------------------------------------------------------------------
 
@@ -233,15 +235,37 @@ class Scheduler:
     # -- running -----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Sync, then decide due schedules until stop(); sleeps until the next fire time."""
+        """Sync, then decide due schedules until stop(); sleeps until the next fire time.
+
+        The database going away stops nothing: a failed pass (or sync) logs one line for the
+        whole outage, backs off (capped, with jitter) and tries again; the next pass after
+        it is back decides every tick that fell due meanwhile, by each schedule's policy."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.sync)
+        if not await self._until_synced(loop):
+            return  # stopped before the database came back
         listener = self._start_listener()
         try:
             await self._loop(loop)
         finally:
             if listener is not None:
                 await loop.run_in_executor(None, listener.stop)
+
+    async def _until_synced(self, loop: asyncio.AbstractEventLoop) -> bool:
+        while not self._stop.is_set():
+            try:
+                await loop.run_in_executor(None, self.sync)
+            except DatabaseError as exc:
+                if not isinstance(exc, StoreUnavailable):
+                    raise  # e.g. a schema too new for this rota: waiting would not help
+                await self._pause(self._outage.failed(exc))
+            else:
+                self._outage.worked()
+                return True
+        return False
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
 
     def _start_listener(self) -> NotifyListener | None:
         channels = notify_channels(self.app.definitions.values())
@@ -262,12 +286,12 @@ class Scheduler:
             try:
                 await loop.run_in_executor(None, self.tick)
                 due = await loop.run_in_executor(None, self.store.next_due, list(self.specs))
-            except Exception:  # a database blip: the cursor makes the next pass catch up
-                log.exception("scheduler pass failed; retrying")
-                due = None
+            except Exception as exc:  # a database blip: the cursor makes the next pass catch up
+                await self._pause(self._outage.failed(exc))
+                continue
+            self._outage.worked()
             wait = self.max_sleep_s if due is None else due - self.lookahead_s - self.clock.now()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), max(0.0, min(wait, self.max_sleep_s)))
+            await self._pause(max(0.0, min(wait, self.max_sleep_s)))
 
     def stop(self) -> None:
         self._stop.set()

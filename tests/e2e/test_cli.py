@@ -264,7 +264,7 @@ def test_retry_a_failed_run(env: Env) -> None:
 def test_an_unknown_run_id_is_a_user_error(env: Env, verb: str) -> None:
     env.rota_json("run", "greet")
     result = env.rota("runs", verb, "no-such-run")
-    assert_error(result, 2, "no run with id 'no-such-run'")
+    assert_error(result, 3, "no run with id 'no-such-run'")
     assert env.count_runs() == 1
     assert env.rota_json("runs", "list")[0]["state"] == "ENQUEUED"
 
@@ -275,7 +275,7 @@ def test_an_unknown_run_id_is_a_user_error(env: Env, verb: str) -> None:
 def test_an_unknown_job_name_lists_the_known_ones(env: Env) -> None:
     before = env.count_runs()
     result = env.rota("run", "nope")
-    assert_error(result, 2, "unknown job or workflow 'nope'; known: boom, greet, pipeline")
+    assert_error(result, 3, "unknown job or workflow 'nope'; known: boom, greet, pipeline")
     assert env.count_runs() == before
 
 
@@ -303,15 +303,15 @@ def test_a_database_that_does_not_connect(env: Env) -> None:
     before = env.count_runs()
     for args in (("run", "greet"), ("runs", "list"), ("db", "migrate")):
         result = env.rota(*args, url=UNREACHABLE)
-        assert_error(
-            result, 1, f"cannot connect to PostgreSQL at {UNREACHABLE}", "Connection refused"
+        assert_error(  # exit 5: database unavailable (docs/cli.md)
+            result, 5, f"cannot connect to PostgreSQL at {UNREACHABLE}", "Connection refused"
         )
     assert env.count_runs() == before
 
 
 def test_a_password_in_the_database_url_is_not_shown(env: Env) -> None:
     result = env.rota("runs", "list", url="postgresql://rota:hunter2@127.0.0.1:1/x")
-    assert_error(result, 1, "postgresql://rota:***@127.0.0.1:1/x")
+    assert_error(result, 5, "postgresql://rota:***@127.0.0.1:1/x")
     assert "hunter2" not in result.output
 
 
@@ -389,12 +389,13 @@ def test_the_database_url_comes_from_option_then_env_then_the_app(
 
 def test_demo_processes_its_events(sqlite_url: str) -> None:
     result = CliRunner().invoke(
-        cli, ["demo", "--events", "40", "--database-url", sqlite_url, "--json"]
+        cli, ["demo", "--events", "40", "--database-url", sqlite_url, "--json", "--no-serve"]
     )
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
-    assert (summary["events"], summary["runs_succeeded"], summary["runs_failed"]) == (40, 40, 0)
-    assert count_runs(sqlite_url) == 40
+    summary = json.loads(result.stdout)  # the full check is tests/integration/test_demo.py
+    assert (summary["events"], summary["runs"]["bill_payment"]) == (40, {"SUCCEEDED": 40})
+    agent_runs = summary["escalations"] + summary["shadow_runs"]
+    assert count_runs(sqlite_url) == 40 + agent_runs
 
 
 # -- the installed console script, in processes of its own -------------------------------
@@ -455,7 +456,8 @@ def test_console_script_dev_stops_gracefully_on_sigterm(project: Path, sqlite_ur
 
     assert dev.returncode == 0, dev.stderr
     assert f"(schema version {LATEST_VERSION})" in dev.stdout
-    assert "the dashboard comes in a later version" in dev.stdout
+    assert "/login/once?code=" in dev.stdout  # the dashboard's one-time sign-in link
+    assert "made a local admin user 'dev'" in dev.stdout
     assert "serving hang, stop_worker (concurrency 2)" in dev.stdout
     assert "SIGTERM: stopping" in dev.stderr
     assert "stopped: claimed 1, succeeded 1, failed 0" in dev.stdout

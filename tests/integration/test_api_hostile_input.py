@@ -121,6 +121,11 @@ def problems(response: Any, what: str) -> list[str]:
     if response.status_code < 400 or response.request.method == "HEAD":
         return found
     text = response.text
+    if response.headers.get("content-type", "").startswith("text/html"):
+        # The dashboard's pages (api/dashboard) answer with an HTML page naming the problem.
+        if TRACEBACK.search(text) or "x" * 300 in text:
+            found.append(f"{what}: error page shows internals or echoes: {text[:200]}")
+        return found
     if not response.headers.get("content-type", "").startswith("application/json"):
         found.append(f"{what}: error is not JSON: {text[:200]}")
         return found

@@ -461,9 +461,6 @@ def _check_runs_and_checkpoints(
     resumed = [r.id for r in runs if r.attempt > 1]
     rerun = [key for key, execs in recorded.items() if len(execs) > 1]
     log_text = workers.text()
-    print(
-        f"runs resumed={len(resumed)} steps run again={len(rerun)} "
-        f"attempts abandoned={log_text.count('attempt abandoned')}"
-    )
+    print(f"runs resumed={len(resumed)} steps run again={len(rerun)}")
     assert resumed, "no run lost an attempt to the restarts: the test proved nothing"
     assert "database unavailable" in log_text

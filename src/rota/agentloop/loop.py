@@ -31,7 +31,7 @@ from ..agents.types import (
     ToolResult,
     Usage,
 )
-from ..errors import BudgetExceeded, ProviderError, StepFailed
+from ..errors import BudgetExceeded, ProviderError, StepFailed, StoreLost, StoreUnavailable
 from .chain import AgentRun
 from .metering import BudgetRefused
 
@@ -181,6 +181,8 @@ class AgentLoop:
             verdict = check(output)
             if asyncio.iscoroutine(verdict) or isinstance(verdict, asyncio.Future):
                 verdict = await verdict
+        except StoreUnavailable as exc:  # rota's own database failed, not the answer
+            raise StoreLost(exc) from exc
         except Exception as exc:
             return str(exc) or type(exc).__name__
         return None if verdict is None or verdict is True else "the success check returned False"

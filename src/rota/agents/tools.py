@@ -35,7 +35,7 @@ import pydantic_core
 
 from ..calls import call_user
 from ..durations import Duration, optional_seconds
-from ..errors import ConfigError, RotaError
+from ..errors import ConfigError, RotaError, StoreLost, StoreUnavailable
 from ..identity.principals import approver_groups
 from ..redaction import redactor
 from ..storage.approval_records import ApprovalDecision
@@ -171,6 +171,8 @@ class Tool:
         args = (context,) if self.takes_context else ()
         try:
             value = await call_user(self.fn, args, values, timeout=None, what=f"tool {self.name}")
+        except StoreUnavailable as exc:  # rota's own database, not the tool, failed
+            raise StoreLost(exc) from exc
         except Exception as exc:
             text = f"tool {self.name!r} failed: {_describe(exc)}"
             return ToolResult(call.id, redactor.redact(text), True)
@@ -231,6 +233,8 @@ def guarded(guard: ToolGuard) -> ToolMiddleware:
             outcome = guard(inv.tool, inv.values, inv.context)
             if inspect.isawaitable(outcome):
                 await outcome
+        except StoreUnavailable as exc:  # rota's own database, not the guard, failed
+            raise StoreLost(exc) from exc
         except Exception as exc:  # a failing guard refuses: fail closed
             return _not_run(inv, exc)
         return await call_next(inv)
@@ -272,6 +276,8 @@ def _wrap(layer: ToolMiddleware, call_next: CallNext) -> CallNext:
 
         try:
             return await layer(inv, inner)
+        except StoreUnavailable as exc:  # rota's own database, not the middleware, failed
+            raise StoreLost(exc) from exc
         except Exception as exc:  # a failing middleware: fail closed
             if not ran:
                 return _not_run(inv, exc)

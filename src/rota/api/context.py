@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..app import App
-from ..errors import DatabaseError
+from ..errors import DatabaseError, StoreUnavailable
+from ..storage.outage import Outage
 
 T = TypeVar("T")
 
@@ -36,6 +37,8 @@ class ApiContext:
         self.db_threads = db_threads
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        # The database going away logs one line, and one when it is back, not one a request.
+        self.outage = Outage(log, "API server")
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking store call off the event loop.
@@ -44,7 +47,10 @@ class ApiContext:
         thread, and anyio retires idle threads, which would leave their connections open
         and unused. Reach the store inside `fn` (it opens, and may migrate, on first use)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor(), partial(fn, *args))
+        result = await loop.run_in_executor(self._executor(), partial(fn, *args))
+        if self.outage.down:
+            self.outage.worked()
+        return result
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -94,8 +100,14 @@ def database_unavailable(
 ) -> JSONResponse:
     """503 for a database error that is not the caller's fault, logged as one line: the
     driver's first line tells an operator what failed, and a stack trace per request would
-    bury it (a load balancer polls /healthz every few seconds while the database is down)."""
+    bury it (a load balancer polls /healthz every few seconds while the database is down).
+    The database being away (StoreUnavailable) is logged once per outage, not per request:
+    one line when it goes, one when a store call works again."""
     first_line = next(iter(str(exc).strip().splitlines()), "")
+    outage = getattr(getattr(request.app.state, "rota", None), "outage", None)
+    if isinstance(exc, StoreUnavailable) and isinstance(outage, Outage):
+        outage.failed(exc)
+        return problem(503, "database_unavailable", message, headers=headers)
     log.warning(
         "%s %s: the database did not answer: %s: %s",
         request.method,

@@ -26,6 +26,7 @@ from . import (
     audit,
     budgets,
     cost,
+    dashboard,
     events,
     fire,
     health,
@@ -34,6 +35,7 @@ from . import (
     metrics,
     openapi,
     principals,
+    routines,
     runs,
     schedules,
     stream,
@@ -65,6 +67,8 @@ ROUTE_MODULES: tuple[RouteModule, ...] = (
     tokens,
     cost,
     budgets,
+    routines,
+    dashboard,  # last: its pages at / and /login, /audit, ... (api/dashboard/)
 )
 
 

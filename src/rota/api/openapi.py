@@ -165,7 +165,7 @@ def build_document(mounted: Sequence[BaseRoute]) -> dict[str, Any]:
 
 def _walk(mounted: Sequence[BaseRoute], prefix: str = "") -> Iterator[tuple[str, Route]]:
     for route in mounted:
-        if isinstance(route, Route):
+        if isinstance(route, Route) and route.include_in_schema:  # not the dashboard's pages
             yield prefix + route.path, route
         elif isinstance(route, Mount):
             yield from _walk(route.routes, prefix + route.path)

@@ -61,7 +61,7 @@ def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
     return [Route("/api/stream", stream, methods=["GET"])]
 
 
-def _event_id_param() -> Param:
+def event_id_param() -> Param:
     def parse(raw: str) -> str:
         if not _EVENT_ID.fullmatch(raw):
             raise ValueError(raw)
@@ -72,12 +72,18 @@ def _event_id_param() -> Param:
 
 
 @returns(None, media_type="text/event-stream")
-@accepts(query={"last_event_id": _event_id_param()})
+@accepts(query={"last_event_id": event_id_param()})
 async def stream(request: Request) -> Response:
     """Run and approval updates as server-sent events; resumes after `Last-Event-ID`
     (viewer)."""
     await authorize(request, "viewer")
-    after = read_query(request)["last_event_id"] or _last_event_id(request)
+    return event_stream(request, read_query(request)["last_event_id"])
+
+
+def event_stream(request: Request, after: str | None) -> Response:
+    """The stream after event `after` (or the Last-Event-ID header; neither: from now), for
+    a caller already authorized: GET /api/stream, and the dashboard's `/live`."""
+    after = after or _last_event_id(request)
     ctx = context(request)
     start = _at(after) if after else ctx.app.clock.now()
     # Without Last-Event-ID: changes from now on (an id prefix sorts before every full id).

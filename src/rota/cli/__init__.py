@@ -10,13 +10,15 @@ from ..version import __version__
 from .alerts import alerts_app
 from .approvals import approvals_app
 from .audit import audit_app
-from .common import RotaGroup, Settings
+from .common import EXIT_CODES_HELP, RotaGroup, Settings
 from .cost import cost_app
 from .db import db_app
 from .demo import demo
 from .events import events_app
+from .init import init
 from .principals import principals_app
 from .remote import whoami
+from .routines import routines_app
 from .run import run
 from .runs import runs_app
 from .schedules import scheduler, schedules_app
@@ -30,8 +32,9 @@ app = typer.Typer(
     name="rota",
     cls=RotaGroup,
     help="rota: recurring backend work, durably, with every step visible.",
+    epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # rota --install-completion / --show-completion
     pretty_exceptions_show_locals=False,  # locals can hold database passwords and secrets
 )
 
@@ -88,6 +91,7 @@ app.add_typer(principals_app, name="principals")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(shadow_app, name="shadow")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(routines_app, name="routines")
 app.command("scheduler")(scheduler)
 app.command("run")(run)
 app.command("worker")(worker)
@@ -95,6 +99,7 @@ app.command("dev")(dev)
 app.command("serve")(serve)
 app.command("demo")(demo)
 app.command("whoami")(whoami)
+app.command("init")(init)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..alerts.delivery import send_test
 from ..storage.alerts import DELIVERED, AlertRecord
-from .common import err, fail, loaded_app, out, print_json, print_table, read_store, when
+from .common import ExitCode, err, fail, loaded_app, out, print_json, print_table, read_store, when
 
 alerts_app = typer.Typer(
     help="Recent alerts and their delivery state; send a test alert.", no_args_is_help=True
@@ -52,10 +52,16 @@ def test_alert(
     sink: Annotated[
         str | None, typer.Option(help="Only this sink (its name); default: every sink.")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Send a test alert to the app's sinks now, and say whether each accepted it."""
     with loaded_app(ctx) as app:
         sent = send_test(app.alert_policy, app.store, app.clock, sink)
+    if as_json:
+        print_json([_json(a) for a in sent])
+        if any(a.state != DELIVERED for a in sent):
+            raise typer.Exit(ExitCode.FAILED)
+        return
     for alert in sent:
         if alert.state == DELIVERED:
             out.print(f"{alert.sink}: delivered")

@@ -20,7 +20,7 @@ from ..clock import system_clock
 from ..identity import admin
 from ..storage.approval_records import PENDING, ApprovalRequest, check_comment
 from ..storage.base import ApprovalStore
-from .common import err, print_json, print_table, read_store, when
+from .common import JsonFlag, err, print_json, print_table, read_store, report, when
 
 approvals_app = typer.Typer(
     help="List pending approval requests and approve or reject them.", no_args_is_help=True
@@ -71,32 +71,46 @@ def list_approvals(
 
 @approvals_app.command("approve")
 def approve(
-    ctx: typer.Context, approval_id: ApprovalId, comment: Comment = None, as_: As = None
+    ctx: typer.Context,
+    approval_id: ApprovalId,
+    comment: Comment = None,
+    as_: As = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Approve a pending request; its run resumes."""
-    _decide(ctx, approval_id, True, comment, as_)
+    _decide(ctx, approval_id, True, comment, as_, as_json)
 
 
 @approvals_app.command("reject")
 def reject(
-    ctx: typer.Context, approval_id: ApprovalId, comment: Comment = None, as_: As = None
+    ctx: typer.Context,
+    approval_id: ApprovalId,
+    comment: Comment = None,
+    as_: As = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Reject a pending request; its run resumes and sees the rejection (and the comment)."""
-    _decide(ctx, approval_id, False, comment, as_)
+    _decide(ctx, approval_id, False, comment, as_, as_json)
 
 
 def _decide(
-    ctx: typer.Context, approval_id: str, approve: bool, comment: str | None, as_: str | None
+    ctx: typer.Context,
+    approval_id: str,
+    approve: bool,
+    comment: str | None,
+    as_: str | None,
+    as_json: bool,
 ) -> None:
     text = check_comment(comment)
     terminal = admin.cli_actor()
     with read_store(ctx) as store:
         decided = decide(store, approval_id, as_ or terminal.name, approve, text, terminal.name)
     verb = "approved" if approve else "rejected"
-    err.print(
+    message = (
         f"{verb} {decided.id} as {decided.decided_by}: run {decided.run_id} "
         f"({decided.run_name}) resumes"
     )
+    report(as_json, decided.to_json(), message)
 
 
 def decide(

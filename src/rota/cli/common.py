@@ -4,6 +4,7 @@ turning rota's errors into one red line and an exit code instead of a traceback.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import importlib
 import json
 import logging
@@ -11,11 +12,13 @@ import os
 import signal
 import sqlite3
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -29,18 +32,11 @@ from typer.core import TyperGroup
 
 from ..app import App
 from ..errors import (
-    ApprovalNotFound,
-    ApprovalRefused,
     ConfigError,
-    EventNotFound,
     RotaError,
-    RunNotFound,
     SerializationError,
-    UnknownJobError,
-    UnknownWebhook,
+    StoreUnavailable,
 )
-from ..identity.principals import PrincipalDisabled, UnknownPrincipal
-from ..identity.tokens import TokenRefused
 from ..logredaction import install_log_redaction
 from ..observability.collectors import StoreGauges, registry
 from ..observability.logs import JsonFormatter
@@ -54,24 +50,56 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 _piped = Console(width=1000, soft_wrap=True)
 
-# A user mistake (exit 2) says what to do instead; anything else is an operational failure.
-USER_ERRORS = (
-    ApprovalNotFound,
-    ApprovalRefused,
-    ConfigError,
-    UnknownJobError,
-    SerializationError,
-    RunNotFound,
-    EventNotFound,
-    UnknownWebhook,
-    UnknownPrincipal,
-    PrincipalDisabled,
-    TokenRefused,
+
+class ExitCode(IntEnum):
+    """The one table of exit codes every command follows (docs/cli.md, `rota --help`)."""
+
+    OK = 0  # done
+    FAILED = 1  # the work failed: a run failed, a replay diverged, a broken audit chain
+    USAGE = 2  # usage or configuration error: a bad option, an app that does not import
+    NOT_FOUND = 3  # no such run, job, approval, event, principal, webhook, shadow job
+    REFUSED = 4  # refused: a disabled principal, a decided approval, a revoked token
+    UNAVAILABLE = 5  # the database cannot be reached
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 the work failed; 2 usage or configuration error; 3 not found; "
+    "4 refused; 5 database unavailable. With --json, errors are printed on stdout as "
+    '{"error": ..., "message": ...}.'
 )
+
+# Each error maps to one row of the table, the first that matches: rota's errors say what
+# they are by their base class (a LookupError is "not found", a PermissionError "refused").
+ERROR_CODES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], ExitCode], ...] = (
+    (StoreUnavailable, ExitCode.UNAVAILABLE),
+    ((ConfigError, SerializationError), ExitCode.USAGE),  # before LookupError: UnknownPrice
+    (LookupError, ExitCode.NOT_FOUND),  # RunNotFound, UnknownJobError, UnknownPrincipal, ...
+    (PermissionError, ExitCode.REFUSED),  # ApprovalRefused, PrincipalDisabled, TokenRefused
+)
+ERROR_NAMES = {
+    ExitCode.FAILED: "failed",
+    ExitCode.USAGE: "usage",
+    ExitCode.NOT_FOUND: "not_found",
+    ExitCode.REFUSED: "refused",
+    ExitCode.UNAVAILABLE: "unavailable",
+}
+_json_mode: ContextVar[bool] = ContextVar("rota_json_mode", default=False)  # --json given?
+
+
+def exit_code_of(exc: BaseException) -> ExitCode:
+    """The row of the exit-code table an error belongs to."""
+    for kinds, code in ERROR_CODES:
+        if isinstance(exc, kinds):
+            return code
+    return ExitCode.FAILED
 
 
 class AppLoadError(ConfigError):
     """--app does not name a rota App that can be imported."""
+
+
+class AppNotFound(AppLoadError):
+    """The module --app names does not exist (as opposed to existing and failing)."""
 
 
 @dataclass(frozen=True)
@@ -83,29 +111,95 @@ class Settings:
 
 
 def settings(ctx: typer.Context) -> Settings:
+    """The root options of this command line."""
     obj = ctx.find_root().obj
     return obj if isinstance(obj, Settings) else Settings(None, None)
 
 
 # -- errors -----------------------------------------------------------------------------
 
+GLOBAL_OPTIONS = ("--app", "--database-url")  # root options also accepted after a command
+
 
 class RotaGroup(TyperGroup):
-    """The root group: every command runs inside it, so errors are handled once, here."""
+    """The root group: every command runs inside it, so errors are handled once, here, and
+    the root options are found wherever the user typed them."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        args = hoist_global_options(self, ctx, args)
+        end = args.index("--") if "--" in args else len(args)
+        _json_mode.set("--json" in args[:end])
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except RotaError as exc:
-            fail(str(exc), code=2 if isinstance(exc, USER_ERRORS) else 1)
+            fail(str(exc), code=exit_code_of(exc))
+        except psycopg.OperationalError as exc:
+            fail(f"database unavailable: {_first_line(exc)}", code=ExitCode.UNAVAILABLE)
         except (psycopg.Error, sqlite3.Error) as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            fail(f"database error ({type(exc).__name__}): {detail}", code=1)
+            fail(f"database error ({type(exc).__name__}): {_first_line(exc)}")
+        except typer.TyperException as exc:  # click's usage errors (exit 2) derive from it
+            if not json_mode():
+                raise  # click prints it with the usage line
+            fail(exc.format_message(), code=getattr(exc, "exit_code", ExitCode.USAGE))
 
 
-def fail(message: str, *, code: int = 1) -> NoReturn:
-    err.print(Text(f"error: {message}", style="red"))
+def hoist_global_options(group: TyperGroup, ctx: typer.Context, args: list[str]) -> list[str]:
+    """`rota runs list --app x:app` means `rota --app x:app runs list`: move each root
+    option typed after a sub-command to the front, unless that command has an option of
+    the same name (`rota demo --database-url`). Nothing after `--` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    command: Any = group  # descends through the groups named on the command line
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            rest.extend(args[i:])
+            break
+        name, eq, _ = token.partition("=")
+        if name in GLOBAL_OPTIONS:
+            taken = args[i : i + 1] if eq else args[i : i + 2]
+            keep_here = command is group or _declares(command, name)
+            (rest if keep_here else front).extend(taken)
+            i += len(taken)
+            continue
+        if isinstance(command, TyperGroup) and not token.startswith("-"):
+            command = command.get_command(ctx, token) or command
+        rest.append(token)
+        i += 1
+    return front + rest
+
+
+def _declares(command: Any, option: str) -> bool:
+    return any(option in getattr(p, "opts", ()) for p in command.params)
+
+
+def json_mode() -> bool:
+    """Whether the command line asked for --json (errors are then JSON on stdout too)."""
+    return _json_mode.get()
+
+
+def fail(message: str, *, code: int = ExitCode.FAILED) -> NoReturn:
+    """End the command with one line (or, under --json, one object) and the exit code."""
+    if json_mode():
+        kind = ERROR_NAMES.get(ExitCode(code), "failed")
+        typer.echo(json.dumps({"error": kind, "message": message}, ensure_ascii=False))
+    else:
+        err.print(Text(f"error: {message}", style="red"))
     raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    """One yellow line on stderr: something is off but the command goes on."""
+    err.print(Text(f"warning: {message}", style="yellow"))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 # -- the user's app ---------------------------------------------------------------------
@@ -125,18 +219,27 @@ def load_app(spec: str) -> App:
     except ModuleNotFoundError as exc:
         # Only a missing app module is our business; a missing import inside it is the user's.
         if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
-            raise
-        raise AppLoadError(
+            raise AppLoadError(import_failure(spec, exc)) from None
+        raise AppNotFound(
             f"cannot import module {module_name!r} for --app {spec} (looked in {cwd}); "
             "pass --app module:attribute or set ROTA_APP"
         ) from None
+    except Exception as exc:  # the user's module failed as it ran: show where, briefly
+        raise AppLoadError(import_failure(spec, exc)) from None
+    return _attribute(module, spec, module_name, attr)
+
+
+def _attribute(module: Any, spec: str, module_name: str, attr: str) -> App:
     target: Any = module
     for part in attr.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
+            names = [n for n in vars(module) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise AppLoadError(
-                f"module {module_name!r} has no attribute {attr!r}; "
+                f"module {module_name!r} has no attribute {attr!r}{hint}; "
                 f"pass --app {module_name}:<the name of your App>"
             ) from None
     if not isinstance(target, App):
@@ -145,6 +248,48 @@ def load_app(spec: str) -> App:
             "point --app at the object made by rota.App(...)"
         )
     return target
+
+
+def import_failure(spec: str, exc: BaseException) -> str:
+    """A few lines instead of a traceback through importlib and rota: the user's own
+    file:line, the code on that line and the exception."""
+    where = _user_frame(exc)
+    lines = [f"cannot import the app {spec}:"]
+    if where is not None:
+        path, lineno, code = where
+        lines.append(f"  {path}:{lineno}: {code}" if code else f"  {path}:{lineno}")
+    summary = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+    lines.append(f"  {type(exc).__name__}: {summary}")
+    return "\n".join(lines)
+
+
+def _user_frame(exc: BaseException) -> tuple[str, int, str] | None:
+    """The innermost frame in the user's files (not rota's, not the standard library's)."""
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        return _shown(exc.filename), exc.lineno, (exc.text or "").strip()
+    mine = [f for f in traceback.extract_tb(exc.__traceback__) if _is_users(f.filename)]
+    if not mine:
+        return None
+    return _shown(mine[-1].filename), mine[-1].lineno or 0, (mine[-1].line or "").strip()
+
+
+# rota's own files and the interpreter's (standard library, site-packages) are not the user's.
+_NOT_USERS = (str(Path(__file__).resolve().parents[1]), sys.prefix, sys.base_prefix)
+
+
+def _is_users(filename: str) -> bool:
+    if filename.startswith("<"):
+        return False  # <frozen importlib._bootstrap> and the like
+    resolved = str(Path(filename).resolve())
+    return "site-packages" not in resolved and not resolved.startswith(_NOT_USERS)
+
+
+def _shown(filename: str) -> str:
+    path = Path(filename).resolve()
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 @contextmanager
@@ -160,20 +305,25 @@ def loaded_app(ctx: typer.Context) -> Iterator[App]:
         app.close()
 
 
-def store_url(ctx: typer.Context) -> str:
+def store_url(ctx: typer.Context, *, tolerant: bool = False) -> str:
     """--database-url > ROTA_DATABASE_URL > the app's own database_url > sqlite:///rota.db.
 
     Store-only commands need no app: the implicit default app:app is consulted only when it
-    exists; an --app given explicitly must load.
+    exists; an --app given explicitly must load, unless `tolerant` (commands that only need
+    the database), where an app that fails to import costs one warning line.
     """
     s = settings(ctx)
     if s.database_url:
         return s.database_url
     try:
         app = load_app(s.app_spec or DEFAULT_APP)
-    except AppLoadError:
-        if s.app_spec is not None:
+    except AppLoadError as exc:
+        if isinstance(exc, AppNotFound) and s.app_spec is None:
+            return DEFAULT_URL
+        if not tolerant:
             raise
+        reason = "; ".join(line.strip() for line in str(exc).splitlines()[1:]) or str(exc)
+        warn(f"the app does not import ({reason}); using {DEFAULT_URL}")
         return DEFAULT_URL
     return app.database_url.original
 
@@ -181,7 +331,7 @@ def store_url(ctx: typer.Context) -> str:
 @contextmanager
 def read_store(ctx: typer.Context) -> Iterator[SqlStore]:
     """A store whose schema is current, for commands that read and manage runs."""
-    url = parse(store_url(ctx))
+    url = parse(store_url(ctx, tolerant=True))
     if url.dialect == "sqlite" and url.target != ":memory:" and not Path(url.target).exists():
         raise ConfigError(
             f"there is no database at {url.target}; run `rota db migrate` to create one, "
@@ -314,7 +464,22 @@ def print_table(table: Any) -> None:
 
 
 def print_json(value: Any) -> None:
+    """One JSON document on stdout."""
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print JSON on stdout (errors too: {error, message}).")
+]
+
+
+def report(as_json: bool, value: Any, message: str) -> None:
+    """The outcome of a command that changes something: `value` as JSON on stdout under
+    --json, else `message` for people on stderr (stdout stays for what scripts read)."""
+    if as_json:
+        print_json(value)
+    else:
+        err.print(Text(message))
 
 
 def when(ts: float | None) -> str:

@@ -7,14 +7,14 @@ import typer
 
 from ..identity import admin
 from ..storage import SqlStore
-from .common import out, store_url
+from .common import JsonFlag, out, print_json, store_url
 from .principals import declaring_app
 
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 
 
 @db_app.command("migrate")
-def migrate(ctx: typer.Context) -> None:
+def migrate(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Create or upgrade rota's tables; safe to run again, refuses a newer schema. With an
     app (--app, ROTA_APP, or app:app when it exists), also store the principals it declares
     with app.principal(...); a principal disabled with `rota principals disable` stays so."""
@@ -26,6 +26,12 @@ def migrate(ctx: typer.Context) -> None:
     finally:
         store.close()
     where = store.url.redacted()
+    if as_json:
+        synced_names = [p.name for p in synced]
+        print_json(
+            {"database": where, "from": before, "to": after, "principals_synced": synced_names}
+        )
+        return
     if before == after:
         out.print(f"{where}: schema already at version {after}; nothing to do")
     else:

@@ -24,12 +24,16 @@ from ..storage.base import PrincipalStore
 from .common import (
     DEFAULT_APP,
     AppLoadError,
+    AppNotFound,
+    JsonFlag,
     err,
     load_app,
     print_json,
     print_table,
     read_store,
+    report,
     settings,
+    warn,
 )
 
 principals_app = typer.Typer(
@@ -46,7 +50,6 @@ Roles = Annotated[
     list[str] | None,
     typer.Option("--role", "-r", help="admin, operator, viewer or approver:<group> (repeatable)."),
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 @principals_app.command("add")
@@ -58,12 +61,14 @@ def add(
     ] = "service",
     scope: Scopes = None,
     role: Roles = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Create a principal: `rota principals add svc-billing -s billing:read`."""
     wanted = make_principal(name, kind, scope or (), role or ())
     with synced_store(ctx) as store:
         created = admin.add(store, wanted, admin.cli_actor())
-    err.print(f"{created.kind} {created.name} added; scopes: {_list(created.scopes)}")
+    message = f"{created.kind} {created.name} added; scopes: {_list(created.scopes)}"
+    report(as_json, principal_json(created), message)
 
 
 @principals_app.command("list")
@@ -87,8 +92,8 @@ def list_principals(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 
 @principals_app.command("show")
-def show(ctx: typer.Context, name: Name) -> None:
-    """Print one principal as JSON."""
+def show(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
+    """Print one principal as JSON (always; --json is accepted for uniformity)."""
     with synced_store(ctx) as store:
         found = store.principal(name)
         if found is None:
@@ -97,37 +102,50 @@ def show(ctx: typer.Context, name: Name) -> None:
 
 
 @principals_app.command("grant")
-def grant(ctx: typer.Context, name: Name, scope: Scopes = None, role: Roles = None) -> None:
+def grant(
+    ctx: typer.Context,
+    name: Name,
+    scope: Scopes = None,
+    role: Roles = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Add scopes and roles: `rota principals grant svc-billing -s billing:write`."""
     _need_some(scope, role, "grant")
     with synced_store(ctx) as store:
         changed = admin.grant(store, name, admin.cli_actor(), scope or (), role or ())
-    _report(changed)
+    _report(changed, as_json)
 
 
 @principals_app.command("revoke")
-def revoke(ctx: typer.Context, name: Name, scope: Scopes = None, role: Roles = None) -> None:
+def revoke(
+    ctx: typer.Context,
+    name: Name,
+    scope: Scopes = None,
+    role: Roles = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Remove scopes and roles; running agents lose them within a second."""
     _need_some(scope, role, "revoke")
     with synced_store(ctx) as store:
         changed = admin.revoke(store, name, admin.cli_actor(), scope or (), role or ())
-    _report(changed)
+    _report(changed, as_json)
 
 
 @principals_app.command("disable")
-def disable(ctx: typer.Context, name: Name) -> None:
+def disable(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
     """Refuse every run as this principal and every token of it, until enabled again."""
     with synced_store(ctx) as store:
-        admin.set_disabled(store, name, admin.cli_actor(), True)
-    err.print(f"principal {name} disabled: its runs are refused and its tokens rejected")
+        changed = admin.set_disabled(store, name, admin.cli_actor(), True)
+    message = f"principal {name} disabled: its runs are refused and its tokens rejected"
+    report(as_json, principal_json(changed), message)
 
 
 @principals_app.command("enable")
-def enable(ctx: typer.Context, name: Name) -> None:
+def enable(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
     """Allow runs as this principal again."""
     with synced_store(ctx) as store:
-        admin.set_disabled(store, name, admin.cli_actor(), False)
-    err.print(f"principal {name} enabled")
+        changed = admin.set_disabled(store, name, admin.cli_actor(), False)
+    report(as_json, principal_json(changed), f"principal {name} enabled")
 
 
 @contextmanager
@@ -142,19 +160,24 @@ def synced_store(ctx: typer.Context) -> Iterator[SqlStore]:
 def sync_declared(ctx: typer.Context, store: PrincipalStore) -> list[Principal]:
     """Store (and audit, as rota:app) the principals the app declares in code; a disabled
     one stays disabled. No app to load: nothing is declared, nothing changes."""
-    app = declaring_app(ctx)
+    app = declaring_app(ctx, tolerant=True)
     return [] if app is None else admin.declare_all(store, app.principals.values())
 
 
-def declaring_app(ctx: typer.Context) -> App | None:
+def declaring_app(ctx: typer.Context, *, tolerant: bool = False) -> App | None:
     """The user's app, when there is one: --app (or ROTA_APP) must load; the implicit
-    default app:app is used only when it exists, as store_url does."""
+    default app:app is used only when it exists, as store_url does. `tolerant`: an app
+    that fails to import costs a warning line, and nothing is declared."""
     spec = settings(ctx).app_spec
     try:
         return load_app(spec or DEFAULT_APP)
-    except AppLoadError:
-        if spec is not None:
+    except AppLoadError as exc:
+        if isinstance(exc, AppNotFound) and spec is None:
+            return None
+        if not tolerant:
             raise
+        reason = "; ".join(line.strip() for line in str(exc).splitlines()[1:]) or str(exc)
+        warn(f"the app does not import ({reason}); its declared principals are not synced")
         return None
 
 
@@ -163,8 +186,10 @@ def _need_some(scope: list[str] | None, role: list[str] | None, verb: str) -> No
         raise typer.BadParameter(f"name at least one --scope or --role to {verb}")
 
 
-def _report(p: Principal) -> None:
-    err.print(f"{p.name}: scopes {_list(p.scopes)}; roles {_list(p.roles)}")
+def _report(p: Principal, as_json: bool) -> None:
+    report(
+        as_json, principal_json(p), f"{p.name}: scopes {_list(p.scopes)}; roles {_list(p.roles)}"
+    )
 
 
 def _list(values: frozenset[str]) -> str:

@@ -1,7 +1,7 @@
-"""`rota dev` reloads the app when its Python files change, as uvicorn does: this process
-watches the current directory and runs the real `rota dev` in a child process, which it
-stops gracefully (SIGTERM: runs in progress are finished or handed back) and starts again on
-every change."""
+"""`rota dev` reloads the app when its Python files or routine files (`routines/*.md`)
+change, as uvicorn does: this process watches the current directory and runs the real `rota
+dev` in a child process, which it stops gracefully (SIGTERM: runs in progress are finished or
+handed back) and starts again on every change, saying which routines changed."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
-from watchfiles import PythonFilter, watch
+from watchfiles import Change, DefaultFilter, PythonFilter, watch
 
+from ..routines.changes import changes as routine_changes
+from ..routines.changes import look
 from .common import err
 
 RESTART_GRACE_S = 10.0  # how long a reloading child may take to stop before it is killed
@@ -33,10 +36,10 @@ def supervise(args: Sequence[str], path: str = ".") -> int:
         signal.signal(signum, on_signal)
     command = [sys.executable, "-c", "from rota.cli import main; main()", *args]
     child.append(subprocess.Popen(command))
-    told = False
+    told, routines = False, look(path)
     for changes in watch(
         path,
-        watch_filter=PythonFilter(),
+        watch_filter=AppFiles(),
         stop_event=stop,
         rust_timeout=500,
         yield_on_timeout=True,
@@ -51,11 +54,23 @@ def supervise(args: Sequence[str], path: str = ".") -> int:
             continue
         names = ", ".join(sorted({os.path.relpath(p) for _, p in changes}))
         err.print(f"reloading: {names} changed")
+        routines, before = look(path), routines
+        for line in routine_changes(before, routines):
+            err.print(line)
         if ended is None:
             _stop(child[0])
         child[0], told = subprocess.Popen(command), False
     # On a signal the child already has it (a second one would make it stop at once).
     return child[0].wait()
+
+
+class AppFiles(PythonFilter):
+    """Python files, and routine files: `*.md` in a directory named `routines`."""
+
+    def __call__(self, change: Change, path: str) -> bool:
+        if path.endswith(".md") and Path(path).parent.name == "routines":
+            return DefaultFilter.__call__(self, change, path)
+        return super().__call__(change, path)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

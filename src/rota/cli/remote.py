@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from .common import fail, print_json
+from .common import ExitCode, fail, print_json
 
 Server = Annotated[
     str,
@@ -27,7 +27,10 @@ Token = Annotated[
 def get(server: str, token: str | None, path: str) -> Any:
     """GET a JSON resource; an API refusal becomes a one-line error naming the reason."""
     if not token:
-        fail("no API token: set ROTA_TOKEN (make one with `rota tokens create PRINCIPAL`)", code=2)
+        fail(
+            "no API token: set ROTA_TOKEN (make one with `rota tokens create PRINCIPAL`)",
+            code=ExitCode.USAGE,
+        )
     try:
         answer = httpx.get(
             server.rstrip("/") + path, headers={"Authorization": f"Bearer {token}"}, timeout=10
@@ -39,8 +42,17 @@ def get(server: str, token: str | None, path: str) -> Any:
             message = answer.json()["message"]
         except (ValueError, KeyError, TypeError):
             message = answer.text[:200]
-        fail(f"{server} answered {answer.status_code}: {message}", code=2)
+        fail(f"{server} answered {answer.status_code}: {message}", code=_code(answer.status_code))
     return answer.json()
+
+
+def _code(status: int) -> ExitCode:
+    """An HTTP refusal as a row of the exit-code table."""
+    if status in (401, 403):
+        return ExitCode.REFUSED
+    if status == 404:
+        return ExitCode.NOT_FOUND
+    return ExitCode.UNAVAILABLE if status >= 500 else ExitCode.USAGE
 
 
 def whoami(server: Server = "http://127.0.0.1:8800", token: Token = None) -> None:

@@ -12,7 +12,7 @@ from ..identity.audit import record
 from ..model import RunState
 from ..serialization import parse_json_text
 from ..storage.audit import RUN_REQUESTED
-from .common import compact, err, fail, loaded_app, out, print_json
+from .common import ExitCode, compact, err, fail, loaded_app, out, print_json
 from .runs import run_json
 
 
@@ -94,9 +94,12 @@ def run(
 
 
 def _report(run: Any, created: bool, as_json: bool) -> None:
-    if as_json:
+    if as_json:  # the run's own record says how it failed: one JSON document, exit 1
         print_json({**run_json(run), "created": created})
-    elif run.state == RunState.SUCCEEDED:
+        if run.state != RunState.SUCCEEDED:
+            raise typer.Exit(ExitCode.FAILED)
+        return
+    if run.state == RunState.SUCCEEDED:
         out.print(Text(compact(run.result, limit=100_000)))
     if run.state != RunState.SUCCEEDED:
         error = run.error or {}

@@ -16,6 +16,7 @@ from ..agentloop.replay import replay_run
 from ..agentloop.trace import agent_trace
 from ..clock import system_clock
 from ..model import Run, RunFilter, RunState, Wait
+from ..storage.capped import capped_json
 from ..storage.run_views import (
     chain,
     duration,
@@ -65,8 +66,17 @@ def list_runs(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     as_json: JsonFlag = False,
+    dropped: Annotated[
+        bool,
+        typer.Option(
+            "--dropped", help="List the runs a cap dropped or deferred, with their reasons."
+        ),
+    ] = False,
 ) -> None:
     """List runs, newest first."""
+    if dropped:
+        _list_capped(ctx, name or [], limit, as_json)
+        return
     flt = RunFilter(tuple(s.value for s in state or ()), tuple(name or ()), limit)
     with read_store(ctx) as store:
         runs = store.list_runs(flt)
@@ -98,6 +108,34 @@ def list_runs(
             when(run.created_at),
             span(duration(run)),
             *([describe_wait(wait) if wait else ""] if waiting else []),
+        )
+    print_table(table)
+
+
+def _list_capped(ctx: typer.Context, names: list[str], limit: int, as_json: bool) -> None:
+    """The runs caps held back (rota.routines.caps), newest first."""
+    with read_store(ctx) as store:
+        records = store.capped_runs(names, limit=limit)
+    if as_json:
+        print_json([capped_json(r) for r in records])
+        return
+    if not records:
+        err.print("no runs were dropped or deferred by a cap")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("id", "name", "outcome", "reason", "trigger", "principal", "at (UTC)"):
+        table.add_column(column)
+    table.add_column("deferred to (UTC)")
+    for r in records:
+        table.add_row(
+            r.id,
+            r.name,
+            r.outcome,
+            r.reason,
+            r.trigger,
+            r.principal or "-",
+            when(r.created_at),
+            when(r.deferred_to) if r.deferred_to else "-",
         )
     print_table(table)
 

@@ -132,21 +132,24 @@ def _tick_text(tick: Tick | None) -> str | None:
 
 
 @schedules_app.command("pause")
-def pause(ctx: typer.Context, name: Name) -> None:
+def pause(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
     """Stop a schedule from firing; its ticks are recorded as skipped (paused)."""
-    _set_paused(ctx, name, True)
+    _set_paused(ctx, name, True, as_json)
 
 
 @schedules_app.command("resume")
-def resume(ctx: typer.Context, name: Name) -> None:
+def resume(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
     """Fire again from now on; ticks missed while paused are not run."""
-    _set_paused(ctx, name, False)
+    _set_paused(ctx, name, False, as_json)
 
 
-def _set_paused(ctx: typer.Context, name: str, paused: bool) -> None:
+def _set_paused(ctx: typer.Context, name: str, paused: bool, as_json: bool) -> None:
     with read_store(ctx) as store:
         set_paused(store, name, paused, datetime.now(UTC).timestamp(), admin.cli_actor())
-    out.print(f"schedule {name} {'paused' if paused else 'resumed'}")
+    if as_json:
+        print_json({"schedule": name, "paused": paused})
+    else:
+        out.print(f"schedule {name} {'paused' if paused else 'resumed'}")
 
 
 @schedules_app.command("ticks")
@@ -192,6 +195,7 @@ def backfill(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what it would enqueue; enqueue nothing.")
     ] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Enqueue a run for every fire time in [--from, --to) that has none yet."""
     start, end = _aware(start), _aware(end)
@@ -200,10 +204,18 @@ def backfill(
     with loaded_app(ctx) as app:
         s = Scheduler(app)
         if dry_run:
-            _preview(s.plan_backfill(name, start, end, limit=DRY_RUN_LIMIT), start, end)
+            plan = s.plan_backfill(name, start, end, limit=DRY_RUN_LIMIT)
+            if as_json:
+                print_json(_plan_json(plan, start, end))
+            else:
+                _preview(plan, start, end)
             return
         with Progress(
-            TextColumn(f"backfill {name}"), BarColumn(), MofNCompleteColumn(), console=err
+            TextColumn(f"backfill {name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err,
+            disable=as_json,
         ) as progress:
             task = progress.add_task("backfill", total=None)
 
@@ -212,6 +224,10 @@ def backfill(
 
             created = s.backfill(name, start, end, progress=report)
         audit_backfill(app.store, admin.cli_actor(), name, start, end, created)
+    if as_json:
+        window = {"from": iso(start.timestamp()), "to": iso(end.timestamp())}
+        print_json({"schedule": name, **window, "enqueued": created, "dry_run": False})
+        return
     out.print(
         f"backfill {name}: {created} run(s) enqueued for {iso(start.timestamp())} .. "
         f"{iso(end.timestamp())} (fire times that already had a run were left alone)"
@@ -234,6 +250,19 @@ def _preview(plan: BackfillPlan, start: datetime, end: datetime) -> None:
         out.print(f"  {iso(fire.timestamp())}")
     if len(todo) > SHOWN:
         out.print(f"  ... and {len(todo) - SHOWN} more")
+
+
+def _plan_json(plan: BackfillPlan, start: datetime, end: datetime) -> dict[str, Any]:
+    return {
+        "schedule": plan.schedule,
+        "from": iso(start.timestamp()),
+        "to": iso(end.timestamp()),
+        "dry_run": True,
+        "would_enqueue": len(plan.todo),
+        "more": len(plan.fires) > DRY_RUN_LIMIT,
+        "existing": len(plan.existing),
+        "fire_times": [iso(f.timestamp()) for f in plan.todo[:SHOWN]],
+    }
 
 
 def _aware(value: datetime) -> datetime:

@@ -16,7 +16,7 @@ from ..identity.admin import cli_actor
 from ..identity.audit import record
 from ..identity.secrets import SecretDenied, SecretNotFound, Vault
 from ..storage.audit import SECRET_CHANGED
-from .common import err, fail, print_json, print_table, read_store, when
+from .common import ExitCode, JsonFlag, err, fail, print_json, print_table, read_store, report, when
 
 secrets_app = typer.Typer(
     help="Manage secrets: encrypted at rest, granted to principals.", no_args_is_help=True
@@ -33,7 +33,7 @@ def _vault(ctx: typer.Context) -> Iterator[Vault]:
         try:
             yield Vault(store)
         except (SecretNotFound, SecretDenied) as exc:
-            fail(str(exc), code=2)
+            fail(str(exc), code=ExitCode.USAGE)
 
 
 def _audit(vault: Vault, name: str, **detail: object) -> None:
@@ -50,6 +50,7 @@ def set_secret(
         list[str] | None,
         typer.Option("--grant", "-g", help="A principal that may read it (repeatable)."),
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Create or replace a secret, reading its value from stdin.
 
@@ -61,7 +62,7 @@ def set_secret(
             "secret values are never taken from the command line (it is kept in shell "
             f"history and visible to other users); pipe the value on stdin instead: "
             f'printf %s "$VALUE" | rota secrets set {name}',
-            code=2,
+            code=ExitCode.USAGE,
         )
     if sys.stdin is None or sys.stdin.isatty():
         secret = typer.prompt(f"value for {name}", hide_input=True, err=True)
@@ -70,7 +71,10 @@ def set_secret(
         # `echo value |` adds one newline: it is not part of the value.
         secret = secret.removesuffix("\n").removesuffix("\r")
     if not secret:
-        fail(f"the value read from stdin for secret {name!r} is empty; pipe a value", code=2)
+        fail(
+            f"the value read from stdin for secret {name!r} is empty; pipe a value",
+            code=ExitCode.USAGE,
+        )
     if len(secret) < SHORT:
         err.print(
             f"warning: secret {name} is only {len(secret)} characters long; it is redacted "
@@ -82,7 +86,8 @@ def set_secret(
         vault.set(name, secret, grant)
         grants = next(i.grants for i in vault.list() if i.name == name)
         _audit(vault, name, change="set", grants=list(grants))
-    err.print(f"secret {name} saved; granted to: {', '.join(grants) or 'no one'}")
+    message = f"secret {name} saved; granted to: {', '.join(grants) or 'no one'}"
+    report(as_json, {"name": name, "grants": list(grants)}, message)
 
 
 @secrets_app.command("list")
@@ -118,9 +123,9 @@ def list_secrets(
 
 
 @secrets_app.command("delete")
-def delete_secret(ctx: typer.Context, name: SecretName) -> None:
+def delete_secret(ctx: typer.Context, name: SecretName, as_json: JsonFlag = False) -> None:
     """Delete a secret."""
     with _vault(ctx) as vault:
         vault.delete(name)
         _audit(vault, name, change="deleted")
-    err.print(f"secret {name} deleted")
+    report(as_json, {"name": name, "deleted": True}, f"secret {name} deleted")

@@ -13,6 +13,7 @@ import typer
 from rich.text import Text
 
 from ..api import ApiServer
+from ..api.dashboard.sessions import LOGIN_CODE_TTL_S, login_link
 from ..api.server import DEFAULT_HOST, DEFAULT_PORT
 from ..app import App
 from ..jobs import webhooks
@@ -51,9 +52,10 @@ def serve(
         out.print("API stopped")
 
 
-def announce(app: App, server: ApiServer) -> None:
+def announce(app: App, server: ApiServer, *, dev: bool = False) -> None:
     """Where the API listens and what it accepts, with a warning for each missing secret."""
     out.print(f"rota API on {server.url} ({app.database_url.redacted()})")
+    announce_dashboard(app, server, dev=dev)
     hooks = app.webhooks()
     if not hooks:
         out.print(
@@ -74,6 +76,28 @@ def announce(app: App, server: ApiServer) -> None:
                     style="yellow",
                 )
             )
+
+
+def announce_dashboard(app: App, server: ApiServer, *, dev: bool) -> None:
+    """The dashboard's address with a one-time sign-in link (as Jupyter prints one). `rota
+    dev` makes a local admin user `dev` for it when the database has no admin."""
+    link = login_link(app.store, server.url, app.clock.now(), make_dev_admin=dev)
+    if link is None:
+        out.print(
+            f"dashboard on {server.url}/ (sign in with an API token: `rota tokens create NAME`)"
+        )
+        return
+    url, principal, made = link
+    minutes = round(LOGIN_CODE_TTL_S / 60)
+    out.print(f"dashboard on {server.url}/ ; sign in as {principal} (once, within {minutes} min):")
+    out.print(f"  {url}", soft_wrap=True)
+    if made:
+        out.print(
+            Text(
+                f"made a local admin user {principal!r} for this link: the database had no admin",
+                style="dim",
+            )
+        )
 
 
 async def _serve_until_signalled(server: ApiServer) -> None:

@@ -9,9 +9,11 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from ..errors import RotaError
 from ..shadow import ShadowRecord
 from .audit import parse_since
-from .common import compact, err, out, print_json, print_table, read_store
+from .common import AppLoadError, compact, err, load_app, out, print_json, print_table, read_store
+from .common import settings as cli_settings
 
 shadow_app = typer.Typer(help="Shadow mode: agreement between a job and its agent.")
 
@@ -32,6 +34,10 @@ def report(
     start = parse_since(since) if since else None
     with read_store(ctx) as store:
         records = store.shadow_records(name, start)
+        if not records:
+            known = sorted(set(store.shadowed_names()) | _shadowing_jobs(ctx))
+            if name not in known:
+                raise UnknownShadowJob(name, known)
         cost_pusd = sum(c.cost_pusd for r in records for c in store.model_calls(r.run_id))
     summary = {**summarise(records), "cost_usd": cost_pusd / 1e12}
     if as_json:
@@ -70,6 +76,32 @@ def report(
                 Text(compact(r.agent_output, 60)),
             )
         print_table(table)
+
+
+class UnknownShadowJob(RotaError, LookupError):
+    """No job of that name shadows an agent (exit 3, not found)."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        listed = (
+            f"jobs with shadow runs or shadow=...: {', '.join(known)}"
+            if known
+            else ("no job has shadow runs yet (define one with escalate_to=..., shadow=...)")
+        )
+        super().__init__(f"no shadowed job named {name!r}; {listed}")
+
+
+def _shadowing_jobs(ctx: typer.Context) -> set[str]:
+    """The app's jobs defined with shadow > 0, when the app loads (else none: the store's
+    names still count)."""
+    try:
+        app = load_app(cli_settings(ctx).app_spec or "app:app")
+    except AppLoadError:
+        return set()
+    return {
+        d.name
+        for d in app.definitions.values()
+        if d.escalation is not None and d.escalation.shadow > 0
+    }
 
 
 def summarise(records: list[ShadowRecord]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ..durations import seconds
 from ..identity import admin, tokens
-from .common import err, fail, print_json, print_table, read_store, when
+from .common import ExitCode, err, fail, print_json, print_table, read_store, report, when
 from .principals import synced_store
 
 tokens_app = typer.Typer(
@@ -46,11 +46,12 @@ def create(
             "every other route refuses the token.",
         ),
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Make a token and print it once."""
     lifetime = None if expires is None else seconds(expires, what="--expires")
     if principal is None and fire is None:
-        fail("name the principal the token stands for (or pass --fire NAME)", code=2)
+        fail("name the principal the token stands for (or pass --fire NAME)", code=ExitCode.USAGE)
     with synced_store(ctx) as store:  # a principal declared in code may have no row yet
         if fire is not None:
             issued = tokens.issue_fire(
@@ -61,6 +62,10 @@ def create(
             issued = tokens.issue(store, principal, admin.cli_actor(), expires_in_s=lifetime)
     only = f", only to fire {fire!r} (POST /api/jobs/{fire}/runs)" if fire else ""
     until = f"until {when(issued.expires_at)} UTC" if issued.expires_at else "with no expiry"
+    if as_json:  # the token is in it: this is the one time it is shown
+        shown = {"id": issued.id, "principal": issued.principal, "token": issued.token}
+        print_json(shown | {"expires_at": issued.expires_at, "fire": fire})
+        return
     err.print(
         f"token {issued.id} for {issued.principal}{only}, valid {until}; it is shown only now, "
         "store it somewhere safe:"
@@ -93,9 +98,11 @@ def list_tokens(
 
 @tokens_app.command("revoke")
 def revoke(
-    ctx: typer.Context, token_id: Annotated[str, typer.Argument(help="The token's id.")]
+    ctx: typer.Context,
+    token_id: Annotated[str, typer.Argument(help="The token's id.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Revoke a token at once."""
     with read_store(ctx) as store:
         tokens.revoke(store, token_id, admin.cli_actor())
-    err.print(f"token {token_id} revoked")
+    report(as_json, {"id": token_id, "revoked": True}, f"token {token_id} revoked")

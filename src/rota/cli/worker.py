@@ -16,7 +16,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.text import Text
 
 from ..api import ApiServer
 from ..api.server import DEFAULT_HOST, DEFAULT_PORT
@@ -111,20 +110,13 @@ def dev(
         if before != after:
             change = f"migrated from schema version {before} to {after}"
         out.print(f"database {app.database_url.redacted()} ({change})")
-        out.print(
-            Text(
-                "note: this version of `rota dev` runs a worker, the scheduler and the "
-                "HTTP API; the dashboard comes in a later version",
-                style="dim",
-            )
-        )
         scheduler = Scheduler(app)
         if scheduler.specs:
             out.print(f"scheduler: {', '.join(sorted(scheduler.specs))}")
         api = None if no_api else ApiServer(app, host, port)
         if api is not None:
             api.bind()  # a busy port fails now, before the worker starts
-            announce(app, api)
+            announce(app, api, dev=True)
         serve(
             app,
             WorkerOptions(

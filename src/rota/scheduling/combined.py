@@ -63,6 +63,9 @@ def combined(
     max_wait: Duration | None = None,
     suppress_after_event: Duration | None = None,
 ) -> Combined:
+    """A schedule as the baseline and events as overrides, because polling alone is late and
+    events alone miss what was never announced: `debounce` turns a burst into one run
+    (`max_wait` bounds it), `suppress_after_event` skips a tick that would redo an event-run."""
     if schedule is not None and not _plain_schedule(schedule):
         if _plain_events(schedule):  # events only
             events, schedule = (schedule, *events), None

@@ -52,6 +52,8 @@ class OnNotify(Trigger):
 
 
 def on_notify(channel: str, filter: EventFilter = None) -> OnNotify:
+    """Run on PostgreSQL NOTIFY on `channel`, for database changes seen in milliseconds without
+    polling; notifications sent while no scheduler listens are lost, so pair it with a schedule."""
     if not isinstance(channel, str) or not _CHANNEL.fullmatch(channel):
         raise ConfigError(
             f"on_notify channel {channel!r} must be a lower-case SQL identifier, "

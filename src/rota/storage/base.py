@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .alerts import AlertRecord, FailedRun, OverdueApproval, ScheduleHealth
     from .approval_records import ApprovalRequest
     from .audit import AuditEntry, AuditHead, AuditRecord
+    from .dashboard import WindowRun
     from .dialects import Dialect
     from .gauges import LiveRuns, WaitingApprovals
     from .history import RunRow, RunSession, RunUsage
@@ -448,6 +449,34 @@ class ScheduleStore(Protocol):
     def keyed_runs(self, job: str, keys: Sequence[str]) -> dict[str, str]: ...
 
 
+class DashboardStore(Protocol):
+    """What the dashboard keeps in rota_meta (sessions, login codes, its key) and the runs
+    of a window it summarises (storage/dashboard.py)."""
+
+    def meta_value(self, key: str) -> str | None: ...
+
+    def meta_keep(self, key: str, value: str) -> str: ...
+
+    def meta_take(self, key: str) -> str | None: ...
+
+    def meta_prefixed(self, prefix: str) -> dict[str, str]: ...
+
+    def meta_drop(self, keys: list[str]) -> None: ...
+
+    def window_runs(self, since: float, until: float, limit: int) -> list[WindowRun]: ...
+
+    def audit_page(
+        self,
+        *,
+        actor: str | None,
+        action: str | None,
+        since: float | None,
+        until: float | None,
+        before_seq: int | None,
+        limit: int,
+    ) -> list[AuditRecord]: ...
+
+
 class GaugeReader(Protocol):
     """What a metrics scrape reads (rota.observability.collectors): the unfinished runs and
     the approvals waiting, nothing else."""
@@ -506,6 +535,7 @@ class Store(
     ScheduleStore,
     GaugeReader,
     AlertStore,
+    DashboardStore,
     Protocol,
 ):
     """Everything: what the composition roots hold (the App, and through it the API; the

@@ -488,6 +488,31 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        15,
+        "routine run caps: runs dropped or deferred at enqueue, each with its reason",
+        (
+            # storage/capped.py says why this is a table of its own, not a run state.
+            """CREATE TABLE rota_capped_runs (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                principal TEXT,
+                trigger TEXT NOT NULL,
+                outcome TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                deferred_to DOUBLE PRECISION,
+                payload TEXT
+            )""",
+            "CREATE INDEX rota_capped_runs_created ON rota_capped_runs (created_at)",
+            # A cap counts the runs due in its window, per routine and per principal.
+            "CREATE INDEX rota_runs_name_due ON rota_runs (name, run_after)",
+            "CREATE INDEX rota_runs_principal_due ON rota_runs (principal, run_after)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 META_TABLE = """CREATE TABLE IF NOT EXISTS rota_meta (

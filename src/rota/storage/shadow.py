@@ -59,6 +59,11 @@ class ShadowQueries(SqlBase):
             params,
         )
 
+    def shadowed_names(self) -> list[str]:
+        """The jobs that have shadow comparisons, by name."""
+        rows = self.conn().execute("SELECT DISTINCT name FROM rota_shadow ORDER BY name", {})
+        return [r["name"] for r in rows]
+
     def shadow_records(self, name: str, since: float | None = None) -> list[ShadowRecord]:
         """The comparisons of one job, oldest first."""
         rows = self.conn().execute(

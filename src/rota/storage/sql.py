@@ -13,6 +13,8 @@ from .alerts import AlertQueries
 from .approvals import ApprovalQueries
 from .audit import AuditQueries
 from .base import Store
+from .capped import CappedQueries
+from .dashboard import DashboardQueries
 from .dialects import Connection
 from .gauges import GaugeQueries
 from .history import HistoryQueries
@@ -43,6 +45,8 @@ class SqlStore(
     ShadowQueries,
     AgentCacheQueries,
     GaugeQueries,
+    DashboardQueries,
+    CappedQueries,
 ):
     """Every query mixin over one SqlBase (storage/connection.py: the URL, the dialect and
     thread-safe per-thread connections), and the schema. Thread-safe: each thread uses its own

@@ -8,7 +8,8 @@ checkpoints elsewhere; every write a worker makes is fenced by the run's lease t
 The database being unavailable (StoreUnavailable: a restart, a dropped connection, a locked
 SQLite file) fails no run: an attempt whose own store call fails is abandoned, handed back
 with the next completion flush, and resumes from its checkpoints without spending a retry;
-the worker's loops log one line, back off, and carry on once the database is back.
+the worker logs one line when the database goes and one when it is back (however many of
+its loops and runs noticed), backs off meanwhile, and carries on on its own.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ..jobs import Registry
 from ..model import Completion, Execution, Run, RunState
 from ..storage.audit import AuditEntry
 from ..storage.base import Store
+from ..storage.outage import Outage
 from .audit import AuditBatch
 from .middleware import RunCall, RunMiddleware, chain, standard
 from .wakeups import Wakeups
@@ -165,10 +167,11 @@ class Worker:
         # How long each execution's body took, written with the completions (compute time).
         self._executions: list[Execution] = []
         self._flushing_executions: list[Execution] = []
+        # One outage for the whole worker: its loops and runs all meet the same database,
+        # so it goes (one warning) and comes back (one line) once, however many notice.
         poll = self.options.poll_interval_s
-        self._claiming = _Outage("claiming runs", poll)
-        self._recording = _Outage("recording run outcomes", poll)
-        self._beating = _Outage("heartbeat", poll)
+        self._outage = Outage(log, "worker", base_s=poll, cap_s=5 * poll)
+        self._abandoned_in_outage = 0
         # Run starts (and refusals), written in batches with each flush, or sooner by
         # write_audit.
         self.audit = AuditBatch(store, self._want_flush)
@@ -256,9 +259,9 @@ class Worker:
             try:
                 got = await self._claim(free) if free > 0 else 0
             except Exception as exc:  # e.g. the database is unavailable: back off, try again
-                await self._pause(self._claiming.failed(exc))
+                await self._pause(self._outage.failed(exc))
                 continue
-            self._claiming.worked()
+            self._db_works()
             if got and got >= min(free, self.options.claim_batch):
                 continue  # likely more ready: claim again straight away
             if until_idle and not self._active:
@@ -352,7 +355,7 @@ class Worker:
         try:
             self._wait_due = await self.db(self.store.wake_due_waits, now)
         except Exception as exc:  # the claim that follows backs off
-            self._claiming.failed(exc)
+            self._outage.failed(exc)
             self._wait_due = now
         if self._wait_due is not None and self._wait_due <= now:
             self._sweep_after = now + self.options.poll_interval_s
@@ -364,7 +367,7 @@ class Worker:
             await self._flush_now()
             counts = await self.db(self.store.count_states, self._names)
         except Exception as exc:
-            await self._pause(self._claiming.failed(exc))
+            await self._pause(self._outage.failed(exc))
             return False
         return not counts.get("ENQUEUED") and not counts.get("RUNNING")
 
@@ -437,7 +440,8 @@ class Worker:
         its checkpoints (the step it was in runs again). Not a failure: no retry is spent.
         Written with the next completion flush, so once the database is back; until then
         the heartbeat keeps its lease, and if that lapses the reaper requeues it."""
-        log.warning(
+        self._outage.failed(cause)  # the one warning line, if the run noticed first
+        log.debug(
             "run %s of %s: database unavailable (%s); attempt abandoned, it resumes from its "
             "checkpoints once the database is back",
             run.id,
@@ -445,6 +449,7 @@ class Worker:
             cause,
         )
         self.stats.abandoned += 1
+        self._abandoned_in_outage += 1
         self._pending.append(
             Completion(
                 run_id=run.id,
@@ -530,10 +535,10 @@ class Worker:
             try:
                 await self._flush_now()
             except Exception as exc:  # keep the outcomes and try again; their leases are renewed
-                await asyncio.sleep(self._recording.failed(exc))
+                await asyncio.sleep(self._outage.failed(exc))
                 self._flush_wanted.set()
             else:
-                self._recording.worked()
+                self._db_works()
 
     async def _flush_now(self) -> None:
         # One writer at a time: a flush at shutdown waits for the one in flight, which took
@@ -562,6 +567,14 @@ class Worker:
     def _want_flush(self) -> None:
         self._flush_wanted.set()
 
+    def _db_works(self) -> None:
+        """A loop's database call succeeded: ends an outage, saying what it cost the runs."""
+        if self._outage.down:
+            lost, self._abandoned_in_outage = self._abandoned_in_outage, 0
+            self._outage.worked(
+                f"{lost} run attempts it interrupted resume from their checkpoints" if lost else ""
+            )
+
     def held_run_ids(self) -> list[str]:
         """Runs this worker is responsible for: executing, prefetched, or awaiting a write."""
         ids = list(self._active)
@@ -589,21 +602,20 @@ class Worker:
                 # Also learns of waits parked by other processes while this one is busy.
                 self._wait_due = await self.db(self.store.wake_due_waits, self.clock.now())
             except Exception as exc:  # a database blip must not kill the worker; leases have slack
-                self._beating.failed(exc)  # its own pace is back-off enough
+                self._outage.failed(exc)  # its own pace is back-off enough
             else:
-                self._beating.worked()
+                self._db_works()
 
     async def _periodic_loop(self, every: float, check: Callable[[], object]) -> None:
         # Real time, not the app's clock: under a FakeClock it would never come round.
-        outage = _Outage(f"periodic check {getattr(check, '__qualname__', check)}", every)
         while True:
             await asyncio.sleep(every)
             try:
                 await self.db(check)
             except Exception as exc:  # a check must never take the worker down
-                outage.failed(exc)
+                self._outage.failed(exc)  # the worker's one outage: its own pace is back-off
             else:
-                outage.worked()
+                self._db_works()
 
     async def _heartbeat(self) -> None:
         # Judge only runs claimed before this heartbeat was sent: a claim that commits while
@@ -710,7 +722,7 @@ class Worker:
                 await self._flush_now()
                 return
             except Exception as exc:
-                delay = self._recording.failed(exc)
+                delay = self._outage.failed(exc)
                 if time.monotonic() + delay > give_up:
                     log.warning(
                         "%d run outcomes not recorded at shutdown (%s); those runs run again "
@@ -720,41 +732,6 @@ class Worker:
                     )
                     return
                 await asyncio.sleep(delay)
-
-
-class _Outage:
-    """How one of the worker's loops meets database failures: one warning line when they
-    begin, one line when the database works again, and a growing pause between tries (one
-    poll interval, doubling up to five) so that the loop neither dies nor spins. Anything
-    but StoreUnavailable is unexpected: logged with its traceback, every time."""
-
-    def __init__(self, what: str, poll_s: float) -> None:
-        self.what = what
-        self.poll_s = poll_s
-        self.failures = 0
-        self.since = 0.0
-
-    def failed(self, exc: Exception) -> float:
-        """Log the failure; returns how long to wait before trying again."""
-        self.failures += 1
-        if not isinstance(exc, StoreUnavailable):
-            log.error("%s failed; retrying", self.what, exc_info=exc)
-        elif self.failures == 1:
-            self.since = time.monotonic()
-            log.warning("%s: database unavailable, retrying until it is back (%s)", self.what, exc)
-        else:
-            log.debug("%s: database still unavailable (%s)", self.what, exc)
-        return min(5 * self.poll_s, self.poll_s * 2 ** min(self.failures - 1, 8))
-
-    def worked(self) -> None:
-        if self.failures:
-            log.info(
-                "%s works again (after %d failed tries in %.1fs)",
-                self.what,
-                self.failures,
-                time.monotonic() - self.since,
-            )
-            self.failures = 0
 
 
 def _store_failure(exc: BaseException) -> StoreUnavailable | None:
