@@ -9,7 +9,7 @@ BENCH_VENV ?= .venv-bench
 LOCK := requirements.lock
 LOCK_VENV ?= .venv-lock
 
-.PHONY: demo test lint format test-fast bench bench-queue bench-steps bench-precision bench-agents venv lock clean
+.PHONY: demo test docs lint format test-fast bench bench-queue bench-steps bench-precision bench-agents venv lock clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP) lint
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
+
+# The documentation site, offline, into site/ (tests/docs/test_site.py builds it too).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

@@ -106,19 +106,19 @@ def test_list_approve_and_reject_from_the_terminal(app: App, database_url: str) 
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["approve", "nope"], "no approval request with id 'nope'"),
-        (["approve", "{id}", "--as", "bob"], "principal 'bob' is not an approver of it"),
-        (["reject", "{id}", "--as", "eve"], "there is no principal named 'eve'"),
+    ("args", "code", "message"),
+    [  # exit 3: not found, 4: refused (docs/cli.md)
+        (["approve", "nope"], 3, "no approval request with id 'nope'"),
+        (["approve", "{id}", "--as", "bob"], 4, "principal 'bob' is not an approver of it"),
+        (["reject", "{id}", "--as", "eve"], 4, "there is no principal named 'eve'"),
     ],
 )
-def test_bad_decisions_exit_2_with_the_reason_and_change_nothing(
-    app: App, database_url: str, args: list[str], message: str
+def test_bad_decisions_exit_non_zero_with_the_reason_and_change_nothing(
+    app: App, database_url: str, args: list[str], code: int, message: str
 ) -> None:
     handle, request_id = ask(app)
     result = rota(database_url, "approvals", *[a.format(id=request_id) for a in args])
-    assert result.exit_code == 2, result.output
+    assert result.exit_code == code, result.output
     assert message in result.stderr
     assert app.store.approval(request_id).status == "pending"
     assert handle.state == "WAITING"
@@ -130,7 +130,7 @@ def test_a_decided_request_cannot_be_decided_again_from_the_terminal(
     _, request_id = ask(app)
     assert rota(database_url, "approvals", "reject", request_id, "-m", "no").exit_code == 0
     again = rota(database_url, "approvals", "approve", request_id)
-    assert again.exit_code == 2
+    assert again.exit_code == 4  # refused
     assert f"approval {request_id} was already rejected by alice" in again.stderr
     assert app.store.approval(request_id).status == "rejected"
 

@@ -87,7 +87,8 @@ def test_bad_principal_input_is_refused_clearly_and_changes_nothing(
     migrated: str, args: list[str], message: str
 ) -> None:
     result = rota(migrated, "principals", *args)
-    assert result.exit_code == 2, result.output
+    # exit 2: usage error; 3: not found (docs/cli.md)
+    assert result.exit_code == (3 if "unknown principal" in message else 2), result.output
     assert message in result.output
     store = SqlStore(migrated)
     assert store.principals() == [] and store.audit_records() == []
@@ -108,7 +109,7 @@ def test_a_token_is_shown_once_and_stored_hashed(migrated: str) -> None:
     assert record.id in listed.stdout and token not in listed.stdout
     assert rota(migrated, "tokens", "revoke", record.id).exit_code == 0
     again = rota(migrated, "tokens", "revoke", record.id)
-    assert again.exit_code == 2 and f"token {record.id} was already revoked" in again.output
+    assert again.exit_code == 4 and f"token {record.id} was already revoked" in again.output
     store.close()
 
 
@@ -244,7 +245,7 @@ def test_rota_talks_to_a_remote_server_with_a_token(
         thread.join(timeout=15)
     assert me.exit_code == 0, me.output
     assert json.loads(me.stdout)["name"] == "svc-ci"
-    assert refused.exit_code == 2
+    assert refused.exit_code == 4  # refused (docs/cli.md)
     assert f"answered 401: the API token was refused: token {bad.id} was revoked" in (
         refused.output
     )

@@ -116,7 +116,7 @@ def test_migrate_stores_the_declared_principal_which_can_then_be_disabled(
     assert principals(project.url) == [{**DECLARED, "disabled": True}]
 
     refused = project.rota("run", "sweep")
-    assert refused.exit_code == 2, refused.output
+    assert refused.exit_code == 4, refused.output  # refused (docs/cli.md)
     assert "principal 'svc-billing' is disabled" in refused.stderr
     assert count_runs(project.url) == 0
 
@@ -207,7 +207,7 @@ def test_the_installed_command_finds_the_default_app_and_syncs_it(
     disabled = rota("principals", "disable", "svc-billing")
     assert disabled.returncode == 0, disabled.stderr
     refused = rota("run", "sweep")
-    assert refused.returncode == 2, refused.stderr
+    assert refused.returncode == 4, refused.stderr  # refused (docs/cli.md)
     assert "principal 'svc-billing' is disabled" in refused.stderr
     assert count_runs(database_url) == 0
 

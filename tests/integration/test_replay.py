@@ -334,7 +334,7 @@ def test_cli_replay_exit_codes(project: Path) -> None:
     assert recorded.exit_code == 0, recorded.output
 
     unknown = rota("runs", "replay", "no-such-run")
-    assert unknown.exit_code == 2
+    assert unknown.exit_code == 3  # not found (docs/cli.md)
     assert "no run with id 'no-such-run'" in unknown.stderr
     not_agent = rota("runs", "replay", plain.id)
     assert not_agent.exit_code == 2

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rota import App, tool
-from rota.clock import FakeClock
 from rota.cli import app as cli
+from rota.clock import FakeClock
 from rota.identity import admin
 from rota.identity.directory import directory_for
 from rota.model import RunState

@@ -84,6 +84,7 @@ ERROR_NAMES = {
     ExitCode.UNAVAILABLE: "unavailable",
 }
 _json_mode: ContextVar[bool] = ContextVar("rota_json_mode", default=False)  # --json given?
+_warned: ContextVar[bool] = ContextVar("rota_app_warned", default=False)  # said it already?
 
 
 def exit_code_of(exc: BaseException) -> ExitCode:
@@ -129,6 +130,7 @@ class RotaGroup(TyperGroup):
         args = hoist_global_options(self, ctx, args)
         end = args.index("--") if "--" in args else len(args)
         _json_mode.set("--json" in args[:end])
+        _warned.set(False)
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: Any) -> Any:
@@ -195,6 +197,15 @@ def fail(message: str, *, code: int = ExitCode.FAILED) -> NoReturn:
 def warn(message: str) -> None:
     """One yellow line on stderr: something is off but the command goes on."""
     err.print(Text(f"warning: {message}", style="yellow"))
+
+
+def app_did_not_import(exc: AppLoadError, consequence: str) -> None:
+    """The one warning line of a command that goes on without the user's app."""
+    if _warned.get():
+        return
+    _warned.set(True)
+    reason = "; ".join(line.strip() for line in str(exc).splitlines()[1:]) or str(exc)
+    warn(f"the app does not import ({reason}); {consequence}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -322,8 +333,7 @@ def store_url(ctx: typer.Context, *, tolerant: bool = False) -> str:
             return DEFAULT_URL
         if not tolerant:
             raise
-        reason = "; ".join(line.strip() for line in str(exc).splitlines()[1:]) or str(exc)
-        warn(f"the app does not import ({reason}); using {DEFAULT_URL}")
+        app_did_not_import(exc, f"using {DEFAULT_URL}")
         return DEFAULT_URL
     return app.database_url.original
 

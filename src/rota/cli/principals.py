@@ -26,6 +26,7 @@ from .common import (
     AppLoadError,
     AppNotFound,
     JsonFlag,
+    app_did_not_import,
     err,
     load_app,
     print_json,
@@ -33,7 +34,6 @@ from .common import (
     read_store,
     report,
     settings,
-    warn,
 )
 
 principals_app = typer.Typer(
@@ -176,8 +176,7 @@ def declaring_app(ctx: typer.Context, *, tolerant: bool = False) -> App | None:
             return None
         if not tolerant:
             raise
-        reason = "; ".join(line.strip() for line in str(exc).splitlines()[1:]) or str(exc)
-        warn(f"the app does not import ({reason}); its declared principals are not synced")
+        app_did_not_import(exc, "its declared principals are not synced")
         return None
 
 

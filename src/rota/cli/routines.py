@@ -8,6 +8,7 @@ not load. `schema` prints the JSON Schema of the front matter for editors.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
@@ -18,6 +19,7 @@ from ..identity.directory import directory_for
 from ..routines import RoutineNotFound, RunDropped, json_schema
 from ..routines.overview import details, now_utc, summary
 from .common import ExitCode, err, fail, loaded_app, out, print_json, print_table
+from .cost import usd
 
 routines_app = typer.Typer(
     help="Routine files: prompts with triggers, run as a user or a service account.",
@@ -97,7 +99,8 @@ def show(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
     for plan in cost["plans"]:
         mark = " (billed)" if plan["billed"] else ""
         dropped = f", {plan['dropped_runs']} runs over its caps" if plan["dropped_runs"] else ""
-        out.print(f"    {plan['plan']} ({plan['kind']}): ${plan['total_usd']}{dropped}{mark}")
+        total = usd(Decimal(plan["total_usd"]))
+        out.print(f"    {plan['plan']} ({plan['kind']}): {total}{dropped}{mark}")
     if not cost["plans"]:
         out.print("    no plans declared: app.routines.plan(...) to compare billing models")
 

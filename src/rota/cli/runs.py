@@ -232,8 +232,8 @@ def replay(
     as_json: JsonFlag = False,
 ) -> None:
     """Re-run an agent run against its recorded model responses (no provider calls) and
-    report where the current code diverges. Exit 0: identical; 1: diverged; 2: unknown run
-    or not an agent run. Tools run for real unless --recorded-tools."""
+    report where the current code diverges. Exit 0: identical; 1: diverged; 3: unknown run;
+    2: not an agent run. Tools run for real unless --recorded-tools."""
     with loaded_app(ctx) as app:
         report = replay_run(app, run_id, recorded_tools=recorded_tools)
     if as_json:
