@@ -30,6 +30,7 @@ from .jobs import DefineOptions, JobDefinition, check_options, define, notify_ch
 from .model import Debounced, Event, NewRun, Rejection, Run, RunFilter
 from .observability import current_traceparent, webhook_span
 from .observability import run_middleware as traced_runs
+from .retention import RetentionPolicy, default_retention
 from .routines import Loaded, Routines, RunDropped
 from .scheduler import schedule_specs
 from .scheduling.triggers import WEBHOOK_SOURCE, Trigger
@@ -73,8 +74,12 @@ class App:
         approval_webhook: str | ApprovalWebhook | None = None,
         alerts: Alerts | None = None,
         routines_dir: str | Path | None = None,
+        retention: Duration | None = None,
     ) -> None:
         self.database_url = resolve(database_url)
+        # How long finished runs are kept, unless a definition says (rota.retention);
+        # else $ROTA_RETENTION; None keeps them for ever.
+        self.retention_s = default_retention(retention)
         self.clock: Clock = clock or system_clock
         self.definitions: dict[str, JobDefinition] = {}
         self._migrate = migrate
@@ -306,6 +311,11 @@ class App:
         options["name"] = agent.name
         self.add(agent_job(agent, deps), kind="agent", **options)
         return agent
+
+    def retention_policy(self) -> RetentionPolicy:
+        """The app's default retention and each definition's own (`retention=`)."""
+        own = {d.name: d.retention_s for d in self.definitions.values() if d.retention_s}
+        return RetentionPolicy(self.retention_s, own)
 
     def _decorator(self, kind: str, fn: Fn | None, options: JobOptions) -> Any:
         check_options(f"@app.{kind}", options, JOB_OPTIONS)  # now, not when it is applied

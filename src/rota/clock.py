@@ -24,6 +24,7 @@ class Clock(Protocol):
 
 class SystemClock:
     """The real clock, used unless an App is given another (tests pass a `FakeClock`)."""
+
     def now(self) -> float:
         return time.time()
 

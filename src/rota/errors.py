@@ -22,6 +22,7 @@ class ConfigError(RotaError, ValueError):
 
 class UnknownJobError(RotaError, LookupError):
     """No job, workflow or agent has this name in the app; the message lists the known ones."""
+
     def __init__(self, name: str, known: list[str] | tuple[str, ...] = ()) -> None:
         self.name = name
         hint = f"; known: {', '.join(sorted(known))}" if known else "; none are registered"
@@ -30,6 +31,7 @@ class UnknownJobError(RotaError, LookupError):
 
 class RunNotFound(RotaError, LookupError):
     """No run has this id in the store (a typo, another database, or a run already pruned)."""
+
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run with id {run_id!r}")

@@ -46,6 +46,7 @@ class DefineOptions(TypedDict, total=False):
     overlap: str
     escalate_to: Named | str | None
     shadow: float
+    retention: Duration | None
 
 
 def check_options(where: str, given: Iterable[str], allowed: Iterable[str]) -> None:
@@ -61,6 +62,21 @@ def check_options(where: str, given: Iterable[str], allowed: Iterable[str]) -> N
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         problems.append(f"unknown option {name!r}{hint}")
     raise ConfigError(f"{where}: {'; '.join(problems)}; the options are {', '.join(known)}")
+
+
+MIN_RETENTION_S = 3600.0  # an hour: a shorter retention is more likely a slip than a policy
+
+
+def retention_seconds(value: Duration, *, what: str = "retention") -> float:
+    """A retention as seconds: a duration of at least an hour ('30d', '12h', '2w'). Runs
+    that finished longer ago than it are pruned (rota.retention)."""
+    result = seconds(value, what=what)
+    if result < MIN_RETENTION_S:
+        raise ConfigError(
+            f"{what} must be at least 1h (runs finished longer ago than it are pruned), "
+            f"got {value!r}; write e.g. '30d', '12h' or '2w'"
+        )
+    return result
 
 
 ESCALATION_TRIGGER = "escalation"  # the trigger of an agent run made by ctx.escalate
@@ -98,6 +114,8 @@ class JobDefinition:
     misfire_grace_s: float = 60.0
     overlap: str = "skip"
     escalation: EscalationPolicy | None = None
+    # How long its finished runs are kept (rota.retention); None: the app's default.
+    retention_s: float | None = None
 
     @property
     def limited(self) -> bool:
@@ -209,6 +227,7 @@ def define(
     overlap: str = "skip",
     escalate_to: Any = None,
     shadow: float = 0.0,
+    retention: Duration | None = None,
 ) -> JobDefinition:
     """Validate decorator arguments at definition time, where a mistake is cheap to fix."""
     job_name = name or fn.__name__
@@ -245,6 +264,9 @@ def define(
         misfire_grace_s=seconds(misfire_grace, what=f"{job_name} misfire_grace"),
         overlap=overlap,
         escalation=escalation,
+        retention_s=None
+        if retention is None
+        else retention_seconds(retention, what=f"{job_name} retention"),
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 class RunState(StrEnum):
     """Where a run is in its life. Stored as these strings, so SQL filters and the CLI use them."""
+
     ENQUEUED = "ENQUEUED"
     RUNNING = "RUNNING"
     WAITING = "WAITING"

@@ -28,6 +28,7 @@ from .ids import new_id
 from .jobs import JobDefinition, notify_channels
 from .model import NewRun, Schedule, Tick, TickPlan
 from .observability import metrics
+from .retention import DAILY_KEY, DAY, PruneReport, RetentionPolicy, prune
 from .scheduling.notify import NotifyListener
 from .scheduling.policies import Decision, decide
 from .scheduling.triggers import NOTIFY_SOURCE, Trigger
@@ -40,6 +41,7 @@ log = logging.getLogger("rota.scheduler")
 
 _US = timedelta(microseconds=1)
 PAUSED_RECHECK_S = 60.0  # a paused schedule records its skipped ticks in ranges this long
+PRUNE_CHECK_S = 60.0  # how often a scheduler looks whether retention's daily turn is due
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class SchedulerHost(Protocol):
 
     def emit(self, event: str, payload: Any = None, *, source: str = "app") -> object: ...
 
+    def retention_policy(self) -> RetentionPolicy: ...
+
 
 def schedule_specs(definitions: Iterable[JobDefinition]) -> dict[str, ScheduleSpec]:
     """One schedule per time trigger: named after the job (`job#2`, ... for more than one)."""
@@ -83,6 +87,7 @@ class Scheduler:
         batch: int = 500,
         max_sleep_s: float = 1.0,
         lookahead_s: float = 0.5,
+        prune_every_s: float = DAY,
     ) -> None:
         self.app = app
         self.store = app.store
@@ -100,6 +105,10 @@ class Scheduler:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-8:]}"
         self._stop = asyncio.Event()
         self._outage = Outage(log, "scheduler", base_s=max_sleep_s, cap_s=max(5.0, max_sleep_s))
+        # Retention runs in the background, once per prune_every_s across all schedulers.
+        self.prune_every_s = prune_every_s
+        self._pruning: asyncio.Future[None] | None = None
+        self._prune_checked = -PRUNE_CHECK_S
 
     # -- one pass ----------------------------------------------------------------------
 
@@ -290,11 +299,47 @@ class Scheduler:
                 await self._pause(self._outage.failed(exc))
                 continue
             self._outage.worked()
+            self._start_prune(loop)
             wait = self.max_sleep_s if due is None else due - self.lookahead_s - self.clock.now()
             await self._pause(max(0.0, min(wait, self.max_sleep_s)))
 
     def stop(self) -> None:
         self._stop.set()
+
+    # -- retention ---------------------------------------------------------------------
+
+    def prune_if_due(self) -> PruneReport | None:
+        """Apply the app's retention when its turn has come: once per prune_every_s over
+        all schedulers (the turn is claimed in rota_meta, so only one of them prunes, and
+        pruning twice would find nothing left anyway)."""
+        policy = self.app.retention_policy()
+        if not policy.active:
+            return None
+        now = self.clock.now()
+        if not self.store.claim_due(DAILY_KEY, now, now + self.prune_every_s):
+            return None
+        report = prune(self.store, policy, now)
+        log.info(
+            "retention: pruned %d runs, %d events, %d audit records",
+            report.runs,
+            report.events,
+            report.audit_records,
+        )
+        return report
+
+    def _start_prune(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Checked once a minute, in a thread of its own, so that ticks never wait for it.
+        running = self._pruning is not None and not self._pruning.done()
+        if running or loop.time() - self._prune_checked < PRUNE_CHECK_S:
+            return
+        self._prune_checked = loop.time()
+        self._pruning = loop.run_in_executor(None, self._prune_logged)
+
+    def _prune_logged(self) -> None:
+        try:
+            self.prune_if_due()
+        except Exception as exc:  # the next turn tries again; scheduling goes on
+            log.warning("retention: pruning failed, trying again later: %s", exc)
 
     # -- operator actions --------------------------------------------------------------
 

@@ -62,6 +62,7 @@ class FaultyProxy:
             self._call(self._close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
 
     # -- faults, from the test thread --------------------------------------------------------
 
@@ -112,7 +113,12 @@ class FaultyProxy:
     async def _close(self) -> int:
         for server in self._servers:
             server.close()
-        return await self._drop(list(self._listeners.values()))
+        dropped = await self._drop(list(self._listeners.values()))
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return dropped
 
     async def _drop(self, listeners: list[_Listener]) -> int:
         dropped = 0

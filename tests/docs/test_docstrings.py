@@ -38,7 +38,6 @@ def test_public_name_has_a_docstring(name: str) -> None:
     assert doc and doc.strip(), f"rota.{name} has no docstring"
 
 
-
 def test_reference_page_renders_the_package() -> None:
     """docs/reference.md renders `rota` itself, so no public name is left out of the site."""
     page = (Path(__file__).resolve().parents[2] / "docs" / "reference.md").read_text()

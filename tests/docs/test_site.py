@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,14 @@ def test_every_page_is_in_the_navigation() -> None:
     pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
     assert pages - listed == set(), "add these pages to nav in mkdocs.yml"
     assert listed - pages == set(), "nav names pages that do not exist"
+
+
+def test_readme_links_stay_in_the_repository() -> None:
+    """A relative link in README.md names a file of this repository (none points outside)."""
+    text = (ROOT / "README.md").read_text()
+    for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text):
+        if target.startswith(("http://", "https://")):
+            continue
+        path = (ROOT / target).resolve()
+        assert path.is_relative_to(ROOT), f"README links outside the repository: {target}"
+        assert path.exists(), f"README links to a missing file: {target}"

@@ -24,6 +24,7 @@ from rota.cli import app as cli
 from rota.cli.common import GLOBAL_OPTIONS, ExitCode, hoist_global_options
 from rota.errors import ConfigError
 from rota.storage import SqlStore
+from rota.testing import say, scripted
 
 HERE = Path(__file__).parent
 ROTA = Path(sys.executable).parent / "rota"
@@ -121,7 +122,9 @@ def test_root_options_work_before_after_and_with_equals(migrated: str) -> None:
 
 
 def test_worker_takes_app_after_the_command(tmp_path: Path) -> None:
-    result = rota("worker", "--app", "no_such_module_here:app", "--database-url", "sqlite:///:memory:")
+    result = rota(
+        "worker", "--app", "no_such_module_here:app", "--database-url", "sqlite:///:memory:"
+    )
     assert result.exit_code == ExitCode.USAGE, result.output
     assert "cannot import module 'no_such_module_here' for --app no_such_module_here:app" in (
         result.stderr
@@ -357,11 +360,12 @@ def test_a_misspelt_decorator_option_says_did_you_mean() -> None:
         ConfigError, match=r"@app\.workflow: unknown option 'time_out' \(did you mean 'timeout'\?\)"
     ):
         app.workflow(time_out="5s")  # type: ignore[call-arg]
-    agent = Agent(name="helper", model="scripted:helper", instructions="help")
-    with pytest.raises(
-        ConfigError, match=r"unknown option 'concurency' \(did you mean 'concurrency'\?\)"
-    ):
-        app.agent(agent, concurency=2)  # type: ignore[call-arg]
+    with scripted("helper", script=[say("ok")]):
+        agent = Agent(name="helper", model="scripted:helper", instructions="help")
+        with pytest.raises(
+            ConfigError, match=r"unknown option 'concurency' \(did you mean 'concurrency'\?\)"
+        ):
+            app.agent(agent, concurency=2)  # type: ignore[call-arg]
     assert app.definitions == {}  # nothing was registered half-way
 
 

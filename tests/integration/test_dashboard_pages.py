@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,8 +16,9 @@ from starlette.testclient import TestClient
 from rota import App, FakeClock
 from rota.api import create_api
 from rota.api.dashboard import PAGE_MODULES, nav_entries
+from rota.api.dashboard.charts import bar_chart, line_chart
 from rota.api.dashboard.figures import overview_figures, percentile
-from rota.api.dashboard.render import NavEntry
+from rota.api.dashboard.render import NavEntry, duration, money
 from rota.identity import admin, tokens
 
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -169,3 +171,29 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([3.0], 0.95) == 3.0
     values = [float(n) for n in range(1, 101)]
     assert (percentile(values, 0.5), percentile(values, 0.95)) == (50.0, 95.0)
+
+
+def test_charts_escape_their_labels_and_say_when_empty() -> None:
+    svg = bar_chart([("<b>", 2.0), ("b", 0.0)], label='a "chart"')
+    assert "<b>" not in svg and "&lt;b&gt;: 2" in svg
+    assert 'aria-label="a &quot;chart&quot;"' in svg
+    assert svg.count('class="bar"') == 2
+    assert "no data" in bar_chart([], label="x") and "no data" in line_chart([], label="x")
+    assert line_chart([("a", 1.0), ("b", 3.5)], label="x").count('class="dot"') == 2
+
+
+def test_money_and_durations_read_well() -> None:
+    assert [money(None), money(0), money(Decimal("0.0042")), money(1234.5)] == [
+        "-",
+        "$0.00",
+        "$0.0042",
+        "$1,234.50",
+    ]
+    assert [duration(None), duration(0.85), duration(4.25), duration(185), duration(7800)] == [
+        "-",
+        "850ms",
+        "4.2s",
+        "3m 05s",
+        "2h 10m",
+    ]
+    assert duration(3 * 86_400 + 4 * 3600) == "3d 4h"

@@ -15,8 +15,10 @@ import pytest
 from typer.testing import CliRunner
 
 from rota import App, tool
+from rota.alerts import Alerts, webhook
 from rota.cli import app as cli
 from rota.clock import FakeClock
+from rota.errors import ProviderError
 from rota.identity import admin
 from rota.identity.directory import directory_for
 from rota.model import RunState
@@ -430,3 +432,29 @@ def test_cli_list_show_fire_validate_schema(project: Path) -> None:
 
     schema = runner.invoke(cli, ["routines", "schema"])
     assert json.loads(schema.output)["title"] == "rota routine front matter"
+
+
+def test_notify_sends_the_routines_alerts_to_the_sinks_it_names(
+    database_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    sinks = [
+        webhook("http://127.0.0.1:9/ops", secret="ALERTS_SECRET", name="ops"),
+        webhook("http://127.0.0.1:9/pager", secret="ALERTS_SECRET", name="pager"),
+    ]
+    app = App(database_url, clock=clock, alerts=Alerts(sinks=sinks))
+    app.principal("alice", kind="user")
+    extra = "notify: {sinks: [pager], approval_after: null}\n"
+    write(tmp_path, "digest", routine("digest", "owner: alice", extra=extra, model="broken"))
+    try:
+        with scripted("broken", script=[ProviderError("scripted", "the model is down")]):
+            app.load_routines(tmp_path)
+            handle = app.run_now("digest")
+            app.drain()
+        assert handle.get().state == RunState.FAILED
+        assert app.alert_policy.jobs["digest"] == Alerts(sinks=("pager",), approval_after=None)
+        app.check_alerts()
+        assert [(a.sink, a.kind, a.subject) for a in app.store.alerts()] == [
+            ("pager", "failure", "digest")
+        ]
+    finally:
+        app.close()

@@ -18,6 +18,7 @@ from watchfiles import Change, DefaultFilter, PythonFilter, watch
 from ..routines.changes import changes as routine_changes
 from ..routines.changes import look
 from .common import err
+from .dev_support import OwnFiles
 
 RESTART_GRACE_S = 10.0  # how long a reloading child may take to stop before it is killed
 
@@ -35,7 +36,8 @@ def supervise(args: Sequence[str], path: str = ".") -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, on_signal)
     command = [sys.executable, "-c", "from rota.cli import main; main()", *args]
-    child.append(subprocess.Popen(command))
+    own = OwnFiles()  # restart on the app's own modules only, not any *.py in the folder
+    child.append(subprocess.Popen(command, env=own.env()))
     told, routines = False, look(path)
     for changes in watch(
         path,
@@ -52,6 +54,9 @@ def supervise(args: Sequence[str], path: str = ".") -> int:
                 err.print("rota dev: the app stopped with an error; waiting for a change")
                 told = True
             continue
+        changes = own.relevant(changes)
+        if not changes:
+            continue
         names = ", ".join(sorted({os.path.relpath(p) for _, p in changes}))
         err.print(f"reloading: {names} changed")
         routines, before = look(path), routines
@@ -59,9 +64,12 @@ def supervise(args: Sequence[str], path: str = ".") -> int:
             err.print(line)
         if ended is None:
             _stop(child[0])
-        child[0], told = subprocess.Popen(command), False
+        child[0], told = subprocess.Popen(command, env=own.env()), False
     # On a signal the child already has it (a second one would make it stop at once).
-    return child[0].wait()
+    try:
+        return child[0].wait()
+    finally:
+        own.close()
 
 
 class AppFiles(PythonFilter):

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from .common import ExitCode, fail, print_json
+from .common import ExitCode, JsonFlag, fail, print_json
 
 Server = Annotated[
     str,
@@ -55,6 +55,9 @@ def _code(status: int) -> ExitCode:
     return ExitCode.UNAVAILABLE if status >= 500 else ExitCode.USAGE
 
 
-def whoami(server: Server = "http://127.0.0.1:8800", token: Token = None) -> None:
-    """Print the principal your API token stands for, as the server sees it."""
+def whoami(
+    server: Server = "http://127.0.0.1:8800", token: Token = None, as_json: JsonFlag = False
+) -> None:
+    """Print the principal your API token stands for, as the server sees it (as JSON,
+    always; --json is accepted for uniformity)."""
     print_json(get(server, token, "/api/whoami"))

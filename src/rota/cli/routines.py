@@ -54,7 +54,7 @@ def list_routines(ctx: typer.Context, as_json: JsonFlag = False) -> None:
             )
         print_table(table)
     else:
-        err.print("no routines loaded")
+        err.print("no routines loaded (the app module loads them: app.load_routines())")
     for problem in problems:
         err.print(f"not loaded: {problem}")
 

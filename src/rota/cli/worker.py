@@ -36,6 +36,7 @@ from .common import (
     on_stop_signals,
     out,
 )
+from .dev_support import RunLines, free_port, record_app_files
 from .reload import supervise
 from .serve import Host, Port, announce
 
@@ -98,9 +99,13 @@ def dev(
 ) -> None:
     """Develop locally: migrate the app's database (SQLite by default), run a worker and
     serve the HTTP API (webhooks at POST /hooks/{name})."""
-    if reload:
-        raise typer.Exit(supervise([*sys.argv[1:], "--no-reload"]))
+    if reload:  # a port picked here (0: any free one) is kept by every restart
+        chosen = free_port(host) if port == 0 else port
+        raise typer.Exit(supervise([*sys.argv[1:], "--port", str(chosen), "--no-reload"]))
     with loaded_app(ctx) as app:
+        record_app_files()  # for the supervisor: restart when these change
+        lines = RunLines(lambda run_id: app.store.model_calls(run_id), app.clock, notice)
+        app.run_middleware.append(lines)  # prints each run as it ends
         store = SqlStore(app.database_url)  # also when the App says migrate=False
         try:
             before, after = store.migrate()

@@ -32,9 +32,11 @@ from ..errors import UnknownPrice
 from ..jobs import ESCALATION_TRIGGER as ESCALATION
 from ..model import TokenCounts
 from ..storage.history import RunRow, RunSession, RunUsage
+from ..storage.retention import CostRollup
 from .prices import PriceOverride, PriceTable
 from .pricing import price_from_json
 from .records import RunCost, RunKind
+from .rollup import rollup_records
 
 
 class HistoryStore(Protocol):
@@ -45,6 +47,10 @@ class HistoryStore(Protocol):
     def run_sessions(self, since: float, until: float) -> list[RunSession]: ...
 
     def recorded_prices(self, since: float, until: float) -> list[tuple[str, str, float]]: ...
+
+    def cost_rollups(self, since: float, until: float) -> list[CostRollup]: ...
+
+    def pruned_prices(self, since: float, until: float) -> list[tuple[str, str, float]]: ...
 
 
 @dataclass(frozen=True)
@@ -67,14 +73,28 @@ def load_history(
     until: datetime,
     overrides: Sequence[PriceOverride] = (),
 ) -> History:
+    """The runs that started in [since, until): those still stored, one record each, and
+    those pruned, one record per roll-up (rota.cost.rollup) of the window's whole days."""
     start, end = since.timestamp(), until.timestamp()
+    records = run_costs(
+        store.run_rows(start, end), store.run_usage(start, end), store.run_sessions(start, end)
+    )
+    pruned = rollup_records(store.cost_rollups(start, end))
+    prices = [*store.recorded_prices(start, end), *store.pruned_prices(start, end)]
+    table = history_table(overrides, sorted(prices, key=lambda p: (p[0], p[2])))
+    return History((*records, *pruned), table, since, until)
+
+
+def run_costs(
+    rows: Sequence[RunRow], run_usage: Sequence[RunUsage], run_sessions: Sequence[RunSession]
+) -> list[RunCost]:
+    """One record per run, an escalated agent run folded into its job when both are here."""
     usage: dict[str, dict[str, TokenCounts]] = defaultdict(dict)
     agents: dict[str, str] = {}
-    for u in store.run_usage(start, end):
+    for u in run_usage:
         usage[u.run_id][u.model] = u.usage
         agents[u.run_id] = min(agents.get(u.run_id, u.agent), u.agent)
-    sessions = {s.run_id: s for s in store.run_sessions(start, end)}
-    rows = store.run_rows(start, end)
+    sessions = {s.run_id: s for s in run_sessions}
     records = {
         row.id: _record(row, usage.get(row.id, {}), agents.get(row.id), sessions.get(row.id))
         for row in rows
@@ -85,8 +105,7 @@ def load_history(
             child = _record(row, usage.get(row.id, {}), agents.get(row.id), sessions.get(row.id))
             parent = records.get(row.parent_id or "")
             records[row.parent_id or row.id] = _fold(parent, child) if parent else child
-    table = history_table(overrides, store.recorded_prices(start, end))
-    return History(tuple(records.values()), table, since, until)
+    return list(records.values())
 
 
 def history_table(

@@ -45,6 +45,9 @@ class RunCost:
     cache_ttl: CacheTTL = "5m"
     batch: bool = False
     tool_calls: int = 0
+    # How many runs this record stands for: 1, or more for a day's roll-up of pruned runs
+    # (rota.cost.rollup), whose run_id is "rollup:..." and started_at the day's midnight.
+    runs: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in ("job", "agent", "hybrid"):
@@ -162,7 +165,7 @@ def _row(key: str, runs: Sequence[PricedRun], rate: Decimal) -> ReportRow:
     compute_seconds = sum((r.record.compute_seconds for r in runs), Decimal(0))
     return ReportRow(
         key=key,
-        runs=len(runs),
+        runs=sum(r.record.runs for r in runs),
         usage=sum((r.record.total_usage for r in runs), TokenCounts(requests=0)),
         tokens_usd=sum((r.tokens_usd for r in runs), Decimal(0)),
         # One division for the group: per-run thirds of a cent would not add up to a cent.

@@ -28,8 +28,8 @@ def compare_json(history: History, result: Comparison) -> dict[str, Any]:
     return {
         "since": iso_utc(history.since),
         "until": iso_utc(history.until),
-        "runs": len(history.records),
-        "ai_runs": sum(1 for r in history.records if r.uses_ai),
+        "runs": sum(r.runs for r in history.records),
+        "ai_runs": sum(r.runs for r in history.records if r.uses_ai),
         "cheapest": result.cheapest.name,
         "cheapest_complete": complete.name if complete else None,
         "plans": [plan_json(r) for r in result.results],

@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..storage.audit import (
+    AUDIT_PRUNED,
     GENESIS_HASH,
     AuditHead,
     AuditRecord,
+    Checkpoint,
     record_hash,
 )
 from ..storage.base import AuditLog
@@ -58,7 +60,7 @@ def record(
 
 @dataclass(frozen=True)
 class Problem:
-    check: str  # "hash" | "link" | "missing" | "head"
+    check: str  # "hash" | "link" | "missing" | "head" | "checkpoint"
     message: str
     seq: int | None = None
     id: str | None = None
@@ -93,12 +95,19 @@ def verify_chain(store: AuditLog) -> VerifyReport:
     - the chain's end differs from the head kept in rota_meta: the last records were deleted,
       records were added outside rota, or the head itself was removed ("head"). This is the
       only way to see that the LAST record was deleted; a chain alone cannot show it.
+    - once retention pruned the oldest records, the walk starts at the checkpoint (the last
+      pruned record's seq and hash) and checks it against the `audit.pruned` record that
+      announced it, itself in the chain ("checkpoint"): a checkpoint moved by hand to hide
+      deleted records does not match it.
 
     Records are read in batches without holding appenders off; the last stretch and the
     head are read together under the appenders' lock so that concurrent appends are not
     mistaken for tampering.
     """
     walker = _Walker()
+    checkpoint = store.audit_checkpoint()
+    if checkpoint is not None:
+        walker.start_at(checkpoint, store.audit_record(checkpoint.record))
     while True:
         batch = store.audit_rows(walker.last_seq, _BATCH)
         for rec in batch:
@@ -117,7 +126,30 @@ class _Walker:
         self.problems: list[Problem] = []
         self.checked = 0
         self.last_seq = 0
+        self.start_hash = GENESIS_HASH  # or the checkpoint's, when records were pruned
         self.last: AuditRecord | None = None
+
+    def start_at(self, checkpoint: Checkpoint, announced: AuditRecord | None) -> None:
+        """Walk on from a pruning checkpoint, after checking the record that announced it."""
+        self.last_seq = checkpoint.seq
+        self.start_hash = checkpoint.hash
+        detail = announced.detail if announced is not None else None
+        if (
+            announced is None
+            or announced.action != AUDIT_PRUNED
+            or not isinstance(detail, dict)
+            or detail.get("through_seq") != checkpoint.seq
+            or detail.get("through_hash") != checkpoint.hash
+        ):
+            self.problems.append(
+                Problem(
+                    "checkpoint",
+                    f"the pruning checkpoint (seq {checkpoint.seq}) does not match the "
+                    f"audit.pruned record seq {checkpoint.record} that should announce it: "
+                    "the checkpoint or that record was edited or deleted",
+                    checkpoint.record,
+                )
+            )
 
     def check(self, rec: AuditRecord) -> None:
         self.checked += 1
@@ -130,10 +162,14 @@ class _Walker:
         if rec.seq > expected:
             self.problems.append(_missing(expected, rec.seq - 1, after=rec))
         else:
-            prev_hash = self.last.hash if self.last is not None else GENESIS_HASH
+            prev_hash = self.last.hash if self.last is not None else self.start_hash
             if rec.prev_hash != prev_hash:
                 before = (
-                    f"record seq {self.last.seq}" if self.last is not None else "the genesis hash"
+                    f"record seq {self.last.seq}"
+                    if self.last is not None
+                    else "the genesis hash"
+                    if self.last_seq == 0
+                    else f"the pruning checkpoint (seq {self.last_seq})"
                 )
                 self.problems.append(
                     Problem(
@@ -158,8 +194,10 @@ class _Walker:
                     )
                 )
             return
+        if last is None and head.seq == self.last_seq and head.hash == self.start_hash:
+            return  # every record was pruned; the head is the checkpoint
         if last is None or last.seq < head.seq:
-            first = 1 if last is None else last.seq + 1
+            first = self.last_seq + 1 if last is None else last.seq + 1
             self.problems.append(_missing(first, head.seq, after=None, check="head"))
         elif last.seq > head.seq:
             self.problems.append(

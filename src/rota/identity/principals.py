@@ -30,6 +30,7 @@ _GROUP = re.compile(r"[a-z0-9][a-z0-9_.\-]*")
 class UnknownPrincipal(RotaError, LookupError):
     """A name that is neither declared in the app nor stored: raised before anything runs as it,
     with the known names, so a typo in `run_as` is caught at start-up rather than at 3 a.m."""
+
     def __init__(self, name: str, known: Iterable[str] = ()) -> None:
         self.name = name
         names = sorted(known)
@@ -43,6 +44,7 @@ class UnknownPrincipal(RotaError, LookupError):
 class PrincipalDisabled(RotaError, PermissionError):
     """The principal exists but was disabled (`rota principals disable`): its runs and tokens
     stop at once instead of acting on credentials someone meant to withdraw."""
+
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(

@@ -29,6 +29,7 @@ from ..agents.tools import (
     ToolSource,
 )
 from ..agents.types import ToolResult
+from ..alerts import Alerts
 from ..cost.budgets import Budget
 from ..durations import seconds
 from ..errors import AgentFailed
@@ -36,7 +37,7 @@ from . import triggers as routine_triggers
 from .caps import Caps
 from .catalog import Catalog
 from .loader import Routine
-from .spec import ApiTrigger, ApprovalRule, Money, RoutineSpec
+from .spec import ApiTrigger, ApprovalRule, Money, NotifySpec, RoutineSpec
 
 if TYPE_CHECKING:
     from ..context import RunContext
@@ -58,6 +59,7 @@ class Built:
     caps: Caps | None
     per_day: Budget | None
     fires_over_api: bool
+    alerts: Alerts | None = None  # the job's alerts= (None: the app's)
 
 
 def build(routine: Routine, catalog: Catalog, *, capped_name: str | None = None) -> Built:
@@ -87,6 +89,7 @@ def build(routine: Routine, catalog: Catalog, *, capped_name: str | None = None)
         caps=_caps(spec, capped_name or spec.name),
         per_day=_budget(spec.budget.per_day if spec.budget else None),
         fires_over_api=any(isinstance(t, ApiTrigger) for t in spec.triggers),
+        alerts=_alerts(spec.notify),
     )
 
 
@@ -212,6 +215,18 @@ def _schema_check(schema: dict[str, Any]) -> Callable[[Any], bool]:
         return validator.is_valid(data)
 
     return meets
+
+
+def _alerts(notify: NotifySpec | None) -> Alerts | None:
+    if notify is None:
+        return None
+    return Alerts(
+        sinks=tuple(notify.sinks),
+        failure=notify.failure,
+        budget=notify.budget,
+        approval_after=notify.approval_after,
+        silence=notify.silence,
+    )
 
 
 def _budget(money: Money | None) -> Budget | None:

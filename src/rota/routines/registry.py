@@ -131,6 +131,7 @@ class Routines:
         spec = routine.spec
         hot_path = spec.job if spec.mode == "hybrid" else None
         built = build(routine, self.catalog, capped_name=hot_path)
+        alerts: dict[str, Any] = {} if built.alerts is None else {"alerts": built.alerts}
         if hot_path is None:
             host.add(
                 built.fn,
@@ -139,9 +140,10 @@ class Routines:
                 trigger=list(built.triggers),
                 run_as=spec.principal,
                 timeout=spec.timeout,
+                **alerts,
             )
         else:
-            host.add(built.fn, kind="agent", name=spec.name, run_as=spec.principal)
+            host.add(built.fn, kind="agent", name=spec.name, run_as=spec.principal, **alerts)
             job = host.definitions[hot_path]  # the hot path: the file's triggers fire it
             host.definitions[hot_path] = replace(
                 job,

@@ -153,6 +153,18 @@ class ApprovalRule(_Strict):
     on_timeout: Literal["reject"] = "reject"
 
 
+class NotifySpec(_Strict):
+    """This routine's alerts (docs/alerts.md), sent to alert sinks the app declared, by name
+    (none: the app's own sinks): a failed run, a budget refusal, an approval still pending
+    after `approval_after`, a missed schedule."""
+
+    sinks: list[Name] = []
+    failure: bool = True
+    budget: bool = True
+    approval_after: Duration | None = "1h"
+    silence: bool = True
+
+
 class RoutineSpec(_Strict):
     """A routine's front matter; the markdown body below it is the prompt."""
 
@@ -185,6 +197,7 @@ class RoutineSpec(_Strict):
     budget: BudgetSpec | None = None
     caps: CapsSpec | None = None
     approval: list[ApprovalRule] = []
+    notify: NotifySpec | None = None
     billing: Name | None = pydantic.Field(
         None, description="The plan this routine is billed under (rota cost compare)"
     )

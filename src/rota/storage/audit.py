@@ -52,6 +52,7 @@ PRINCIPAL_CHANGED = "principal.changed"
 SCOPE_CHANGED = "scope.changed"
 BUDGET_EXCEEDED = "budget.exceeded"
 SCHEDULE_CHANGED = "schedule.changed"  # paused, resumed or backfilled by hand
+AUDIT_PRUNED = "audit.pruned"  # retention deleted old records and moved the checkpoint
 
 GENESIS_HASH = "0" * 64
 _COLUMNS = {  # column -> PostgreSQL type, for batched inserts
@@ -69,6 +70,8 @@ _COLUMNS = {  # column -> PostgreSQL type, for batched inserts
     "hash": "text",
 }
 HEAD_KEY = "audit_head"
+# Where the chain starts once retention pruned its oldest records (storage/retention.py).
+CHECKPOINT_KEY = "audit_checkpoint"
 ACTOR_KINDS = ("human", "machine")  # what acted: a person, or rota running code
 SYSTEM_ACTOR_PREFIX = "rota:"  # rota's own actors (rota:app, rota:worker, rota:anonymous...)
 HASHED_FIELDS = (
@@ -135,6 +138,16 @@ class AuditRecord:
 class AuditHead:
     seq: int
     hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where the chain starts after pruning: the last pruned record's seq and hash, and the
+    seq of the `audit.pruned` record that announced them (which the verifier checks)."""
+
+    seq: int
+    hash: str
+    record: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +329,21 @@ class AuditQueries(SqlBase):
             return None
         value = json.loads(rows[0]["value"])
         return AuditHead(int(value["seq"]), str(value["hash"]))
+
+    def audit_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint the chain starts from; None when nothing was ever pruned."""
+        return self.read_checkpoint(self.conn())
+
+    def read_checkpoint(self, conn: Connection) -> Checkpoint | None:
+        rows = conn.execute("SELECT value FROM rota_meta WHERE key = :key", {"key": CHECKPOINT_KEY})
+        if not rows:
+            return None
+        value = json.loads(rows[0]["value"])
+        return Checkpoint(int(value["seq"]), str(value["hash"]), int(value["record"]))
+
+    def audit_record(self, seq: int) -> AuditRecord | None:
+        rows = self.conn().execute("SELECT * FROM rota_audit WHERE seq = :seq", {"seq": seq})
+        return _record(rows[0]) if rows else None
 
     def _audit_last(self, conn: Connection) -> AuditHead | None:
         rows = conn.execute("SELECT seq, hash FROM rota_audit ORDER BY seq DESC LIMIT 1")

@@ -35,13 +35,14 @@ if TYPE_CHECKING:
     from .agent_cache import CachedDecision
     from .alerts import AlertRecord, FailedRun, OverdueApproval, ScheduleHealth
     from .approval_records import ApprovalRequest
-    from .audit import AuditEntry, AuditHead, AuditRecord
+    from .audit import AuditEntry, AuditHead, AuditRecord, Checkpoint
     from .dashboard import WindowRun
     from .dialects import Dialect
     from .gauges import LiveRuns, WaitingApprovals
     from .history import RunRow, RunSession, RunUsage
     from .limits import Charge
     from .principals import Change, Principal, TokenRecord
+    from .retention import CostRollup, PrunedRuns, Summarize
     from .schedules import Decide
     from .secrets import SecretRecord
     from .shadow import ShadowRecord
@@ -289,6 +290,12 @@ class AuditLog(AuditWriter, Protocol):
 
     def audit_head(self) -> AuditHead | None: ...
 
+    def audit_checkpoint(self) -> Checkpoint | None:
+        """Where the chain starts once retention pruned its oldest records, if it did."""
+        ...
+
+    def audit_record(self, seq: int) -> AuditRecord | None: ...
+
 
 class MeteringStore(AuditWriter, Protocol):
     """The agent loop's metering (rota.agentloop.metering; the approval gate reads a run's
@@ -333,11 +340,65 @@ class HistoryStore(Protocol):
 
     def recorded_prices(self, since: float, until: float) -> list[tuple[str, str, float]]: ...
 
+    def cost_rollups(self, since: float, until: float) -> list[CostRollup]:
+        """Daily roll-ups of pruned runs, for the days that start in [since, until)."""
+        ...
+
+    def pruned_prices(self, since: float, until: float) -> list[tuple[str, str, float]]: ...
+
     def usage_totals(self, by: UsageGroup, since: float, until: float) -> list[UsageTotal]: ...
 
     def budget_used(self, charge: BudgetCharge) -> tuple[int, int, int]: ...
 
     def budget_held(self, charge: BudgetCharge, now: float) -> tuple[int, int, int]: ...
+
+
+class RetentionStore(AuditWriter, Protocol):
+    """What pruning uses (rota.retention; `rota db prune`, the scheduler's daily prune)."""
+
+    def prunable_runs(
+        self,
+        cutoff: float,
+        *,
+        month_start: float,
+        names: Sequence[str] | None = None,
+        except_names: Sequence[str] = (),
+        limit: int = 500,
+    ) -> list[str]: ...
+
+    def count_prunable_runs(
+        self,
+        cutoff: float,
+        *,
+        month_start: float,
+        names: Sequence[str] | None = None,
+        except_names: Sequence[str] = (),
+    ) -> int: ...
+
+    def prune_runs(self, ids: Sequence[str], summarize: Summarize) -> PrunedRuns: ...
+
+    def prune_events(self, cutoff: float, limit: int = 1000) -> int: ...
+
+    def count_events(self, cutoff: float) -> int: ...
+
+    def prunable_audit(self, cutoff: float) -> int: ...
+
+    def prune_audit(
+        self,
+        cutoff: float,
+        actor: str,
+        detail: dict[str, Any],
+        *,
+        through: int,
+        limit: int = 5000,
+    ) -> tuple[int, AuditRecord | None]: ...
+
+    def audit_head(self) -> AuditHead | None: ...
+
+    def claim_due(self, key: str, now: float, next_due: float) -> bool:
+        """When `key` is due (never claimed, or its due time has come), move it to
+        `next_due` and return True: of many schedulers, one claims each turn."""
+        ...
 
 
 class DecisionCache(Protocol):
@@ -527,6 +588,7 @@ class Store(
     AuditLog,
     MeteringStore,
     HistoryStore,
+    RetentionStore,
     DecisionCache,
     ShadowStore,
     LimitStore,

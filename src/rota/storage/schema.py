@@ -513,6 +513,52 @@ MIGRATIONS += (
     ),
 )
 
+MIGRATIONS += (
+    Migration(
+        16,
+        "retention: daily cost roll-ups and billed prices of pruned runs (storage/retention.py)",
+        (
+            # What `rota db prune` keeps of the runs it deletes, so that cost reports of a
+            # pruned period add up to what they did before. One row per (UTC day the run
+            # started, run name, cost kind, principal, trigger, agent, model); '' stands for
+            # none. The row with model '' counts the runs and their compute and session time;
+            # each other row holds one model's tokens. Seconds are integer microseconds so
+            # that sums are exact.
+            """CREATE TABLE rota_cost_rollup (
+                day TEXT NOT NULL,
+                name TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                principal TEXT NOT NULL,
+                trigger TEXT NOT NULL,
+                agent TEXT NOT NULL,
+                model TEXT NOT NULL,
+                runs BIGINT NOT NULL,
+                compute_us BIGINT NOT NULL,
+                session_us BIGINT NOT NULL,
+                tool_calls BIGINT NOT NULL,
+                input_tokens BIGINT NOT NULL,
+                output_tokens BIGINT NOT NULL,
+                cache_write_tokens BIGINT NOT NULL,
+                cache_read_tokens BIGINT NOT NULL,
+                reasoning_tokens BIGINT NOT NULL,
+                requests BIGINT NOT NULL,
+                PRIMARY KEY (day, name, kind, principal, trigger, agent, model)
+            )""",
+            # The prices pruned calls were billed at, per day: a model with no list price (a
+            # scripted one, or one priced with price=) is priced from these in later reports.
+            """CREATE TABLE rota_cost_prices (
+                model TEXT NOT NULL,
+                price TEXT NOT NULL,
+                day TEXT NOT NULL,
+                first_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (model, price, day)
+            )""",
+            # Pruning finds finished runs by when they ended, oldest first.
+            "CREATE INDEX rota_runs_finished_name ON rota_runs (name, finished_at)",
+        ),
+    ),
+)
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 META_TABLE = """CREATE TABLE IF NOT EXISTS rota_meta (

@@ -20,6 +20,7 @@ from .gauges import GaugeQueries
 from .history import HistoryQueries
 from .limits import LimitQueries
 from .principals import PrincipalQueries
+from .retention import RetentionQueries
 from .runs import RunQueries
 from .schedules import ScheduleQueries
 from .secrets import SecretQueries
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class SqlStore(
+    RetentionQueries,  # first: it extends AuditQueries and HistoryQueries
     RunQueries,
     AlertQueries,
     ScheduleQueries,

@@ -1,0 +1,319 @@
+"""Retention on both databases: a March history (jobs, a workflow with steps, an agent on a
+scripted model, events, a run left waiting) pruned with `rota db prune` and `prune()`.
+Checked: cost reports of the pruned period are unchanged (totals and every grouping), the
+audit chain verifies from its checkpoint (and a checkpoint or record edited afterwards is
+caught), a waiting run and its rows stay, a job's own retention wins over the default,
+--dry-run changes nothing, and bad values are refused with one clear line (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from rota import Agent, App, FakeClock, RunState
+from rota.agents.types import ModelRequest
+from rota.cli import app as cli
+from rota.cost import Price
+from rota.identity.audit import verify_chain
+from rota.retention import RetentionPolicy, prune
+from rota.scheduler import Scheduler
+from rota.storage import SqlStore
+from rota.testing import ScriptedModel, say
+
+SINCE, UNTIL = "2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z"
+GROUPS = ("workflow", "agent", "principal", "day", "kind", "trigger")
+DAY = 86400.0
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("ROTA_DATABASE_URL", "ROTA_APP", "ROTA_PRICES", "ROTA_RETENTION"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def build_app(database_url: str, clock: FakeClock, **options: Any) -> App:
+    app = App(database_url, clock=clock, **options)
+
+    @app.job
+    def crunch(ctx: Any) -> None:
+        clock.advance(120)
+
+    @app.job(retention="400d")
+    def ledger(ctx: Any) -> None:
+        clock.advance(30)
+
+    @app.workflow
+    async def pipeline(ctx: Any) -> str:
+        first = await ctx.step("fetch", lambda: "a")
+        second = await ctx.step("store", lambda: first + "b")
+        return str(second)
+
+    @app.workflow
+    async def patient(ctx: Any) -> Any:
+        return await ctx.wait_for_event("never-sent")
+
+    def reply(request: ModelRequest, turn: int) -> Any:
+        clock.advance(60)
+        return say("approved")
+
+    model = ScriptedModel("reviewer", fn=reply, tokens=(1000, 200))
+    app.agent(Agent("reviewer", model, "Review.", price=Price(input=3, output=15)))
+    return app
+
+
+@pytest.fixture
+def history(database_url: str) -> Iterator[dict[str, list[str]]]:
+    """March 2026: 3 crunch, 2 ledger, 2 pipeline and 3 reviewer runs over four days, two
+    events, and a `patient` run left WAITING on the 6th."""
+    clock = FakeClock(_at("2026-03-02T08:00"))
+    app = build_app(database_url, clock)
+    plan = [
+        ("2026-03-02T09:00", "crunch"),
+        ("2026-03-02T10:00", "reviewer"),
+        ("2026-03-02T11:00", "pipeline"),
+        ("2026-03-03T09:00", "crunch"),
+        ("2026-03-03T10:00", "reviewer"),
+        ("2026-03-03T12:00", "ledger"),
+        ("2026-03-04T09:00", "crunch"),
+        ("2026-03-04T11:00", "pipeline"),
+        ("2026-03-05T10:00", "reviewer"),
+        ("2026-03-05T12:00", "ledger"),
+    ]
+    ids: dict[str, list[str]] = {}
+    try:
+        for when, name in plan:
+            clock.set(_at(when))
+            handle = app.run_now(name, "go")
+            app.drain(concurrency=1, prefetch=0, lease_s=10_000)
+            assert handle.get().state == RunState.SUCCEEDED
+            ids.setdefault(name, []).append(handle.id)
+        for when in ("2026-03-03T13:00", "2026-03-04T13:00"):
+            clock.set(_at(when))
+            app.emit("invoice.paid", {"n": 1})
+        clock.set(_at("2026-03-06T09:00"))
+        waiting = app.run_now("patient")
+        app.drain(concurrency=1, prefetch=0, lease_s=10_000)
+        assert waiting.get().state == RunState.WAITING
+        ids["patient"] = [waiting.id]
+        yield ids
+    finally:
+        app.close()
+
+
+APP_SOURCE = """\
+from rota import App
+
+app = App()
+
+
+@app.job(retention="400d")
+def ledger(ctx):
+    pass
+"""
+
+
+@pytest.fixture
+def with_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """`--app` for a module declaring what pruning reads of the app: ledger's retention."""
+    module = f"retention_app_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(APP_SOURCE)
+    monkeypatch.chdir(tmp_path)
+    return ["--app", f"{module}:app"]
+
+
+def rota(url: str, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["--database-url", url, *args])
+
+
+def reports(url: str) -> dict[str, Any]:
+    """The March cost report, grouped every way, as JSON."""
+    out = {}
+    for by in GROUPS:
+        result = rota(
+            url, "cost", "report", "--since", SINCE, "--until", UNTIL, "--by", by, "--json"
+        )
+        assert result.exit_code == 0, result.output
+        out[by] = json.loads(result.stdout)
+    return out
+
+
+def counts(url: str) -> dict[str, int]:
+    store = SqlStore(url)
+    try:
+        tables = ("rota_runs", "rota_steps", "rota_usage", "rota_agent_sessions", "rota_events")
+        tables += ("rota_waits", "rota_audit", "rota_cost_rollup")
+        return {t: store.conn().execute(f"SELECT COUNT(*) AS n FROM {t}")[0]["n"] for t in tables}
+    finally:
+        store.close()
+
+
+def run_ids(url: str) -> set[str]:
+    store = SqlStore(url)
+    try:
+        return {r["id"] for r in store.conn().execute("SELECT id FROM rota_runs")}
+    finally:
+        store.close()
+
+
+def test_prune_keeps_cost_reports_and_waiting_runs_and_honours_job_retention(
+    database_url: str, history: dict[str, list[str]], with_app: list[str]
+) -> None:
+    before = reports(database_url)
+    assert before["workflow"]["rows"], "the history must cost something to compare"
+    counted = counts(database_url)
+    assert counted["rota_steps"] >= 4 and counted["rota_usage"] == 3
+    assert counted["rota_events"] == 2
+
+    result = rota(database_url, *with_app, "db", "prune", "--older-than", "30d", "--json")
+    assert result.exit_code == 0, result.output
+    pruned = json.loads(result.stdout)
+    # crunch 3, pipeline 2, reviewer 3 by the default; ledger keeps its runs for 400 days.
+    assert pruned["runs"] == 8
+    assert pruned["runs_by_name"] == {"(default)": 8}
+    assert pruned["events"] == 2
+    assert pruned["rows"]["rota_usage"] == 3 and pruned["rows"]["rota_steps"] >= 4
+
+    left = run_ids(database_url)
+    assert left == {*history["ledger"], *history["patient"]}
+    after = counts(database_url)
+    assert after["rota_usage"] == 0 and after["rota_events"] == 0
+    assert after["rota_waits"] == counted["rota_waits"]  # the waiting run's wait stays
+    assert after["rota_cost_rollup"] > 0
+    # The report of the pruned month is what it was, grouped every way.
+    assert reports(database_url) == before
+    # The waiting run still works: it is found and can be cancelled by hand.
+    shown = rota(database_url, "runs", "show", history["patient"][0], "--json")
+    assert json.loads(shown.stdout)["state"] == "WAITING"
+
+    # Pruning again finds nothing and changes no report: a second scheduler is harmless.
+    again = rota(database_url, *with_app, "db", "prune", "--older-than", "30d", "--json")
+    assert json.loads(again.stdout)["runs"] == 0
+    assert reports(database_url) == before
+    assert rota(database_url, "audit", "verify").exit_code == 0
+
+
+def test_per_job_retention_goes_by_its_own_cutoff(
+    database_url: str, history: dict[str, list[str]]
+) -> None:
+    store = SqlStore(database_url)
+    try:
+        now = _at("2026-03-20T00:00").timestamp()  # 15 to 18 days after the runs
+        policy = RetentionPolicy(default_s=30 * DAY, per_name={"ledger": 10 * DAY})
+        report = prune(store, policy, now)
+    finally:
+        store.close()
+    assert report.runs == 2 and report.per_name == {"ledger": 2}
+    assert not set(history["ledger"]) & run_ids(database_url)
+    assert set(history["crunch"]) <= run_ids(database_url)
+
+
+def test_dry_run_changes_nothing(database_url: str, history: dict[str, list[str]]) -> None:
+    before, reported = counts(database_url), reports(database_url)
+    # Without an app, every run goes by --older-than: ledger's 2 runs too.
+    result = rota(database_url, "db", "prune", "--older-than", "30d", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    would = json.loads(result.stdout)
+    assert (would["dry_run"], would["runs"], would["events"]) == (True, 10, 2)
+    assert counts(database_url) == before
+    assert reports(database_url) == reported
+    text = rota(database_url, "db", "prune", "--older-than", "30d", "--dry-run")
+    assert "would prune 10 finished runs" in text.stdout
+
+
+def test_audit_chain_verifies_from_the_checkpoint_and_catches_tampering(
+    database_url: str, history: dict[str, list[str]]
+) -> None:
+    store = SqlStore(database_url)
+    try:
+        records = verify_chain(store).checked
+        assert records >= 10  # a run.started record per execution
+        # Far enough ahead that every record (stamped with the real time) is old.
+        now = datetime.now(UTC).timestamp() + 400 * DAY
+        report = prune(store, RetentionPolicy(default_s=30 * DAY), now)
+        assert report.audit_records == records + 1  # and the retention.pruned record
+        checked = verify_chain(store)
+        assert checked.ok, checked.problems
+        assert checked.checked == 1  # only the audit.pruned record that names the checkpoint
+        last = store.audit_records(limit=1)[0]
+        assert last.action == "audit.pruned"
+        assert last.detail["through_seq"] == report.checkpoint_seq
+        store.audit("rota:test", "run.requested")
+        assert verify_chain(store).ok
+
+        # Moving the checkpoint forward (to hide deleted records) is caught.
+        meta = store.conn().execute("SELECT value FROM rota_meta WHERE key = 'audit_checkpoint'")
+        value = json.loads(meta[0]["value"])
+        store.conn().execute(
+            "UPDATE rota_meta SET value = :v WHERE key = 'audit_checkpoint'",
+            {"v": json.dumps({**value, "seq": value["seq"] + 1})},
+        )
+        problems = verify_chain(store).problems
+        assert [p.check for p in problems][:1] == ["checkpoint"]
+    finally:
+        store.close()
+    result = rota(database_url, "audit", "verify")
+    assert result.exit_code == 1
+    assert "pruning checkpoint" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("yesterday", "--older-than 'yesterday' is not a duration"),
+        ("10m", "--older-than must be at least 1h"),
+        ("-3d", "is not a duration"),
+        ("", "nothing says how long to keep runs"),
+    ],
+)
+def test_bad_older_than_is_refused_and_nothing_is_pruned(
+    database_url: str, history: dict[str, list[str]], value: str, expected: str
+) -> None:
+    before = counts(database_url)
+    args = ["db", "prune", "--older-than", value] if value else ["db", "prune"]
+    result = rota(database_url, *args)
+    assert result.exit_code == 2, result.output
+    assert expected in result.stderr
+    assert "Traceback" not in result.output
+    assert counts(database_url) == before
+
+
+def test_bad_retention_options_are_refused_at_definition(sqlite_url: str) -> None:
+    app = App(sqlite_url)
+    try:
+        with pytest.raises(Exception, match="retention must be at least 1h"):
+            app.job(lambda ctx: None, name="quick", retention="5m")
+        with pytest.raises(Exception, match="retention 'soon' is not a duration"):
+            app.job(lambda ctx: None, name="soon", retention="soon")
+    finally:
+        app.close()
+    with pytest.raises(Exception, match="retention must be at least 1h"):
+        App(sqlite_url, retention=60)
+
+
+def test_the_scheduler_prunes_once_per_turn(
+    database_url: str, history: dict[str, list[str]]
+) -> None:
+    clock = FakeClock(_at("2026-05-01T00:00"))
+    app = build_app(database_url, clock, retention="30d")
+    try:
+        first, second = Scheduler(app), Scheduler(app)
+        report = first.prune_if_due()
+        assert report is not None and report.runs == 8
+        assert second.prune_if_due() is None  # the day's turn is taken
+        clock.advance(DAY)
+        later = second.prune_if_due()
+        assert later is not None and later.runs == 0
+    finally:
+        app.close()
+    assert run_ids(database_url) == {*history["ledger"], *history["patient"]}
