@@ -675,6 +675,9 @@ def _header(headers: Mapping[str, str], *names: str) -> str | None:
 
 @dataclass(frozen=True)
 class Emitted:
+    """What `app.emit` did: the stored event, whether it is new (an idempotency key seen before
+    stores nothing and starts nothing), and the runs its triggers enqueued."""
+
     event_id: str
     created: bool  # False: an event with this idempotency key was stored before
     runs: list[RunHandle]

@@ -143,6 +143,9 @@ class Debounced:
 
 @dataclass(frozen=True, slots=True)
 class Run:
+    """A run as stored: one execution request of a job, workflow or agent, with its state,
+    payload, result or error and attempts. A snapshot: read it again for its state now."""
+
     id: str
     name: str
     kind: str
@@ -176,6 +179,9 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class Step:
+    """A checkpointed step of a run (`ctx.step`, an agent's model call or tool call):
+    its result is what a resumed run gets back instead of executing the step again."""
+
     run_id: str
     key: str
     seq: int
@@ -223,6 +229,9 @@ class Completion:
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """A stored event (`app.emit`, a webhook delivery, a PostgreSQL NOTIFY): kept so that
+    `on_event` triggers and `ctx.wait_for_event` see it, and `rota events replay` can rerun it."""
+
     id: str
     name: str
     payload: Any

@@ -20,6 +20,9 @@ from .model import ModelCall
 
 @dataclass(frozen=True, slots=True)
 class StepInfo:
+    """The step being executed, for code deep inside it (`current_step()`): its idempotency key
+    stays the same across retries, so an outside call made with it happens once."""
+
     run_id: str
     key: str
     attempt: int

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rota import Agent, App, ToolContext, tool
+from rota.cost import Price
 from rota.testing import ScriptedModel, answer, call
 
 PRINCIPALS = {"admin": "root", "operator": "ops", "viewer": "watcher"}
@@ -15,6 +16,18 @@ PRINCIPALS = {"admin": "root", "operator": "ops", "viewer": "watcher"}
 def lookup(ctx: ToolContext, customer_id: str) -> str:
     """Look up a customer."""
     return f"plan of {customer_id}: gold"
+
+
+@tool(scopes=["crm:write"])
+def wipe(ctx: ToolContext, customer_id: str) -> str:
+    """Delete a customer (the agent's principal lacks crm:write: always denied)."""
+    return f"wiped {customer_id}"
+
+
+@tool(requires_approval=True, approvers="finance")
+def refund(ctx: ToolContext, customer_id: str, amount_cents: int) -> str:
+    """Refund a customer, once a human approves."""
+    return f"refunded {amount_cents} to {customer_id}"
 
 
 def build(database_url: str | None = None) -> App:
@@ -38,7 +51,44 @@ def build(database_url: str | None = None) -> App:
     )
     reviewer = Agent("reviewer", model, "Review the customer.", tools=[lookup])
     built.agent(reviewer, run_as="svc-agent")
+    _runs_page_definitions(built)
     return built
+
+
+def _runs_page_definitions(built: App) -> None:
+    """What the Runs and Run page tests seed (test_runs_pages.py): a job that escalates to
+    an agent whose refund a human approves, and a workflow whose third step fails."""
+    triage_model = ScriptedModel(
+        "dashboard-triager",
+        script=[
+            call("lookup", customer_id="acme"),
+            call("wipe", customer_id="acme"),
+            call("refund", customer_id="acme", amount_cents=1200),
+            answer("refunded acme 12.00"),
+        ],
+    )
+    triager = Agent(
+        "triager",
+        triage_model,
+        "Settle the escalated request.",
+        tools=[lookup, wipe, refund],
+        price=Price(3, 15),
+    )
+    built.agent(triager, run_as="svc-agent")
+
+    @built.job(escalate_to="triager")
+    def intake(ctx: Any, payload: Any) -> Any:
+        return ctx.escalate(payload, reason="a refund needs a person")
+
+    @built.workflow(retries=0)
+    async def ingest(ctx: Any, payload: Any) -> None:
+        await ctx.step("fetch", lambda: "fetched")
+        await ctx.step("parse", lambda: {"rows": 3})
+        await ctx.step("load", _load)
+
+
+def _load() -> None:
+    raise RuntimeError("constraint violated: duplicate key acme")
 
 
 app = build()

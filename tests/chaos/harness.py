@@ -272,8 +272,12 @@ class Chaos:
         until = time.monotonic() + self.config.fault_s
         time.sleep(1.0)  # the first runs complete before the first fault
         while time.monotonic() < until:
-            self._inject(self.random.choice(self.config.faults))
-            time.sleep(self.random.uniform(*self.config.gap_s))
+            # Every kind once a round, in a seeded order: short runs still meet them all.
+            for kind in self.random.sample(self.config.faults, len(self.config.faults)):
+                if time.monotonic() >= until:
+                    break
+                self._inject(kind)
+                time.sleep(self.random.uniform(*self.config.gap_s))
         self._settle()
         logs = {p.name: p.text() for p in self._processes()}
         findings = invariants.check_all(self.rota, self.side, self.expected, logs)

@@ -51,7 +51,7 @@ def test_short_chaos_on_postgresql_keeps_every_invariant(
     result = _run_pg(cluster, tmp_path, config)
     assert result.findings.ok, result.table()
     assert result.findings.counts["runs succeeded"] > 0
-    assert len({f.kind for f in result.faults}) >= 3, result.table()
+    assert {f.kind for f in result.faults} == set(PG_FAULTS), result.table()
 
 
 @pytest.mark.postgres

@@ -63,6 +63,10 @@ def build_app(database_url: str, clock: FakeClock, **options: Any) -> App:
     async def patient(ctx: Any) -> Any:
         return await ctx.wait_for_event("never-sent")
 
+    @app.job(escalate_to="reviewer")
+    def triage(ctx: Any) -> Any:
+        return ctx.escalate({"invoice": 7}, reason="unknown kind")
+
     def reply(request: ModelRequest, turn: int) -> Any:
         clock.advance(60)
         return say("approved")
@@ -74,8 +78,9 @@ def build_app(database_url: str, clock: FakeClock, **options: Any) -> App:
 
 @pytest.fixture
 def history(database_url: str) -> Iterator[dict[str, list[str]]]:
-    """March 2026: 3 crunch, 2 ledger, 2 pipeline and 3 reviewer runs over four days, two
-    events, and a `patient` run left WAITING on the 6th."""
+    """March 2026: 3 crunch, 2 ledger, 2 pipeline and 3 reviewer runs over four days, a
+    triage job that escalated to the reviewer, two events, and a `patient` run left WAITING
+    on the 6th."""
     clock = FakeClock(_at("2026-03-02T08:00"))
     app = build_app(database_url, clock)
     plan = [
@@ -87,6 +92,7 @@ def history(database_url: str) -> Iterator[dict[str, list[str]]]:
         ("2026-03-03T12:00", "ledger"),
         ("2026-03-04T09:00", "crunch"),
         ("2026-03-04T11:00", "pipeline"),
+        ("2026-03-04T15:00", "triage"),
         ("2026-03-05T10:00", "reviewer"),
         ("2026-03-05T12:00", "ledger"),
     ]
@@ -98,6 +104,8 @@ def history(database_url: str) -> Iterator[dict[str, list[str]]]:
             app.drain(concurrency=1, prefetch=0, lease_s=10_000)
             assert handle.get().state == RunState.SUCCEEDED
             ids.setdefault(name, []).append(handle.id)
+            if name == "triage":  # and the agent run it escalated to, folded into it
+                ids.setdefault("escalated", []).append(handle.result()["run_id"])
         for when in ("2026-03-03T13:00", "2026-03-04T13:00"):
             clock.set(_at(when))
             app.emit("invoice.paid", {"n": 1})
@@ -172,17 +180,20 @@ def test_prune_keeps_cost_reports_and_waiting_runs_and_honours_job_retention(
     before = reports(database_url)
     assert before["workflow"]["rows"], "the history must cost something to compare"
     counted = counts(database_url)
-    assert counted["rota_steps"] >= 4 and counted["rota_usage"] == 3
+    assert counted["rota_steps"] >= 4 and counted["rota_usage"] == 4
+    kinds = {r["key"] for r in before["kind"]["rows"]}
+    assert kinds == {"job", "agent", "hybrid"}  # the escalation is one hybrid record
     assert counted["rota_events"] == 2
 
     result = rota(database_url, *with_app, "db", "prune", "--older-than", "30d", "--json")
     assert result.exit_code == 0, result.output
     pruned = json.loads(result.stdout)
-    # crunch 3, pipeline 2, reviewer 3 by the default; ledger keeps its runs for 400 days.
-    assert pruned["runs"] == 8
-    assert pruned["runs_by_name"] == {"(default)": 8}
+    # crunch 3, pipeline 2, reviewer 3, triage and its agent run by the default; ledger
+    # keeps its runs for 400 days.
+    assert pruned["runs"] == 10
+    assert pruned["runs_by_name"] == {"(default)": 10}
     assert pruned["events"] == 2
-    assert pruned["rows"]["rota_usage"] == 3 and pruned["rows"]["rota_steps"] >= 4
+    assert pruned["rows"]["rota_usage"] == 4 and pruned["rows"]["rota_steps"] >= 4
 
     left = run_ids(database_url)
     assert left == {*history["ledger"], *history["patient"]}
@@ -224,11 +235,11 @@ def test_dry_run_changes_nothing(database_url: str, history: dict[str, list[str]
     result = rota(database_url, "db", "prune", "--older-than", "30d", "--dry-run", "--json")
     assert result.exit_code == 0, result.output
     would = json.loads(result.stdout)
-    assert (would["dry_run"], would["runs"], would["events"]) == (True, 10, 2)
+    assert (would["dry_run"], would["runs"], would["events"]) == (True, 12, 2)
     assert counts(database_url) == before
     assert reports(database_url) == reported
     text = rota(database_url, "db", "prune", "--older-than", "30d", "--dry-run")
-    assert "would prune 10 finished runs" in text.stdout
+    assert "would prune 12 finished runs" in text.stdout
 
 
 def test_audit_chain_verifies_from_the_checkpoint_and_catches_tampering(
@@ -309,7 +320,7 @@ def test_the_scheduler_prunes_once_per_turn(
     try:
         first, second = Scheduler(app), Scheduler(app)
         report = first.prune_if_due()
-        assert report is not None and report.runs == 8
+        assert report is not None and report.runs == 10
         assert second.prune_if_due() is None  # the day's turn is taken
         clock.advance(DAY)
         later = second.prune_if_due()
@@ -317,3 +328,20 @@ def test_the_scheduler_prunes_once_per_turn(
     finally:
         app.close()
     assert run_ids(database_url) == {*history["ledger"], *history["patient"]}
+
+
+def test_runs_with_model_usage_in_this_month_stay_for_monthly_budgets(
+    database_url: str, history: dict[str, list[str]]
+) -> None:
+    store = SqlStore(database_url)
+    try:
+        now = _at("2026-03-31T12:00").timestamp()  # every run is older than a day
+        report = prune(store, RetentionPolicy(default_s=DAY), now)
+    finally:
+        store.close()
+    left = run_ids(database_url)
+    # Budgets of March read this month's spending from the usage rows: the agent runs (and
+    # the job that escalated to one) stay until April; plain job runs go.
+    assert {*history["reviewer"], *history["triage"], *history["escalated"]} <= left
+    assert not {*history["crunch"], *history["pipeline"]} & left
+    assert report.runs == 7  # crunch 3, pipeline 2, ledger 2

@@ -138,10 +138,17 @@ class RetentionQueries(AuditQueries, HistoryQueries):
         names: Sequence[str] | None = None,
         except_names: Sequence[str] = (),
     ) -> int:
-        """How many runs prunable_runs would list (not counting escalated agent runs)."""
+        """How many runs prunable_runs would list, page after page: with the escalated
+        agent runs that go with them."""
         where, params = self._prunable(cutoff, month_start, names, except_names)
-        rows = self.conn().execute(f"SELECT COUNT(*) AS n FROM rota_runs r WHERE {where}", params)
-        return int(rows[0]["n"])
+        rows = self.conn().execute(
+            f"""SELECT (SELECT COUNT(*) FROM rota_runs r WHERE {where}) AS roots,
+                (SELECT COUNT(*) FROM rota_runs c
+                 WHERE c.trigger = '{ESCALATION}'
+                   AND c.parent_id IN (SELECT r.id FROM rota_runs r WHERE {where})) AS children""",
+            params,
+        )
+        return int(rows[0]["roots"]) + int(rows[0]["children"])
 
     def _prunable(
         self,

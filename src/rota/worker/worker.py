@@ -52,6 +52,9 @@ _serving: ContextVar[str | None] = ContextVar("rota_worker_serving", default=Non
 
 @dataclass(frozen=True)
 class WorkerOptions:
+    """How a worker runs: how many runs at once, how long a lease lasts before another worker
+    may take the run over, and how long a stopping worker lets running runs finish."""
+
     concurrency: int = 16
     prefetch: int | None = None  # runs leased ahead of free slots; default: = concurrency
     lease_s: float = 30.0

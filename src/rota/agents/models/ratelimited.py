@@ -26,6 +26,9 @@ from ..types import Model, ModelRequest, ModelResponse, Usage, estimate_tokens, 
 
 @dataclass(frozen=True)
 class RateLimit:
+    """A provider's per-minute limits, shared by every worker through the store, so that many
+    workers together stay under them instead of each meeting 429s."""
+
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     # Under a second: a provider's own one-second bucket then never sees our jitter as a

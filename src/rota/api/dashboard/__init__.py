@@ -20,10 +20,10 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from ..context import ApiContext
-from . import audit, live, login, overview
+from . import audit, live, login, overview, run_page, runs
 from .render import NavEntry, use_nav
 
-PAGE_MODULES: tuple[ModuleType, ...] = (login, live, overview, audit)
+PAGE_MODULES: tuple[ModuleType, ...] = (login, live, overview, audit, runs, run_page)
 STATIC = Path(__file__).parent / "static"
 
 
