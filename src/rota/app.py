@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Unpack, cast
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack, cast
 
 from .alerts import AlertPolicy, Alerts, Watchdog, WatchedSchedule, logged
 from .alerts import delivery as alert_delivery
@@ -20,18 +20,19 @@ from .clock import Clock, FakeClock, system_clock
 from .context import RunServices
 from .cost.budgets import Budget, SharedBudget, shared_budget
 from .durations import Duration, seconds
-from .errors import ConfigError, RunFailed, UnknownJobError, UnknownWebhook
+from .errors import ConfigError, RunFailed, UnknownJobError, UnknownWebhook, check_options
 from .identity import admin
 from .identity.admin import Actor
 from .identity.directory import directory_for
 from .identity.principals import Principal, PrincipalDisabled, UnknownPrincipal, make_principal
 from .ids import new_id
-from .jobs import DefineOptions, JobDefinition, check_options, define, notify_channels, webhooks
+from .jobs import DefineOptions, JobDefinition, define, notify_channels, webhooks
 from .model import Debounced, Event, NewRun, Rejection, Run, RunFilter
 from .observability import current_traceparent, webhook_span
 from .observability import run_middleware as traced_runs
 from .retention import RetentionPolicy, default_retention
 from .routines import Loaded, Routines, RunDropped
+from .routines.caps import Admission
 from .scheduler import schedule_specs
 from .scheduling.triggers import WEBHOOK_SOURCE, Trigger
 from .scheduling.webhooks import OnWebhook, WebhookRejected, verify
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from .agentloop.agent import Agent
 
 Fn = Callable[..., Any]
+_T = TypeVar("_T")
 TriggerArg = Trigger | Sequence[Trigger] | None
 
 
@@ -120,14 +122,43 @@ class App:
             self, directory, principals=principals, secrets=[r.name for r in store.secrets()]
         )
 
-    def _admitted(self, runs: Sequence[NewRun]) -> list[NewRun]:
-        """The runs that pass their run caps (rota.routines.caps): the others are recorded,
-        dropped or moved to the next window. A single run dropped raises RunDropped."""
-        admitted = self.routines.admit(runs, self.clock.now())
+    @property
+    def admission(self) -> Admission:
+        """The policy every enqueue consults (the run caps, rota.routines.caps): each path
+        below, and the scheduler in its tick transaction, call it inside the transaction
+        that inserts the runs, so that caps hold across processes."""
+        return self.routines.caps
+
+    def _admitted(self, runs: Sequence[NewRun], insert: Callable[[list[NewRun]], _T]) -> _T:
+        """`insert` the runs that pass the admission policy, in one transaction with the
+        decision; the others are recorded, dropped or moved to the next window. A single
+        run dropped raises RunDropped (after its record is stored)."""
+        with self.store.tx():
+            admitted = self.admission.admit(runs, self.clock.now())
+            inserted = insert(admitted.runs)
         dropped = admitted.dropped()
         if dropped and len(runs) == 1:
             raise RunDropped(dropped[0])
-        return admitted.runs
+        return inserted
+
+    def _admitted_many(
+        self,
+        runs: Sequence[NewRun],
+        insert: Callable[[list[NewRun]], _T],
+        stored: Callable[[_T], bool] = lambda _: True,
+    ) -> _T:
+        """As _admitted, for runs of events and of other runs: a dropped one is recorded,
+        never raised. When `stored(result)` is False the insert stored nothing (an event
+        seen before), and the caps' decisions are rolled back with it: no record of runs
+        nobody asked for again."""
+        try:
+            with self.store.tx():
+                result = insert(self.admission.admit(runs, self.clock.now()).runs)
+                if not stored(result):
+                    raise _NothingStored(result)
+        except _NothingStored as nothing:
+            return cast("_T", nothing.result)
+        return result
 
     # -- store -------------------------------------------------------------------------
 
@@ -428,7 +459,7 @@ class App:
             )
             for p, k in zip(payloads, keys, strict=True)
         ]
-        created = self.store.enqueue(self._admitted(runs))
+        created = self._admitted(runs, self.store.enqueue)
         self._wake_local()
         return [RunHandle(self, run_id, was_created) for run_id, was_created in created]
 
@@ -492,7 +523,7 @@ class App:
             self._event_run(d, event, f"replay:{event.id}:{new_id()}")
             for d, _ in self._matching(event)
         ]
-        created = self.store.enqueue(self.routines.admit(runs, self.clock.now()).runs)
+        created = self._admitted_many(runs, self.store.enqueue)
         self._wake_local()
         return Emitted(event.id, False, [RunHandle(self, r, c) for r, c in created])
 
@@ -507,8 +538,11 @@ class App:
                 debounced.append(Debounced(run, *trigger.debounce))
             else:
                 runs.append(run)
-        runs = self.routines.admit(runs, self.clock.now()).runs
-        event_id, created, run_ids = self.store.record_event(event, runs, debounced)
+        event_id, created, run_ids = self._admitted_many(
+            runs,
+            lambda admitted: self.store.record_event(event, admitted, debounced),
+            stored=lambda recorded: recorded[1],  # False: an event seen before
+        )
         self._wake_local()
         return Emitted(event_id, created, [RunHandle(self, r, True) for r in run_ids])
 
@@ -554,7 +588,7 @@ class App:
     def _enqueue(self, runs: Sequence[NewRun]) -> list[tuple[str, bool]]:
         """Put runs a run makes (escalations, shadow runs) on the queue, and wake this
         process's workers: (run id, created) per run."""
-        created = self.store.enqueue(self.routines.admit(runs, self.clock.now()).runs)
+        created = self._admitted_many(runs, self.store.enqueue)
         self._wake_local()
         return created
 
@@ -656,6 +690,13 @@ def _next_instant(
     if not instants or min(instants) <= now:
         return None
     return min(instants)
+
+
+class _NothingStored(Exception):
+    """Raised inside a transaction to roll it back, carrying what the insert returned."""
+
+    def __init__(self, result: object) -> None:
+        self.result = result
 
 
 def _routines_dir(given: str | Path | None) -> Path:

@@ -8,6 +8,9 @@ them.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class RotaError(Exception):
     """Root of every error rota raises on purpose. `retryable = False` marks an error that
@@ -18,6 +21,21 @@ class RotaError(Exception):
 
 class ConfigError(RotaError, ValueError):
     """A definition or setting is wrong; the message says how to fix it."""
+
+
+def check_options(where: str, given: Iterable[str], allowed: Iterable[str]) -> None:
+    """ConfigError naming each unknown keyword option, the closest known one, and all of
+    them: `@app.job(retry=3)` says did you mean `retries`."""
+    known = sorted(allowed)
+    unknown = [name for name in given if name not in known]
+    if not unknown:
+        return
+    problems = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(f"unknown option {name!r}{hint}")
+    raise ConfigError(f"{where}: {'; '.join(problems)}; the options are {', '.join(known)}")
 
 
 class UnknownJobError(RotaError, LookupError):

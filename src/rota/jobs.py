@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -47,21 +46,6 @@ class DefineOptions(TypedDict, total=False):
     escalate_to: Named | str | None
     shadow: float
     retention: Duration | None
-
-
-def check_options(where: str, given: Iterable[str], allowed: Iterable[str]) -> None:
-    """ConfigError naming each unknown option, the closest known one, and all of them:
-    `@app.job(retry=3)` says did you mean `retries`."""
-    known = sorted(allowed)
-    unknown = [name for name in given if name not in known]
-    if not unknown:
-        return
-    problems = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        problems.append(f"unknown option {name!r}{hint}")
-    raise ConfigError(f"{where}: {'; '.join(problems)}; the options are {', '.join(known)}")
 
 
 MIN_RETENTION_S = 3600.0  # an hour: a shorter retention is more likely a slip than a policy

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -29,10 +29,12 @@ from .jobs import JobDefinition, notify_channels
 from .model import NewRun, Schedule, Tick, TickPlan
 from .observability import metrics
 from .retention import DAILY_KEY, DAY, PruneReport, RetentionPolicy, prune
+from .routines.caps import Admission
 from .scheduling.notify import NotifyListener
 from .scheduling.policies import Decision, decide
 from .scheduling.triggers import NOTIFY_SOURCE, Trigger
 from .storage.audit import SCHEDULE_CHANGED
+from .storage.capped import DEFERRED
 from .storage.outage import Outage
 from .storage.schedules import Decide
 from .storage.sql import SqlStore
@@ -41,6 +43,7 @@ log = logging.getLogger("rota.scheduler")
 
 _US = timedelta(microseconds=1)
 PAUSED_RECHECK_S = 60.0  # a paused schedule records its skipped ticks in ranges this long
+CAPPED = "capped"  # the reason of a tick a run cap dropped (skipped) or deferred (enqueued)
 PRUNE_CHECK_S = 60.0  # how often a scheduler looks whether retention's daily turn is due
 
 
@@ -67,6 +70,9 @@ class SchedulerHost(Protocol):
 
     def retention_policy(self) -> RetentionPolicy: ...
 
+    @property
+    def admission(self) -> Admission: ...  # the run caps every enqueue passes (app.admission)
+
 
 def schedule_specs(definitions: Iterable[JobDefinition]) -> dict[str, ScheduleSpec]:
     """One schedule per time trigger: named after the job (`job#2`, ... for more than one)."""
@@ -92,6 +98,7 @@ class Scheduler:
         self.app = app
         self.store = app.store
         self.clock = app.clock
+        self.admission = app.admission
         self.specs = schedule_specs(app.definitions.values())
         self._watch_overlap = [n for n, s in self.specs.items() if s.job.overlap != "allow"]
         self._watch_events = {
@@ -186,12 +193,13 @@ class Scheduler:
         if schedule.paused and next_fire is not None:
             next_fire = max(next_fire, now + PAUSED_RECHECK_S)
         runs = [self._run(spec, f, now) for f in decision.enqueue]
+        runs, deferred = self._admit(decision, runs, now)
         return TickPlan(
             schedule=schedule.name,
             cursor_at=horizon + 1e-6,
             next_fire_at=next_fire,
             runs=tuple(runs),
-            ticks=self._ticks(spec.name, decision, runs, now),
+            ticks=self._ticks(spec.name, decision, runs, now, deferred),
             cancel_run_ids=tuple(decision.cancel),
         )
 
@@ -206,11 +214,41 @@ class Scheduler:
             delay_s=fire.timestamp() - now,
         )
 
+    def _admit(
+        self, decision: Decision, runs: list[NewRun], now: float
+    ) -> tuple[list[NewRun], set[str]]:
+        """The app's admission policy (run caps), consulted here in the tick's transaction
+        like every other enqueue: a dropped tick moves to the decision's skipped ticks with
+        reason "capped"; a deferred one stays enqueued, due later. Returns the runs to
+        insert and the ids of the deferred ones. Either way the cap's own record is stored
+        too (rota runs list --dropped), and a tick is never decided twice: the cursor moves
+        past it and its run keeps the tick id as its idempotency key."""
+        admitted = self.admission.admit(runs, now)
+        if not admitted.held:
+            return runs, set()
+        kept = {run.id: run for run in admitted.runs}
+        fires, out = [], []
+        for fire, run in zip(decision.enqueue, runs, strict=True):
+            if run.id in kept:
+                fires.append(fire)
+                out.append(kept[run.id])
+            else:
+                decision.skip(CAPPED, [fire])
+        decision.enqueue[:] = fires
+        return out, {r.id for r in admitted.held if r.outcome == DEFERRED}
+
     def _ticks(
-        self, schedule: str, decision: Decision, runs: list[NewRun], now: float
+        self,
+        schedule: str,
+        decision: Decision,
+        runs: list[NewRun],
+        now: float,
+        deferred: Collection[str] = (),
     ) -> tuple[Tick, ...]:
         ticks = [
-            self._tick(schedule, [fire], "enqueued", None, run.id, now)
+            self._tick(
+                schedule, [fire], "enqueued", CAPPED if run.id in deferred else None, run.id, now
+            )
             for fire, run in zip(decision.enqueue, runs, strict=True)
         ]
         for reason, times in decision.skipped.items():

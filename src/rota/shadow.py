@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextvars
 import functools
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .agents.tools import CallNext, ToolDenied, ToolInvocation
+from .agents.tools import CallNext, ToolDenied, ToolInvocation, ToolMiddleware
 from .agents.types import AgentResult, ToolResult
 from .calls import call_user
 from .errors import AgentFailed
@@ -65,12 +65,23 @@ class ShadowMode:
         return await call_next(inv)
 
 
-async def run_shadow(ctx: RunContext, agent: Agent, deps: Any, task: Mapping[str, Any]) -> Any:
-    """The body of a shadow run: decide, compare with the job, record; never act."""
+async def run_shadow(
+    ctx: RunContext,
+    agent: Agent,
+    deps: Any,
+    task: Mapping[str, Any],
+    *,
+    ask: Any = None,
+    middleware: Sequence[ToolMiddleware] = (),
+) -> Any:
+    """The body of a shadow run: decide, compare with the job, record; never act. `ask`:
+    what the agent is given (default: `{"item": ...}`; a routine gives its prompt and the
+    item); `middleware`: the agent's own tool middleware, inside shadow mode."""
     runtime = ctx.runtime
     origin = task["shadow_of"]
+    question = {"item": task["item"]} if ask is None else ask
     result: AgentResult = await agent.run(
-        {"item": task["item"]}, deps=deps, ctx=ctx, tool_middleware=(ShadowMode(),)
+        question, deps=deps, ctx=ctx, tool_middleware=(ShadowMode(), *middleware)
     )
     error = None if result.ok else f"{result.reason}: {result.error or ''}".strip(": ")
     record = ShadowRecord(
@@ -96,13 +107,18 @@ def _tokens(result: AgentResult) -> int:
     return u.input_tokens + u.output_tokens + u.cache_write_tokens + u.cache_read_tokens
 
 
+def is_shadow_task(task: Any) -> bool:
+    """Whether a payload is a shadow run's task (rota.escalation.shadow made it)."""
+    return isinstance(task, dict) and "shadow_of" in task and "job_result" in task
+
+
 def agent_job(agent: Agent, deps: Any) -> Callable[..., Awaitable[Any]]:
     """The job function of a registered agent: a shadow task runs in shadow mode, any
     other task as usual."""
     normal = agent.job_function(deps)
 
     async def run_agent(ctx: RunContext, task: Any) -> Any:
-        if isinstance(task, dict) and "shadow_of" in task and "job_result" in task:
+        if is_shadow_task(task):
             return await run_shadow(ctx, agent, deps, task)
         return await normal(ctx, task)
 

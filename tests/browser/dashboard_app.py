@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rota import Agent, App, ToolContext, tool
+from rota import Agent, App, ToolContext, every, tool
 from rota.cost import Price
 from rota.testing import ScriptedModel, answer, call
 
@@ -52,12 +52,14 @@ def build(database_url: str | None = None) -> App:
     reviewer = Agent("reviewer", model, "Review the customer.", tools=[lookup])
     built.agent(reviewer, run_as="svc-agent")
     _runs_page_definitions(built)
+    _inbox_pages_definitions(built)
     return built
 
 
 def _runs_page_definitions(built: App) -> None:
     """What the Runs and Run page tests seed (test_runs_pages.py): a job that escalates to
-    an agent whose refund a human approves, and a workflow whose third step fails."""
+    an agent whose refund a human approves, and a workflow of many steps, the last of
+    which may fail."""
     triage_model = ScriptedModel(
         "dashboard-triager",
         script=[
@@ -83,8 +85,21 @@ def _runs_page_definitions(built: App) -> None:
     @built.workflow(retries=0)
     async def ingest(ctx: Any, payload: Any) -> None:
         await ctx.step("fetch", lambda: "fetched")
-        await ctx.step("parse", lambda: {"rows": 3})
-        await ctx.step("load", _load)
+        for n in range(int(payload.get("parts", 1))):
+            await ctx.step(f"parse{n}", lambda: {"rows": 3})
+        if payload.get("fail"):
+            await ctx.step("load", _load)
+
+
+def _inbox_pages_definitions(built: App) -> None:
+    """What the Approvals, Schedules and Costs tests use besides the triager above (whose
+    refund waits for a human): an hourly schedule and a shared budget."""
+
+    @built.job(trigger=every("1h"))
+    def hourly_sync(ctx: Any, payload: Any) -> str:
+        return "synced"
+
+    built.budget(agent="triager", usd=5, per="day")
 
 
 def _load() -> None:

@@ -50,6 +50,7 @@ BREAK_FENCE_ENV = "CHAOS_BREAK_FENCE"
 SECRET_NAME = "chaos_token"
 SECRET_PRINCIPAL = "svc-chaos"
 APPROVER_GROUP = "ops"
+APPROVER = "chaos-approver"  # decides the approvals, as the suite's script
 STEPS = ("s1", "s2", "s3")
 AGENT_REQUESTS = 4  # the agent needs 3 model calls; its budget allows 4
 SIDE_RETRY_S = 300.0
@@ -147,6 +148,8 @@ def break_lease_fence() -> None:
 
 def make_app(database_url: str | None = None) -> App:
     app = App(database_url)
+    app.principal(SECRET_PRINCIPAL)
+    app.principal(APPROVER, kind="user", roles=[f"approver:{APPROVER_GROUP}"])
     side = SideSystem(os.environ.get(SIDE_URL_ENV, ""))
     low, high = (float(x) for x in os.environ.get(STEP_S_ENV, "0.02,0.2").split(","))
 

@@ -50,7 +50,6 @@ PG_FAULTS += ("net_delay",)
 SQLITE_FAULTS = ("kill_worker", "kill_scheduler")
 SECRET_VALUE = "chaos-Vault-Secret-9f31c2e8b7"
 HOOK_SECRET = "whsec_" + base64.b64encode(b"chaos-hook-signing-key-0123456789").decode()
-APPROVER = "chaos-approver"
 STARTUP_S = 120.0  # a loaded 2-core machine takes seconds to import rota in each process
 SECRET_KEY = base64.b64encode(b"c" * 32).decode()
 
@@ -176,8 +175,6 @@ class Chaos:
         side.install()
         side.close()
         env = self._env(self.url)
-        run_cli(env, "principals", "add", chaos_app.SECRET_PRINCIPAL)
-        run_cli(env, "principals", "add", APPROVER, "-r", f"approver:{chaos_app.APPROVER_GROUP}")
         run_cli(
             env,
             "secrets",
@@ -360,7 +357,7 @@ class Chaos:
         for request in pending or []:
             with contextlib.suppress(ApprovalRefused, StoreUnavailable):
                 self.app.store.decide_approval(
-                    request.id, APPROVER, True, "chaos script", time.time(), via="cli"
+                    request.id, chaos_app.APPROVER, True, "chaos script", time.time(), via="cli"
                 )
         time.sleep(0.3)
 

@@ -42,8 +42,9 @@ class Db:
         while True:
             try:
                 return self._query(sql, params)
-            except (psycopg.OperationalError, sqlite3.OperationalError):
-                if time.monotonic() > deadline:
+            except (psycopg.OperationalError, sqlite3.OperationalError) as exc:
+                busy = "locked" in str(exc) or not isinstance(exc, sqlite3.Error)
+                if not busy or time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
 

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -33,7 +34,8 @@ class RotaProcess:
         self._started_at = 0
         self._log: IO[bytes] = log_path.open("ab")
 
-    def start(self) -> None:
+    def start(self, preexec: Callable[[], None] | None = None) -> None:
+        """Start it; `preexec` runs in the child before rota (e.g. to set a resource limit)."""
         self._started_at = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.proc = subprocess.Popen(
             [str(ROTA), "--app", APP, *self.args, "--log-format", "json"],
@@ -41,6 +43,7 @@ class RotaProcess:
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec,
         )
 
     @property

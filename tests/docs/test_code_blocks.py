@@ -122,6 +122,7 @@ def _environment(project: Path) -> dict[str, str]:
     env["ROTA_DATABASE_URL"] = f"sqlite:///{project / 'rota.db'}"
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["HOME"] = str(project)
+    env["COLUMNS"] = "250"  # rich wraps at the terminal's width: none here, so say a wide one
     env.pop("ANTHROPIC_API_KEY", None)
     env.pop("OPENAI_API_KEY", None)
     return env

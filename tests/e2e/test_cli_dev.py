@@ -93,6 +93,7 @@ def test_dev_prints_runs_ignores_other_files_and_keeps_its_port(tmp_path: Path) 
         assert not any("reloading" in line for line in before + more + between)
         again, _ = _wait_for(lines, "rota API on http://")
         assert again == api  # the same address after the restart
+        _wait_for(lines, "(concurrency")  # up again: it handles SIGTERM gracefully from here
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=60)

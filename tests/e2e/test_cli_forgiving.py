@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -325,11 +326,15 @@ def test_the_exit_codes_are_in_the_help() -> None:
 
 
 def test_shell_completion_can_be_shown() -> None:
+    # Typer's switch to name the shell instead of detecting it from the parent processes
+    # (here: pytest, not a shell).
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
     result = subprocess.run(
-        [ROTA, "--show-completion", "bash"], capture_output=True, text=True, check=False
+        [ROTA, "--show-completion", "bash"], capture_output=True, text=True, env=env
     )
     assert result.returncode == 0, result.stderr
-    assert "complete" in result.stdout and "_ROTA_COMPLETE" in result.stdout.upper()
+    assert "complete -o default -F _rota_completion rota" in result.stdout
+    assert "_ROTA_COMPLETE=complete_bash" in result.stdout
 
 
 # -- shadow report of a job that does not shadow -----------------------------------------
@@ -366,6 +371,11 @@ def test_a_misspelt_decorator_option_says_did_you_mean() -> None:
             ConfigError, match=r"unknown option 'concurency' \(did you mean 'concurrency'\?\)"
         ):
             app.agent(agent, concurency=2)  # type: ignore[call-arg]
+        with pytest.raises(
+            ConfigError,
+            match=r"Agent\('helper'\): unknown option 'max_step' \(did you mean 'max_steps'\?\)",
+        ):
+            Agent(name="helper", model="scripted:helper", instructions="h", max_step=3)  # type: ignore[call-arg]
     assert app.definitions == {}  # nothing was registered half-way
 
 

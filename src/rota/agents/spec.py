@@ -8,15 +8,16 @@ this; `rota.agentloop.agent.Agent` adds running it.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 import pydantic
 
 from ..cost.budgets import Budget, definition_price
 from ..cost.price import Price
 from ..durations import Duration, optional_seconds, seconds
-from ..errors import ConfigError
+from ..errors import ConfigError, check_options
 from ..identity.principals import check_name as check_principal_name
 from .models.ratelimited import RateLimit, RateLimitedModel
 from .models.registry import resolve_model
@@ -31,6 +32,14 @@ class AgentSpec:
     """An agent's definition; see docs/agents.md. `model` is what the loop calls:
     `provider` (the provider's Model) inside a RateLimitedModel when `rate_limit` is given,
     inside a RetryingModel when `retries` (real providers, given as a model string)."""
+
+    def __new__(cls, *args: Any, **options: Any) -> Self:
+        # Before __init__, which would raise a bare TypeError: a misspelt option is a
+        # ConfigError with the closest name (`Agent(max_step=3)`: did you mean max_steps).
+        allowed = _init_options(cls)
+        if allowed is not None:
+            check_options(f"Agent({options.get('name', '...')!r})", options, allowed)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -156,3 +165,16 @@ def _strip_fence(text: str) -> str:
         first, _, rest = body.partition("\n")
         return rest if first.strip().isalpha() or not first.strip() else body
     return body
+
+
+_options_of: dict[type, frozenset[str] | None] = {}
+
+
+def _init_options(cls: type) -> frozenset[str] | None:
+    """The keyword options a class's __init__ takes (a subclass may add its own); None when
+    it takes **kwargs, which then checks them itself."""
+    if cls not in _options_of:
+        parameters = inspect.signature(cls.__init__).parameters  # type: ignore[misc]
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        _options_of[cls] = None if takes_any else frozenset(parameters) - {"self"}
+    return _options_of[cls]

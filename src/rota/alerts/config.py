@@ -84,7 +84,11 @@ class Alerts:
     budget. approval_after: an approval request still pending this long after it was made
     (None: never). silence: a schedule missed a fire time (see docs/alerts.md for the
     grace). check_every, retries and backoff are the app's (global) settings: how often each
-    worker runs the watchdog, and how a failed delivery is retried."""
+    worker runs the watchdog, and how a failed delivery is retried.
+
+    Off unless asked for (they are news, not trouble): start, a run started; success, a run
+    succeeded; capped, a run cap dropped or deferred a run; silence_after, no run succeeded
+    for this long (with silence on), whatever triggers the job."""
 
     sinks: Sequence[Sink | str] = ()
     failure: bool = True
@@ -94,6 +98,10 @@ class Alerts:
     check_every: Duration = "15s"
     retries: int = 8
     backoff: Duration = "5s"
+    start: bool = False
+    success: bool = False
+    capped: bool = False
+    silence_after: Duration | None = None
 
     def __post_init__(self) -> None:
         sinks = self.sinks
@@ -108,10 +116,11 @@ class Alerts:
                     "each alert sink must be rota.alerts.slack(...), rota.alerts.webhook(...) "
                     f"or the name of one the app declared, got {sink!r}"
                 )
-        for flag in ("failure", "budget", "silence"):
+        for flag in ("failure", "budget", "silence", "start", "success", "capped"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"alerts {flag}= must be True or False")
         optional_seconds(self.approval_after, what="alerts approval_after")
+        optional_seconds(self.silence_after, what="alerts silence_after")
         if seconds(self.check_every, what="alerts check_every") <= 0:
             raise ConfigError("alerts check_every must be positive, e.g. '15s'")
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
@@ -121,6 +130,10 @@ class Alerts:
     @property
     def approval_after_s(self) -> float | None:
         return optional_seconds(self.approval_after, what="alerts approval_after")
+
+    @property
+    def silence_after_s(self) -> float | None:
+        return optional_seconds(self.silence_after, what="alerts silence_after")
 
 
 JobAlerts = Alerts | bool | None | Sequence[Sink | str]

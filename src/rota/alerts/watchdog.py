@@ -18,6 +18,12 @@ What it finds:
   scheduler is down, the schedule paused or every tick skipped. A schedule that stops
   firing is therefore reported at most one period plus the grace (plus `check_every`)
   after its last run; one alert per missed stretch, keyed by its first missed fire time.
+  With `silence_after`, also a job with no successful run for that long (since its last
+  success, or since the watchdog first watched it), whatever triggers it: one alert per
+  quiet stretch (`quiet:{job}:{since}`);
+- start, success (off by default): a run that started (`run-started:{run}`) or succeeded
+  (`run-succeeded:{run}`), looked for only for the jobs whose alerts ask for them;
+- capped (off by default): a run a run cap dropped or deferred (`capped:{run}`).
 
 Failures and refusals are looked for over the last hour (`LOOKBACK_S`) and not before the
 watchdog first ran on this database, so turning alerts on does not report old history.
@@ -28,17 +34,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..clock import Clock, iso
 from ..ids import new_id
 from ..scheduling.triggers import Trigger
-from ..storage.alerts import AlertRecord
+from ..storage.alerts import AlertRecord, RunChange
 from ..storage.audit import BUDGET_EXCEEDED
 from ..storage.base import Store
+from ..storage.capped import CappedRun
 from .config import AlertPolicy, Alerts
 from .delivery import delivery_run
 
@@ -58,6 +65,25 @@ def grace(period_s: float) -> float:
     return max(MIN_GRACE_S, 0.1 * period_s)
 
 
+class WatchedStore(Store, Protocol):
+    """The store, with the reads of the alerts that are off by default."""
+
+    def run_changes(
+        self, change: str, names: Sequence[str], since: float, limit: int = 500
+    ) -> list[RunChange]: ...
+
+    def last_succeeded(self, names: Sequence[str]) -> dict[str, float]: ...
+
+    def capped_runs(
+        self,
+        names: Sequence[str] = (),
+        outcome: str | None = None,
+        limit: int = 50,
+        *,
+        since: float | None = None,
+    ) -> list[CappedRun]: ...
+
+
 @dataclass(frozen=True)
 class WatchedSchedule:
     name: str  # the schedule (`job`, or `job#2` for a job's second time trigger)
@@ -68,7 +94,7 @@ class WatchedSchedule:
 @dataclass(frozen=True)
 class Finding:
     key: str
-    kind: str  # failure | budget | approval | silence | test
+    kind: str  # failure | budget | approval | silence | start | success | capped | test
     job: str  # whose alert settings apply
     subject: str
     text: str
@@ -84,7 +110,7 @@ class Watchdog:
         self,
         registry: Registry,
         policy: Callable[[], AlertPolicy],
-        store: Callable[[], Store],
+        store: Callable[[], WatchedStore],
         clock: Clock,
         schedules: Callable[[], Sequence[WatchedSchedule]],
     ) -> None:
@@ -115,6 +141,9 @@ class Watchdog:
                 *_budgets(db, since),
                 *_approvals(db, policy, now, since),
                 *self._silences(db, policy, now),
+                *_run_changes(db, policy, since),
+                *_capped(db, policy, since),
+                *self._quiet(db, policy, now),
             ]
             raised = self.raise_findings(db, policy, findings, now)
             self._scanned = now
@@ -166,6 +195,36 @@ class Watchdog:
             horizon = now - 2 * LOOKBACK_S
             self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
 
+    def _quiet(self, db: WatchedStore, policy: AlertPolicy, now: float) -> list[Finding]:
+        """Jobs whose alerts set silence_after, with no successful run for that long."""
+        names = _asking(policy, "silence_after", self.registry.definitions)
+        if not names:
+            return []
+        last = db.last_succeeded(names)
+        found = []
+        for name in names:
+            rule = policy.rule(name)
+            window = rule.silence_after_s if rule is not None and rule.silence else None
+            if window is None:
+                continue
+            since = max(last.get(name, 0.0), self._mark(db, f"watch:quiet:{name}", now))
+            if now - since < window:
+                continue
+            succeeded = iso(last[name]) if name in last else "never while watched"
+            found.append(
+                Finding(
+                    f"quiet:{name}:{since:.6f}",
+                    "silence",
+                    name,
+                    name,
+                    f"rota: {name} has had no successful run for {_span(now - since)} "
+                    f"(silence_after {rule.silence_after if rule else ''}). "
+                    f"Last success: {succeeded}",
+                    {"job": name, "last_succeeded_at": iso(last.get(name)), "quiet_s": now - since},
+                )
+            )
+        return found
+
     def _silences(self, db: Store, policy: AlertPolicy, now: float) -> list[Finding]:
         found = []
         for watched in self.schedules():
@@ -194,6 +253,63 @@ def _wanted(rule: Alerts, finding: Finding) -> bool:
         after = rule.approval_after_s
         return after is not None and finding.detail["waiting_s"] >= after
     return finding.kind == "test" or bool(getattr(rule, finding.kind, False))
+
+
+def _asking(policy: AlertPolicy, option: str, jobs: Iterable[str] = ()) -> list[str]:
+    """The jobs whose alerts turn `option` on: those in `jobs` when the app's own alerts
+    do (a job's own alerts may still turn it off), and the jobs whose own alerts do."""
+    names: set[str] = set()
+    if policy.default is not None and getattr(policy.default, option):
+        names.update(j for j in jobs if not j.startswith(INTERNAL_PREFIX))
+    names.update(j for j, rule in policy.jobs.items() if rule and getattr(rule, option))
+    return sorted(n for n in names if policy.rule(n) and getattr(policy.rule(n), option))
+
+
+def _run_changes(db: WatchedStore, policy: AlertPolicy, since: float) -> list[Finding]:
+    found = []
+    for change, verb in (("start", "started"), ("success", "succeeded")):
+        every = policy.default is not None and getattr(policy.default, change)
+        names = _asking(policy, change)
+        if not every and not names:
+            continue  # nobody asked: no query
+        for run in db.run_changes(change, [] if every else names, since):
+            found.append(
+                Finding(
+                    f"run-{verb}:{run.id}",
+                    change,
+                    run.name,
+                    run.name,
+                    f"rota: run {run.id} of {run.name} {verb} at {iso(run.at)} "
+                    f"(trigger {run.trigger}, as {run.principal or '-'})",
+                    {"run_id": run.id, "job": run.name, "at": iso(run.at)},
+                )
+            )
+    return found
+
+
+def _capped(db: WatchedStore, policy: AlertPolicy, since: float) -> list[Finding]:
+    every = policy.default is not None and policy.default.capped
+    names = _asking(policy, "capped")
+    if not every and not names:
+        return []
+    return [
+        Finding(
+            f"capped:{record.id}",
+            "capped",
+            record.name,
+            record.name,
+            f"rota: a run of {record.name} was {record.outcome} by its caps: {record.reason}"
+            + (f" (due {iso(record.deferred_to)})" if record.deferred_to is not None else ""),
+            {
+                "run_id": record.id,
+                "job": record.name,
+                "outcome": record.outcome,
+                "reason": record.reason,
+                "trigger": record.trigger,
+            },
+        )
+        for record in db.capped_runs([] if every else names, limit=500, since=since)
+    ]
 
 
 def _failures(db: Store, since: float) -> list[Finding]:

@@ -8,11 +8,16 @@ for one routine is refused (403) for every other. The routine must list `- api: 
 its triggers. The run is requested by the token's principal (audited) and runs as the
 routine's owner or service account. A run over the routine's caps is answered 409 `capped`
 (dropped, and recorded); a deferred one is 202 with the run, due in the next window.
+
+For the dashboard and operators (viewer): `GET /api/routines` lists the routines loaded and
+the problems of the files that did not load; `GET /api/dropped-runs` the runs caps dropped or
+deferred, with their reasons (`rota runs list --dropped`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 
 import pydantic
 from starlette.requests import Request
@@ -23,12 +28,14 @@ from ..identity import admin
 from ..identity.audit import record
 from ..identity.principals import PrincipalDisabled, UnknownPrincipal
 from ..routines import RoutineNotFound, RunDropped
+from ..routines.overview import summary
 from ..storage.audit import RUN_REQUESTED
-from .auth import authorize_fire
+from ..storage.capped import DEFERRED, DROPPED, capped_json
+from .auth import authorize, authorize_fire
 from .context import ApiContext, ApiError, context, shown
 from .fire import checked_name
 from .openapi import returns
-from .params import accepts, read_body, read_query
+from .params import accepts, one_of, read_body, read_query, text_filter, whole_number
 from .runs import run_url
 from .schemas import Json, Out
 
@@ -48,8 +55,85 @@ class RoutineFired(Out):
     url: str = pydantic.Field(description="The run in the API: /api/runs/{run_id}")
 
 
+class RoutineOut(Out):
+    name: str
+    kind: str = pydantic.Field(description="personal (owner: a user) or managed (run_as)")
+    runs_as: str
+    mode: str
+    model: str
+    triggers: list[str]
+    billing: str | None
+    file: str
+
+
+class ProblemOut(Out):
+    file: str
+    line: int
+    column: int
+    message: str = pydantic.Field(description="What is wrong, and what is allowed")
+
+
+class RoutineList(Out):
+    routines: list[RoutineOut]
+    problems: list[ProblemOut] = pydantic.Field(description="Files that did not load")
+
+
+class DroppedRunOut(Out):
+    id: str = pydantic.Field(description="The run's id; a deferred run is queued under it")
+    name: str
+    principal: str | None
+    trigger: str
+    outcome: str = pydantic.Field(description="dropped or deferred")
+    reason: str
+    at: str | None
+    deferred_to: str | None
+
+
+class DroppedRunList(Out):
+    items: list[DroppedRunOut]
+
+
 def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
-    return [Route("/api/routines/{name}/fire", fire_routine, methods=["POST"])]
+    return [
+        Route("/api/routines", list_routines, methods=["GET"]),
+        Route("/api/routines/{name}/fire", fire_routine, methods=["POST"]),
+        Route("/api/dropped-runs", list_dropped_runs, methods=["GET"]),
+    ]
+
+
+@returns(RoutineList)
+@accepts()
+async def list_routines(request: Request) -> Response:
+    """The routines the app loaded, and the problems of the files it could not load, each
+    `file:line:column: message` (viewer)."""
+    await authorize(request, "viewer")
+    read_query(request)
+    routines = context(request).app.routines
+    return Json(
+        {
+            "routines": [summary(r) for r in routines.loaded.values()],
+            "problems": [asdict(p) for p in routines.problems],
+        }
+    )
+
+
+@returns(DroppedRunList)
+@accepts(
+    query={
+        "name": text_filter(),
+        "outcome": one_of((DROPPED, DEFERRED, ""), default=""),
+        "limit": whole_number(1, 500, default=50),
+    }
+)
+async def list_dropped_runs(request: Request) -> Response:
+    """Runs a cap dropped or deferred when they were enqueued, newest first, with the
+    reason (viewer): what `rota runs list --dropped` shows."""
+    await authorize(request, "viewer")
+    q = read_query(request)
+    ctx = context(request)
+    names = (q["name"],) if q["name"] else ()
+    found = await ctx.db(lambda: ctx.app.store.capped_runs(names, q["outcome"] or None, q["limit"]))
+    return Json({"items": [capped_json(r) for r in found]})
 
 
 @returns(RoutineFired, status=202, errors=(409,))

@@ -90,7 +90,7 @@ def show(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
     out.print(f"  triggers: {'; '.join(found['triggers']) or '(none)'}")
     out.print(f"  tools: {', '.join(found['tools']) or '(none)'}")
     if found["caps"] or found["cooldown"]:
-        caps = {k: v for k, v in (found["caps"] or {}).items() if v is not None}
+        caps = {k: v for k, v in (found["caps"] or {}).items() if v is not None and v is not False}
         out.print(f"  caps: {caps}  cooldown: {found['cooldown'] or '-'}")
     cost = found["cost"]
     out.print(

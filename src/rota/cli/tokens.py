@@ -14,7 +14,7 @@ from rich.table import Table
 from ..durations import seconds
 from ..identity import admin, tokens
 from .common import ExitCode, err, fail, print_json, print_table, read_store, report, when
-from .principals import synced_store
+from .principals import declaring_app, synced_store
 
 tokens_app = typer.Typer(
     help="Manage API tokens (shown once, stored hashed).", no_args_is_help=True
@@ -42,8 +42,9 @@ def create(
         typer.Option(
             "--fire",
             metavar="NAME",
-            help="Allow only firing this job, workflow or agent (POST /api/jobs/NAME/runs); "
-            "every other route refuses the token.",
+            help="Allow only firing this job, workflow or agent (POST /api/jobs/NAME/runs), "
+            "or this routine (POST /api/routines/NAME/fire); every other route refuses the "
+            "token.",
         ),
     ] = None,
     as_json: JsonFlag = False,
@@ -60,7 +61,7 @@ def create(
         else:
             assert principal is not None
             issued = tokens.issue(store, principal, admin.cli_actor(), expires_in_s=lifetime)
-    only = f", only to fire {fire!r} (POST /api/jobs/{fire}/runs)" if fire else ""
+    only = f", only to fire {fire!r} ({fire_endpoint(ctx, fire)})" if fire else ""
     until = f"until {when(issued.expires_at)} UTC" if issued.expires_at else "with no expiry"
     if as_json:  # the token is in it: this is the one time it is shown
         shown = {"id": issued.id, "principal": issued.principal, "token": issued.token}
@@ -71,6 +72,15 @@ def create(
         "store it somewhere safe:"
     )
     typer.echo(issued.token)
+
+
+def fire_endpoint(ctx: typer.Context, name: str) -> str:
+    """Where a fire token for `name` is used: a routine's own fire endpoint, else the
+    endpoint that enqueues a run of a job, workflow or agent."""
+    app = declaring_app(ctx, tolerant=True)
+    if app is not None and name in app.routines.loaded:
+        return f"POST /api/routines/{name}/fire"
+    return f"POST /api/jobs/{name}/runs"
 
 
 @tokens_app.command("list")

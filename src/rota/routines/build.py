@@ -33,6 +33,8 @@ from ..alerts import Alerts
 from ..cost.budgets import Budget
 from ..durations import seconds
 from ..errors import AgentFailed
+from ..shadow import is_shadow_task, run_shadow
+from ..storage.audit import TOOL_STAGED, AuditEntry
 from . import triggers as routine_triggers
 from .caps import Caps
 from .catalog import Catalog
@@ -84,12 +86,14 @@ def build(routine: Routine, catalog: Catalog, *, capped_name: str | None = None)
     built = [routine_triggers.build(spec.name, t) for t in spec.triggers]
     return Built(
         agent=agent,
-        fn=job_function(agent, routine.prompt, spec.secrets),
+        fn=job_function(
+            agent, routine.prompt, spec.secrets, staged=bool(spec.shadow and spec.shadow.staged)
+        ),
         triggers=tuple(t for t in built if t is not None),
         caps=_caps(spec, capped_name or spec.name),
         per_day=_budget(spec.budget.per_day if spec.budget else None),
         fires_over_api=any(isinstance(t, ApiTrigger) for t in spec.triggers),
-        alerts=_alerts(spec.notify),
+        alerts=_alerts(spec),
     )
 
 
@@ -103,11 +107,19 @@ def task_text(prompt: str, payload: Any) -> str:
     return f"{prompt}\n\nInput:\n{json.dumps(payload, sort_keys=True, default=str)}"
 
 
-def job_function(agent: Agent, prompt: str, secrets: list[str]) -> Callable[..., Awaitable[Any]]:
-    """The function a run of the routine calls: the agent on the prompt (and the payload)."""
-    middleware = [only_secrets(agent.name, frozenset(secrets))]
+def job_function(
+    agent: Agent, prompt: str, secrets: list[str], *, staged: bool = False
+) -> Callable[..., Awaitable[Any]]:
+    """The function a run of the routine calls: the agent on the prompt (and the payload).
+    A shadow task (the routine shadowing a Python job) runs in shadow mode (rota.shadow);
+    a staged routine's tools with side effects are recorded, not executed."""
+    only = only_secrets(agent.name, frozenset(secrets))
 
     async def run_routine(ctx: RunContext, payload: Any) -> Any:
+        if is_shadow_task(payload):
+            ask = task_text(prompt, payload["item"])
+            return await run_shadow(ctx, agent, None, payload, ask=ask, middleware=[only])
+        middleware = [staged_calls(ctx), only] if staged else [only]
         result = await agent.run(task_text(prompt, payload), ctx=ctx, tool_middleware=middleware)
         if not result.ok:
             raise AgentFailed(agent.name, result.reason, result.error)
@@ -118,6 +130,38 @@ def job_function(agent: Agent, prompt: str, secrets: list[str]) -> Callable[...,
     run_routine.rota_agent = agent  # type: ignore[attr-defined]  # for replay
     run_routine.rota_deps = None  # type: ignore[attr-defined]
     return run_routine
+
+
+class Staged(ToolDenied):
+    """A call of a tool with side effects in a staged routine: recorded, not executed."""
+
+
+def staged_calls(ctx: RunContext) -> ToolMiddleware:
+    """Tool middleware of a staged routine (`shadow: {staged: true}`): a tool with side
+    effects (any tool not marked read_only) is not called; the call is recorded in the
+    audit log (`tool.staged`, with its arguments) and in the run's steps, and the model is
+    told it was staged. Read-only tools run as usual."""
+
+    async def middleware(inv: ToolInvocation, call_next: CallNext, /) -> ToolResult:
+        if inv.tool.read_only:
+            return await call_next(inv)
+        entry = AuditEntry(
+            actor=inv.context.principal or "rota:anonymous",
+            action=TOOL_STAGED,
+            on_behalf_of=inv.context.principal,
+            subject=inv.tool.name,
+            run_id=ctx.run_id,
+            detail={"agent": ctx.run.name, "call_id": inv.call.id, "arguments": inv.call.arguments},
+        )
+        runtime = ctx.runtime
+        await runtime.db(runtime.write_audit, [entry])
+        raise Staged(
+            f"staged, not performed: this routine is staged, so {inv.tool.name!r} (a tool with "
+            "side effects) was recorded instead of run; continue as if it had succeeded and "
+            "give your final answer"
+        )
+
+    return middleware
 
 
 def only_secrets(routine: str, allowed: frozenset[str]) -> ToolMiddleware:
@@ -217,15 +261,23 @@ def _schema_check(schema: dict[str, Any]) -> Callable[[Any], bool]:
     return meets
 
 
-def _alerts(notify: NotifySpec | None) -> Alerts | None:
-    if notify is None:
+def _alerts(spec: RoutineSpec) -> Alerts | None:
+    """The routine's own alerts: its `notify`, and `caps.alert`; neither: the app's."""
+    capped = spec.caps is not None and spec.caps.alert
+    if spec.notify is None and not capped:
         return None
+    notify = spec.notify or NotifySpec()
+    silence_after = notify.silence if isinstance(notify.silence, str) else None
     return Alerts(
         sinks=tuple(notify.sinks),
+        start=notify.start,
+        success=notify.success,
         failure=notify.failure,
         budget=notify.budget,
         approval_after=notify.approval_after,
-        silence=notify.silence,
+        silence=notify.silence is not False,
+        silence_after=silence_after,
+        capped=capped,
     )
 
 

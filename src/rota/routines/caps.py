@@ -10,6 +10,14 @@ rota_runs_capped_total and logged; none is silent.
 Windows are UTC clock hours and UTC days, like a subscription's. A window's use is the number
 of runs due in it (deferred runs count in the window they were moved to) plus the runs
 admitted earlier in the same call.
+
+Atomic: `admit` is called inside the transaction that then inserts the runs it admits (every
+enqueue path of the App, and the scheduler's tick transaction), and first takes the caps'
+lock for the rest of that transaction (PostgreSQL: a transaction-scoped advisory lock;
+SQLite: the IMMEDIATE transaction already holds the database's write lock). Two processes
+enqueueing at the same instant therefore count one after the other, and cannot both take a
+cap's last place. One lock for all caps, taken only when a capped run is enqueued: capped
+runs are few by nature, and a single lock can never deadlock with another.
 """
 
 from __future__ import annotations
@@ -70,6 +78,15 @@ class CapStore(Protocol):
 
     def record_capped(self, records: Sequence[CappedRun]) -> None: ...
 
+    def lock_caps(self) -> None: ...
+
+
+class Admission(Protocol):
+    """The policy every enqueue consults, inside the transaction that inserts the runs: the
+    runs to put on the queue, and those held back (recorded). The App's is its RunCaps."""
+
+    def admit(self, runs: Sequence[NewRun], now: float) -> Admitted: ...
+
 
 @dataclass(frozen=True)
 class Caps:
@@ -115,9 +132,12 @@ class RunCaps:
         self.caps.pop(name, None)
 
     def admit(self, runs: Sequence[NewRun], now: float) -> Admitted:
+        """Call it inside the transaction that inserts the admitted runs (see the module
+        doc): it holds the caps' lock until that transaction ends."""
         if not any(r.name in self.caps for r in runs):
             return Admitted(list(runs), [])
         store = self._store()
+        store.lock_caps()
         admitted: list[NewRun] = []
         held: list[CappedRun] = []
         taken: Tally[tuple[str, str | None, str | None, float]] = Tally()

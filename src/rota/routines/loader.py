@@ -345,6 +345,10 @@ def _check_names(
         value = _text(data, key)
         if value is not None and value not in allowed:
             unknown((key,), what, value, allowed)
+    shadow = data.get("shadow")
+    shadowed = shadow.get("job") if isinstance(shadow, dict) else None
+    if isinstance(shadowed, str) and shadowed not in known.jobs:
+        unknown(("shadow", "job"), "job", shadowed, known.jobs)
     for source in ("output", "success"):
         schema = data.get(source)
         if isinstance(schema, dict):

@@ -10,7 +10,7 @@ reported (`problems`, a warning in the log) and the others load.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,9 +19,9 @@ from ..agents.models.registry import resolve_model
 from ..cost.budgets import SharedBudget
 from ..errors import ConfigError
 from ..jobs import EscalationPolicy, JobDefinition
-from ..model import NewRun
+from ..shadow import shadowing
 from .build import Built, build
-from .caps import Admitted, CapStore, RunCaps
+from .caps import CapStore, RunCaps
 from .catalog import Catalog
 from .errors import Problem, RoutineError
 from .loader import Known, Loaded, Routine, load_dir
@@ -66,10 +66,6 @@ class Routines:
 
     def plan(self, *plans: Any) -> None:
         self.catalog.plan(*plans)
-
-    def admit(self, runs: Sequence[NewRun], now: float) -> Admitted:
-        """The enqueue policy: the runs that pass their caps (the rest are recorded)."""
-        return self.caps.admit(runs, now)
 
     def check_files(
         self,
@@ -150,6 +146,8 @@ class Routines:
                 triggers=(*job.triggers, *built.triggers),
                 escalation=EscalationPolicy(spec.name),
             )
+        if spec.shadow is not None and spec.shadow.job is not None:
+            _shadow_job(host, spec.shadow.job, spec.name, spec.shadow.sample or 0.0)
         if built.per_day is not None:
             host.budget(
                 agent=spec.name,
@@ -168,6 +166,19 @@ class Routines:
         except KeyError:
             known = ", ".join(sorted(self.loaded)) or "none are loaded"
             raise RoutineNotFound(f"no routine named {name!r} (routines: {known})") from None
+
+
+def _shadow_job(host: RoutineHost, job_name: str, routine: str, sample: float) -> None:
+    """`shadow: {job, sample}`: a sampled share of the items the job handles itself is also
+    given to the routine in shadow mode (rota.shadow), its answer compared with the job's;
+    the job's escalations (a hybrid routine's) go to the routine as before."""
+    job = host.definitions[job_name]
+    shadowed = job.escalation is not None and job.escalation.shadow > 0
+    host.definitions[job_name] = replace(
+        job,
+        fn=job.fn if shadowed else shadowing(job.fn),
+        escalation=EscalationPolicy(routine, sample),
+    )
 
 
 class RoutineNotFound(ConfigError, LookupError):

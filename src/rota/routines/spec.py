@@ -132,6 +132,9 @@ class CapsSpec(_Strict):
     principal_per_hour: Positive | None = None
     principal_per_day: Positive | None = None
     over: Literal["drop", "defer"] = "drop"
+    alert: bool = pydantic.Field(
+        False, description="Alert (notify's sinks, else the app's) on each run held back"
+    )
 
 
 class Over(_Strict):
@@ -155,14 +158,41 @@ class ApprovalRule(_Strict):
 
 class NotifySpec(_Strict):
     """This routine's alerts (docs/alerts.md), sent to alert sinks the app declared, by name
-    (none: the app's own sinks): a failed run, a budget refusal, an approval still pending
-    after `approval_after`, a missed schedule."""
+    (none: the app's own sinks): a run started (`start`), succeeded (`success`) or failed
+    (`failure`), a budget refusal, an approval still pending after `approval_after`, and
+    silence: a missed schedule (true), and with a duration also no successful run for that
+    long, whatever triggers the routine."""
 
     sinks: list[Name] = []
+    start: bool = False
+    success: bool = False
     failure: bool = True
     budget: bool = True
     approval_after: Duration | None = "1h"
-    silence: bool = True
+    silence: bool | Duration = True
+
+
+class ShadowSpec(_Strict):
+    """Try the routine without letting it act. Beside a Python job (`job`, `sample`): the
+    job keeps doing the work, and a sampled share of the items it handled is also given to
+    this routine in shadow mode, its answer compared with the job's (`rota shadow report`).
+    Or `staged: true`: the routine's own runs go ahead, but each call of a tool with side
+    effects (any tool not marked read_only) is recorded, not executed."""
+
+    job: Name | None = pydantic.Field(None, description="The Python job to run beside")
+    sample: Annotated[float, pydantic.Field(gt=0, le=1, strict=False)] | None = pydantic.Field(
+        None, description="The share of the job's items the routine also gets, e.g. 0.05"
+    )
+    staged: bool = False
+
+    @pydantic.model_validator(mode="after")
+    def _one_way(self) -> ShadowSpec:
+        beside = self.job is not None or self.sample is not None
+        if beside == self.staged or (beside and (self.job is None or self.sample is None)):
+            raise ValueError(
+                "give either job: <a Python job> with sample: <a share, e.g. 0.05>, or staged: true"
+            )
+        return self
 
 
 class RoutineSpec(_Strict):
@@ -198,6 +228,7 @@ class RoutineSpec(_Strict):
     caps: CapsSpec | None = None
     approval: list[ApprovalRule] = []
     notify: NotifySpec | None = None
+    shadow: ShadowSpec | None = None
     billing: Name | None = pydantic.Field(
         None, description="The plan this routine is billed under (rota cost compare)"
     )
@@ -211,6 +242,9 @@ class RoutineSpec(_Strict):
             )
         if (self.mode == "hybrid") != (self.job is not None):
             raise ValueError("mode: hybrid needs job: <a Python job>, and job needs mode: hybrid")
+        shadowed = self.shadow.job if self.shadow is not None else None
+        if self.mode == "hybrid" and shadowed is not None and shadowed != self.job:
+            raise ValueError("a hybrid routine shadows its own job: shadow.job must be job")
         if self.stop_after is not None and self.stop_after.tzinfo is None:
             raise ValueError("stop_after needs a UTC offset, e.g. 2027-01-31T00:00:00Z")
         return self

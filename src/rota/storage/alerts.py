@@ -52,6 +52,21 @@ class FailedRun:
 
 
 @dataclass(frozen=True)
+class RunChange:
+    """A run that started or succeeded (alerts `start` and `success`): when, as whom."""
+
+    id: str
+    name: str
+    at: float
+    principal: str | None
+    trigger: str
+
+
+# The column that says when a run made each change alerts may report.
+RUN_CHANGES = {"start": ("started_at", None), "success": ("finished_at", "SUCCEEDED")}
+
+
+@dataclass(frozen=True)
 class OverdueApproval:
     id: str
     run_id: str
@@ -156,6 +171,38 @@ class AlertQueries(RunInserts):
             )
             for r in rows
         ]
+
+    def run_changes(
+        self, change: str, names: Sequence[str], since: float, limit: int = 500
+    ) -> list[RunChange]:
+        """Runs of `names` (none: of every job) that made `change` ("start" or "success",
+        RUN_CHANGES) at or after `since`, oldest first."""
+        column, state = RUN_CHANGES[change]
+        d = self.dialect
+        where = [f"{column} >= :since"]
+        if state is not None:
+            where.append("state = :state")
+        if names:
+            where.append(d.any_of("name", "names"))
+        rows = self.conn().execute(
+            f"""SELECT id, name, {column} AS at, principal, trigger FROM rota_runs
+            WHERE {" AND ".join(where)} ORDER BY {column} LIMIT :limit""",
+            {"since": since, "state": state, "names": d.list_param(names), "limit": limit},
+        )
+        return [
+            RunChange(r["id"], r["name"], float(r["at"]), r["principal"], r["trigger"])
+            for r in rows
+        ]
+
+    def last_succeeded(self, names: Sequence[str]) -> dict[str, float]:
+        """When each of `names` last finished a run SUCCEEDED (absent: never)."""
+        d = self.dialect
+        rows = self.conn().execute(
+            f"""SELECT name, MAX(finished_at) AS at FROM rota_runs
+            WHERE state = 'SUCCEEDED' AND {d.any_of("name", "names")} GROUP BY name""",
+            {"names": d.list_param(names)},
+        )
+        return {r["name"]: float(r["at"]) for r in rows if r["at"] is not None}
 
     def overdue_approvals(self, low: float, high: float, limit: int = 500) -> list[OverdueApproval]:
         """Pending approval requests made between `low` and `high`, oldest first."""

@@ -42,6 +42,7 @@ SECRET_CHANGED = "secret.changed"
 SECRET_DENIED = "secret.denied"
 TOOL_CALLED = "tool.called"
 TOOL_DENIED = "tool.denied"
+TOOL_STAGED = "tool.staged"  # a staged routine's call of a tool with side effects, not run
 APPROVAL_REQUESTED = "approval.requested"
 APPROVAL_GRANTED = "approval.granted"
 APPROVAL_REJECTED = "approval.rejected"

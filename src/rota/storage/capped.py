@@ -17,6 +17,7 @@ from .dialects import Row
 
 DROPPED = "dropped"
 DEFERRED = "deferred"
+CAPS_LOCK = "rota_run_caps"  # held by each transaction that enqueues a capped run
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,23 @@ class CappedQueries(SqlBase):
                     r.__dict__,
                 )
 
+    def lock_caps(self) -> None:
+        """Hold the run caps' lock until the current transaction ends (rota.routines.caps)."""
+        self.dialect.lock(self.conn(), CAPS_LOCK)
+
     def capped_runs(
-        self, names: Sequence[str] = (), outcome: str | None = None, limit: int = 50
+        self,
+        names: Sequence[str] = (),
+        outcome: str | None = None,
+        limit: int = 50,
+        *,
+        since: float | None = None,
     ) -> list[CappedRun]:
-        """Newest first."""
+        """Newest first; `since`: recorded at or after it (the alerts watchdog)."""
         d = self.dialect
         where = ["1 = 1"]
+        if since is not None:
+            where.append("created_at >= :since")
         if names:
             where.append(d.any_of("name", "names"))
         if outcome is not None:
@@ -61,7 +73,7 @@ class CappedQueries(SqlBase):
         rows = self.conn().execute(
             f"""SELECT * FROM rota_capped_runs WHERE {" AND ".join(where)}
             ORDER BY created_at DESC, id DESC LIMIT :limit""",
-            {"names": d.list_param(names), "outcome": outcome, "limit": limit},
+            {"names": d.list_param(names), "outcome": outcome, "limit": limit, "since": since},
         )
         return [_capped(row) for row in rows]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sqlite3
 from abc import ABC, abstractmethod
@@ -21,7 +22,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from ..errors import DatabaseError, StoreUnavailable
-from .urls import DatabaseUrl
+from .urls import DatabaseUrl, pool_mode
+
+LISTEN_URL_ENV = "ROTA_LISTEN_DATABASE_URL"
 
 Row = dict[str, Any]
 WAKE_CHANNEL = "rota_wake"
@@ -231,6 +234,16 @@ class SQLiteDialect(Dialect):
 
     @contextmanager
     def transaction(self, raw: sqlite3.Connection) -> Iterator[None]:
+        if raw.in_transaction:  # nested: a savepoint inside the outer one, as psycopg does
+            raw.execute("SAVEPOINT rota_nested")
+            try:
+                yield
+            except BaseException:
+                raw.execute("ROLLBACK TO rota_nested")
+                raw.execute("RELEASE rota_nested")
+                raise
+            raw.execute("RELEASE rota_nested")
+            return
         raw.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -257,9 +270,16 @@ class PostgresDialect(Dialect):
     arrays = True
 
     def connect(self) -> Connection:
+        # Behind PgBouncer in transaction mode, the next statement may run on another server
+        # connection, where a statement psycopg prepared does not exist: prepare none.
+        prepare = {"prepare_threshold": None} if self.url.pool == "transaction" else {}
         try:
             raw = psycopg.connect(
-                self.url.target, autocommit=True, row_factory=dict_row, connect_timeout=10
+                self.url.target,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=10,
+                **prepare,
             )
         except psycopg.OperationalError as exc:
             # Unavailable for now (a restart, a failover) as far as rota can tell; at start
@@ -334,12 +354,27 @@ class PostgresDialect(Dialect):
 
     def listen_on(self) -> psycopg.Connection:
         """A separate autocommit connection for LISTEN (user channels, see on_notify)."""
-        return psycopg.connect(self.url.target, autocommit=True, connect_timeout=10)
+        return psycopg.connect(self.listen_target(), autocommit=True, connect_timeout=10)
 
     def listen(self) -> psycopg.Connection:
-        raw = psycopg.connect(self.url.target, autocommit=True)
+        raw = psycopg.connect(self.listen_target(), autocommit=True)
         raw.execute(f"LISTEN {WAKE_CHANNEL}")
         return raw
+
+    def listen_target(self) -> str:
+        """Where LISTEN connects: $ROTA_LISTEN_DATABASE_URL (a direct connection, or a
+        session-mode pool), else the store's URL. A LISTEN through a transaction-mode pool
+        would hear nothing (its server connection goes back to the pool at once), so such a
+        URL without the variable is refused: workers then poll, and on_notify says why."""
+        direct = os.environ.get(LISTEN_URL_ENV, "").strip()
+        if direct:
+            return pool_mode(f"postgresql://{direct.partition('://')[2]}", direct)[0]
+        if self.url.pool == "transaction":
+            raise DatabaseError(
+                f"LISTEN cannot go through PgBouncer in transaction mode ({self.url.redacted()});"
+                f" set {LISTEN_URL_ENV} to a direct PostgreSQL URL for wake-ups and on_notify"
+            )
+        return self.url.target
 
 
 def _join(*parts: str) -> str:

@@ -470,6 +470,16 @@ class RunQueries(RunInserts, WaitQueries, UsageQueries):
         )
         return [_step(row) for row in rows]
 
+    def steps_page(self, run_id: str, after_seq: int, limit: int) -> list[Step]:
+        """At most `limit` steps of a run with seq above `after_seq`, in order: a long run's
+        steps a page at a time (the dashboard's run page)."""
+        rows = self.conn().execute(
+            """SELECT * FROM rota_steps WHERE run_id = :id AND seq > :after
+            ORDER BY seq, started_at LIMIT :limit""",
+            {"id": run_id, "after": after_seq, "limit": limit},
+        )
+        return [_step(row) for row in rows]
+
     # -- reading and operator actions --------------------------------------------------
 
     def get_run(self, run_id: str) -> Run:

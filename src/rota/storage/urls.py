@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigError
 
 DEFAULT_URL = "sqlite:///rota.db"
 EXAMPLES = "e.g. sqlite:///rota.db or postgresql://postgres@127.0.0.1:5432/rota"
+# `?pgbouncer=transaction`: the URL points at PgBouncer in transaction pooling mode (see
+# docs/scaling.md): no server-side prepared statements, and no LISTEN through it.
+POOL_MODES = ("transaction", "session")
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,7 @@ class DatabaseUrl:
     dialect: str  # "sqlite" | "postgresql"
     target: str  # a file path for SQLite, a libpq conninfo URL for PostgreSQL
     original: str
+    pool: str | None = None  # the PgBouncer pool mode named by ?pgbouncer=, if any
 
     def redacted(self) -> str:
         parts = urlsplit(self.original)
@@ -43,5 +47,23 @@ def parse(url: str) -> DatabaseUrl:
         path = rest[1:] or ":memory:"
         return DatabaseUrl("sqlite", path.split("?", 1)[0], url)
     if base in ("postgresql", "postgres"):
-        return DatabaseUrl("postgresql", f"postgresql://{rest}", url)
+        target, pool = pool_mode(f"postgresql://{rest}", url)
+        return DatabaseUrl("postgresql", target, url, pool)
     raise ConfigError(f"unsupported database {scheme!r} in {url!r}; {EXAMPLES}")
+
+
+def pool_mode(target: str, url: str) -> tuple[str, str | None]:
+    """The conninfo without rota's own `pgbouncer` parameter (libpq would refuse it), and
+    its value."""
+    parts = urlsplit(target)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    modes = [value for key, value in query if key == "pgbouncer"]
+    if not modes:
+        return target, None
+    if len(modes) > 1 or modes[0] not in POOL_MODES:
+        raise ConfigError(
+            f"database URL {url!r}: pgbouncer= must be one of {', '.join(POOL_MODES)} "
+            f"(PgBouncer's pool mode), got {', '.join(repr(m) for m in modes)}"
+        )
+    rest = urlencode([(key, value) for key, value in query if key != "pgbouncer"])
+    return urlunsplit(parts._replace(query=rest)), modes[0]

@@ -15,8 +15,8 @@ from typing import Any
 
 from ...agentloop.trace import agent_trace
 from ...storage.approval_records import PENDING, STATUSES, ApprovalRequest, may_decide
-from ...storage.principals import Principal
 from ...storage.base import Store
+from ...storage.principals import Principal
 from ..auth import holds_role
 
 REASONING_CALLS = 3  # model calls whose thinking and text the inbox shows

@@ -12,11 +12,14 @@ Point = tuple[str, float]
 WIDTH, HEIGHT, PAD = 1000, 150, 18
 
 
-def bar_chart(points: Sequence[Point], *, label: str = "chart", unit: str = "") -> str:
-    """Bars for (label, value) points, scaled to the largest value."""
+def bar_chart(
+    points: Sequence[Point], *, label: str = "chart", unit: str = "", top: float | None = None
+) -> str:
+    """Bars for (label, value) points, scaled to `top` (default: the largest value; a
+    share is clearer against its whole, top=100 for percentages)."""
     if not points:
         return _frame(label, "")
-    top = max(v for _, v in points) or 1.0
+    top = max(top or 0.0, *(v for _, v in points)) or 1.0
     slot = WIDTH / len(points)
     bars = []
     for i, (name, value) in enumerate(points):
@@ -67,4 +70,6 @@ def _frame(label: str, body: str) -> str:
 
 
 def _num(value: float) -> str:
-    return f"{value:g}" if value == int(value) else f"{value:.2f}"
+    if value == int(value):
+        return f"{value:g}"
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.2g}"  # $0.0044, not 0.00

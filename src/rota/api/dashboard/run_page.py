@@ -34,6 +34,7 @@ def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
     return [
         Route("/runs/{id}", run_page, methods=["GET"], include_in_schema=False),
         Route("/runs/{id}/steps", more_steps, methods=["GET"], include_in_schema=False),
+        Route("/runs/{id}/trace", trace, methods=["GET"], include_in_schema=False),
         Route("/runs/{id}/calls", more_calls, methods=["GET"], include_in_schema=False),
         Route("/runs/{id}/replay", replay, methods=["GET"], include_in_schema=False),
     ]
@@ -72,24 +73,38 @@ async def more_steps(request: Request, viewer: Viewer) -> Response:
 
 
 @page("viewer")
+@accepts()
+async def trace(request: Request, viewer: Viewer) -> Response:
+    """A long run's agent trace, read after its page (an htmx fragment)."""
+    read_query(request)
+    run_id = path_id(request, "id", "a run")
+    ctx = context(request)
+    try:
+        agents = await ctx.db(trace_page, ctx, run_id, 0)
+    except RunNotFound:
+        raise _not_found(run_id) from None
+    return render(request, "run_trace.html", agents=agents, run_id=run_id)
+
+
+@page("viewer")
 @accepts(
     query={
         "agent": whole_number(0, 10_000, default=0),
-        "start": whole_number(0, MAX_SEQ, default=0),
+        "start": whole_number(1, MAX_SEQ, default=1),
     }
 )
 async def more_calls(request: Request, viewer: Viewer) -> Response:
-    """A page of one agent's model calls (an htmx fragment)."""
+    """A further page of one agent's model calls (an htmx fragment)."""
     q = read_query(request)
     run_id = path_id(request, "id", "a run")
     ctx = context(request)
     try:
-        node = await ctx.db(trace_page, ctx, run_id, q["agent"], q["start"])
+        agents = await ctx.db(trace_page, ctx, run_id, q["start"])
     except RunNotFound:
         raise _not_found(run_id) from None
-    if node is None:
+    if q["agent"] >= len(agents):
         raise ApiError(404, "not_found", f"run {run_id} has no agent number {q['agent']}")
-    return render(request, "run_calls.html", node=node, run_id=run_id)
+    return render(request, "run_calls.html", node=agents[q["agent"]], run_id=run_id)
 
 
 @page("operator")

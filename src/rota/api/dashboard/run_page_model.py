@@ -100,28 +100,36 @@ class RunSummary:
     result: Any
     chain: list[ChainLink]
     waiting_for: str | None
-    step_count: int
-    agents: list[dict[str, Any]]  # trace nodes: prefix, totals, calls (the first page)
+    step_count: int | None  # None: more than the first page (not counted)
+    # The trace, one node per agent: prefix, totals and the first page of its calls; None
+    # when the run is too long to read whole for the page (the page fetches it after).
+    agents: list[dict[str, Any]] | None
+    has_trace: bool
     bars: list[Bar]
     more_steps_after: int | None  # the seq to fetch more steps after, when there are more
 
 
 def run_summary(ctx: ApiContext, run_id: str) -> RunSummary:
-    """Everything the page shows above the fold and the first pages of steps and calls."""
+    """What the page shows first: the header, the first page of steps and, for a run short
+    enough to read whole, its trace. Only that first page of steps is read for a long run,
+    so the page's first content does not wait on thousands of steps."""
     store = ctx.app.store
     run = store.get_run(run_id)
-    steps = store.steps(run_id)
+    head = store.steps_page(run_id, -1, STEP_PAGE + 1)
+    whole = len(head) <= STEP_PAGE
     waits = store.waits([run_id])
     calls = store.model_calls(run_id)
     span = _span(run, ctx.app.clock.now())
-    bars, more = _bars(span, steps[:STEP_PAGE], waits), None
-    if len(steps) > STEP_PAGE:
-        more = steps[STEP_PAGE - 1].seq
-    agents = _agents(steps, calls, 0, CALL_PAGE)
+    bars = _bars(span, head[:STEP_PAGE], waits)
     total = Totals()
     for call in calls:
         total = total.plus(_usage_of(call), call.cost_pusd / PUSD_PER_USD)
-    failed = next((s for s in reversed(steps) if s.state == "FAILED"), None)
+    failed = None
+    if run.state == RunState.FAILED:  # the step that failed, however deep in a long run
+        failed = next(
+            (s for s in reversed(head if whole else store.steps(run_id)) if s.state == "FAILED"),
+            None,
+        )
     open_wait = run_views.open_waits(waits).get(run_id)
     return RunSummary(
         run=run,
@@ -129,16 +137,17 @@ def run_summary(ctx: ApiContext, run_id: str) -> RunSummary:
         cost_usd=total.cost_usd,
         tokens=total,
         acted=_who_acted(store, run, waits),
-        failed_step=failed if run.state == RunState.FAILED else None,
+        failed_step=failed,
         error=redactor.redact_json(run.error),
         payload=redactor.redact_json(run.payload),
         result=redactor.redact_json(run.result),
         chain=_chain(store, run),
         waiting_for=_describe(open_wait) if open_wait and run.state == RunState.WAITING else None,
-        step_count=len(steps),
-        agents=agents,
+        step_count=len(head) if whole else None,
+        agents=_agents(head, calls, 0, CALL_PAGE) if whole else None,
+        has_trace=bool(calls) or run.kind == "agent",
         bars=bars,
-        more_steps_after=more,
+        more_steps_after=None if whole else head[STEP_PAGE - 1].seq,
     )
 
 
@@ -146,19 +155,20 @@ def waterfall_page(ctx: ApiContext, run_id: str, after: int) -> tuple[list[Bar],
     """The waterfall rows of the steps after seq `after`, and where the next page starts."""
     store = ctx.app.store
     run = store.get_run(run_id)
-    rest = [s for s in store.steps(run_id) if s.seq > after]
-    page = rest[:MORE_STEPS]
+    rows = store.steps_page(run_id, after, MORE_STEPS + 1)
+    page = rows[:MORE_STEPS]
     span = _span(run, ctx.app.clock.now())
     bars = _bars(span, page, [])  # waits were placed with the first page
-    return bars, page[-1].seq if len(rest) > MORE_STEPS else None
+    return bars, page[-1].seq if len(rows) > MORE_STEPS else None
 
 
-def trace_page(ctx: ApiContext, run_id: str, agent: int, start: int) -> dict[str, Any] | None:
-    """Model calls `start`.. of the run's `agent`-th agent (None: no such agent)."""
+def trace_page(ctx: ApiContext, run_id: str, start: int) -> list[dict[str, Any]]:
+    """The trace with model calls `start`.. of each agent (a long run's trace is read on
+    its own, after the page)."""
     store = ctx.app.store
     store.get_run(run_id)  # RunNotFound for an unknown run
-    agents = _agents(store.steps(run_id), store.model_calls(run_id), start, MORE_CALLS)
-    return agents[agent] if agent < len(agents) else None
+    count = CALL_PAGE if start == 0 else MORE_CALLS
+    return _agents(store.steps(run_id), store.model_calls(run_id), start, count)
 
 
 # -- pieces ----------------------------------------------------------------------------------

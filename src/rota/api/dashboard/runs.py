@@ -161,7 +161,7 @@ def _bulk_form(form: Form) -> tuple[str, list[str], str]:
             raise ApiError(
                 400,
                 "bad_request",
-                f"unknown form field {shown(name)}: this form takes action, back and "
+                f"unknown form field '{shown(name)}': this form takes action, back and "
                 f"{PICK}<run id> for each ticked run",
             )
         ids.append(run_id)

@@ -114,7 +114,9 @@ def enqueue(
     return enqueued
 
 
-def _plan(s: Scheduler, name: str, start: datetime, end: datetime) -> tuple[list[datetime], BackfillPlan]:
+def _plan(
+    s: Scheduler, name: str, start: datetime, end: datetime
+) -> tuple[list[datetime], BackfillPlan]:
     plan = s.plan_backfill(name, start, end, limit=MAX_FIRES)
     if len(plan.fires) > MAX_FIRES:
         raise ApiError(
