@@ -5,6 +5,7 @@ runs caps held back, with their reasons), their refusals of bad input; and the m
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from rota import App
 from rota.api import create_api
+from rota.api.dashboard.sessions import mint_login_code
 from rota.cli import app as cli
 from rota.clock import FakeClock
 from rota.identity import admin, tokens
@@ -141,3 +143,22 @@ def test_tokens_create_fire_names_the_routines_own_endpoint(
         shown[name] = made.output
     assert "only to fire 'digest' (POST /api/routines/digest/fire)" in shown["digest"]
     assert "only to fire 'nightly' (POST /api/jobs/nightly/runs)" in shown["nightly"]
+
+
+def test_the_routines_page_shows_bad_files_and_runs_held_back(app: App, tmp_path: Path) -> None:
+    app.run_now("digest")
+    with pytest.raises(RunDropped):
+        app.run_now("digest")
+    with TestClient(create_api(app)) as browser:
+        code = mint_login_code(app.store, "viewer", app.clock.now())
+        browser.get(f"/login/once?code={code}")  # signed in: the session cookie is set
+        shown = browser.get("/routines")
+        assert shown.status_code == 200, shown.text
+        text = html.unescape(shown.text)
+        assert f"{tmp_path / 'broken.md'}:3:8</code>: unknown user principal 'nobody'" in text
+        assert 'data-routine="digest"' in text and "per_day 1 used up" in text
+        none = browser.get("/routines", params={"outcome": "deferred", "name": ""})
+        assert "No held run matches these filters." in none.text
+        bad = browser.get("/routines", params={"outcome": "lost"})
+        assert bad.status_code == 400 and "outcome" in bad.text
+    assert len(app.store.capped_runs()) == 1  # a refused page changed nothing

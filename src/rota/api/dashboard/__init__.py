@@ -20,12 +20,12 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from ..context import ApiContext
-from . import approvals, audit, costs, live, login, overview, run_page, runs, schedules
+from . import approvals, audit, costs, live, login, overview, routines, run_page, runs, schedules
 from .render import NavEntry, use_nav
 
 PAGE_MODULES: tuple[ModuleType, ...] = (
     *(login, live, overview, audit, runs, run_page),
-    *(approvals, schedules, costs),
+    *(approvals, schedules, routines, costs),
 )
 STATIC = Path(__file__).parent / "static"
 
