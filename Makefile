@@ -41,6 +41,17 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench examples
 	$(BIN)/ruff format src tests bench examples
 
+# The chaos suite for minutes (docs/reliability.md has its figures): CHAOS_SECONDS of random
+# faults under a mixed workload, then the invariants. CHAOS_SEED=N replays a run.
+CHAOS_SECONDS ?= 300
+chaos: $(STAMP)
+	CHAOS_LONG=1 CHAOS_SECONDS=$(CHAOS_SECONDS) $(BIN)/python -m pytest -p no:cacheprovider -s tests/chaos/test_chaos.py -k test_long_chaos
+
+# The fuzz properties of every parser of outside input, with many more examples than in
+# `make test`.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider tests/fuzz
+
 $(BENCH_VENV)/.installed-stamp: pyproject.toml $(LOCK) bench/requirements-peers.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip

@@ -150,10 +150,15 @@ def p95(values: list[float]) -> float:
 def explain(url: str, deep_cursor: str) -> None:
     queries = {
         "first page": ("SELECT * FROM rota_runs WHERE 1 = 1 ORDER BY id DESC LIMIT 51", []),
-        "state + name": (
+        "state + name, no match": (
             "SELECT * FROM rota_runs WHERE state = ANY(%s) AND name = ANY(%s) "
             "ORDER BY id DESC LIMIT 51",
             [["FAILED"], ["job_7"]],
+        ),
+        "name + state + principal, no match": (
+            "SELECT * FROM rota_runs WHERE name = ANY(%s) AND state = ANY(%s) "
+            "AND principal = ANY(%s) ORDER BY id DESC LIMIT 51",
+            [["job_0"], ["SUCCEEDED"], ["svc-3"]],
         ),
         "deep page": (
             "SELECT * FROM rota_runs WHERE id < %s ORDER BY id DESC LIMIT 51",
@@ -231,6 +236,12 @@ def measure(app: App, long_id: str, deep: str, requests: int) -> None:
             ),
             "`/runs?cursor=...` (page 10,000: keyset)": f"/runs?cursor={deep}",
             "`/runs?q=disk+full+99` (error text)": "/runs?q=disk+full+99",
+            "`/runs?state=FAILED&name=job_7` (matches none of 10,000 failed)": (
+                "/runs?state=FAILED&name=job_7"
+            ),
+            "`/runs?name=job_0&state=SUCCEEDED&principal=svc-3` (matches none)": (
+                "/runs?name=job_0&state=SUCCEEDED&principal=svc-3"
+            ),
             "run page, 1,999-step agent run": f"/runs/{long_id}",
             "its trace (fetched after the page)": f"/runs/{long_id}/trace",
             "its steps 101-300 (on scroll)": f"/runs/{long_id}/steps?after=99",

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from . import serialization
 from .backoff import backoff_delay
+from .batches import WriteBatch
 from .calls import call_user, error_info
 from .clock import Clock
 from .durations import Duration, optional_seconds, seconds
@@ -339,8 +342,60 @@ class DurableContext:
             started_at=started,
             finished_at=self._runtime.clock.now(),
         )
-        if not await self.db(self._runtime.store.save_step, record, model_calls):
+        try:
+            saved = await _step_writes(self._runtime).write(self._runtime.db, (record, model_calls))
+        except StoreUnavailable as exc:
+            raise StoreLost(exc) from exc
+        if not saved:
             raise RunInterrupted("lease_lost")
+
+
+StepWrite = tuple[StepRecord, Sequence[ModelCall]]
+_STEP_WRITES: weakref.WeakKeyDictionary[Any, WriteBatch[StepWrite, bool]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+_AUDIT_WRITES: weakref.WeakKeyDictionary[Any, WriteBatch[Sequence[AuditEntry], None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def write_audit(runtime: Runtime, entries: Sequence[AuditEntry]) -> None:
+    """Append a run's audit records through `runtime.write_audit`, batched with the other
+    runs' records written at the same time (one chain append for all of them; each run's
+    records stay in its order, after its run.started)."""
+    try:
+        batch = _AUDIT_WRITES.get(runtime)
+    except TypeError:  # a runtime that cannot be a weak key: written on its own
+        await runtime.db(runtime.write_audit, entries)
+        return
+    if batch is None:
+        batch = WriteBatch(runtime.write_audit, partial(_write_audits, runtime))
+        _AUDIT_WRITES[runtime] = batch
+    try:
+        await batch.write(runtime.db, entries)
+    except StoreUnavailable as exc:
+        raise StoreLost(exc) from exc
+
+
+def _write_audits(runtime: Runtime, batches: list[Sequence[AuditEntry]]) -> list[None]:
+    runtime.write_audit([entry for entries in batches for entry in entries])
+    return [None] * len(batches)
+
+
+def _step_writes(runtime: Runtime) -> WriteBatch[StepWrite, bool]:
+    """The runtime's (worker's) batch of step checkpoints: its concurrent runs' steps are
+    committed together."""
+    try:
+        batch = _STEP_WRITES.get(runtime)
+    except TypeError:  # a runtime that cannot be a weak key: its own batch each time
+        return WriteBatch(lambda w: runtime.store.save_step(*w), runtime.store.save_steps)
+    if batch is None:
+        store = runtime.store
+        batch = WriteBatch(lambda w: store.save_step(*w), store.save_steps)
+        _STEP_WRITES[runtime] = batch
+    return batch
 
 
 def _event_names(name: str | Sequence[str]) -> tuple[str, ...]:

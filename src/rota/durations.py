@@ -3,6 +3,7 @@ or a timedelta."""
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -21,14 +22,24 @@ def seconds(value: Duration, *, what: str = "duration") -> float:
     elif isinstance(value, bool):
         raise ConfigError(f"{what} must be a duration like '30s', got {value!r}")
     elif isinstance(value, int | float):
-        result = float(value)
+        try:
+            result = float(value)
+        except OverflowError:  # an int too large for a float
+            result = math.inf
     elif isinstance(value, str):
         result = _parse(value.strip().lower(), what)
     else:
         raise ConfigError(f"{what} must be a duration like '30s', got {value!r}")
     if result < 0:
         raise ConfigError(f"{what} must not be negative, got {value!r}")
+    if not math.isfinite(result):  # NaN, infinity, or digits past a float's range
+        raise ConfigError(f"{what} must be a finite duration like '30s', got {_shown(value)}")
     return result
+
+
+def _shown(value: Duration) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def optional_seconds(value: Duration | None, *, what: str = "duration") -> float | None:

@@ -115,7 +115,7 @@ def test_an_escalated_agent_run_shows_its_trace_tree_tokens_and_cost(
         "href", f"/runs/{seeded.job}"
     )
     expect(chain).to_contain_text("root: ")
-    expect(page.locator(".run-head")).to_contain_text("svc-agent (fired it, by escalation)")
+    expect(page.locator(".run-head")).to_contain_text("started by escalation, as svc-agent")
     screenshot(page, "agent-run")
     chain.get_by_role("link", name="intake").click()
     expect(page).to_have_url(server.page_url(f"/runs/{seeded.job}"))

@@ -25,6 +25,7 @@ hook, not a rota option): the suite must then find a violated invariant.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -105,10 +106,9 @@ class SideSystem:
 
     def _reset(self) -> None:
         if self._conn is not None:
-            try:
+            # a broken connection may fail to close; it is dropped anyway
+            with contextlib.suppress(Exception):
                 self._conn.close()
-            except Exception:  # a broken connection may fail to close; it is dropped anyway
-                pass
         self._conn = None
 
     def close(self) -> None:
@@ -129,9 +129,7 @@ class SideSystem:
 
     def apply_effect(self, key: str, run_id: str, kind: str) -> None:
         """The remote system's side effect: applied once per idempotency key."""
-        self.query(
-            "INSERT INTO chaos_effect_calls (key, run_id) VALUES (%s, %s)", (key, run_id)
-        )
+        self.query("INSERT INTO chaos_effect_calls (key, run_id) VALUES (%s, %s)", (key, run_id))
         self.query(
             "INSERT INTO chaos_effects (key, run_id, kind, at) VALUES (%s, %s, %s, %s) "
             "ON CONFLICT (key) DO NOTHING",
@@ -220,6 +218,7 @@ def make_app(database_url: str | None = None) -> App:
 
 if os.environ.get(BREAK_FENCE_ENV) == "1":
     break_lease_fence()
+
 
 def __getattr__(name: str) -> App:
     """`app`, made when `rota --app chaos_app:app` first asks for it (the suite's own process

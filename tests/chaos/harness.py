@@ -398,7 +398,8 @@ class Chaos:
             raise ValueError(f"unknown fault kind {kind!r}")
         fault.end = time.time()
         self.faults.append(fault)
-        print(f"chaos: {kind} {fault.target} ({fault.end - fault.start:.1f}s)")
+        target = f" {fault.target}" if fault.target else ""
+        print(f"chaos: {kind}{target} ({fault.end - fault.start:.1f}s)")
 
     # -- settle and measure ------------------------------------------------------------------
 
@@ -432,7 +433,9 @@ class Chaos:
         query = "SELECT count(*) FROM rota_ticks WHERE schedule = %s AND fire_at > %s"
         while self.rota.query(query, ("chaos_tick", at))[0][0] == 0:
             if time.monotonic() > deadline:
-                raise AssertionError(f"no tick fired after the faults within {self.config.settle_s:g}s")
+                raise AssertionError(
+                    f"no tick fired after the faults within {self.config.settle_s:g}s"
+                )
             time.sleep(0.2)
 
     def _audit(self) -> Iterator[str]:

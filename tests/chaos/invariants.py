@@ -8,6 +8,7 @@ fault hit which run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -66,10 +67,9 @@ class Db:
 
     def _close(self) -> None:
         if self._conn is not None:
-            try:
+            # a broken connection may fail to close; it is dropped anyway
+            with contextlib.suppress(Exception):
                 self._conn.close()
-            except Exception:  # a broken connection may fail to close; it is dropped anyway
-                pass
             self._conn = None
 
     def close(self) -> None:
@@ -216,8 +216,8 @@ def _duplicated_effects(runs: dict[str, dict[str, Any]], side: Db) -> Iterator[s
         want = EFFECTS.get(run["name"])
         if want is None or run["state"] != "SUCCEEDED":
             continue
-        if applied[run["id"]] > want:
-            yield f"run {run['id']} ({run['name']}) applied {applied[run['id']]} effects, not {want}"
+        if (count := applied[run["id"]]) > want:
+            yield f"run {run['id']} ({run['name']}) applied {count} effects, not {want}"
 
 
 def _ticks(rota: Db) -> Iterator[str]:
@@ -236,9 +236,7 @@ def _ticks(rota: Db) -> Iterator[str]:
             yield f"fire time {second} decided {covered[second]} times"
 
 
-def _webhooks(
-    rota: Db, runs: dict[str, dict[str, Any]], expected: Expected
-) -> Iterator[str]:
+def _webhooks(rota: Db, runs: dict[str, dict[str, Any]], expected: Expected) -> Iterator[str]:
     stored = Counter(
         key
         for (key,) in rota.query(
@@ -256,11 +254,14 @@ def _webhooks(
 def _budgets(rota: Db, runs: dict[str, dict[str, Any]]) -> Iterator[str]:
     calls = Counter(
         run_id
-        for (run_id,) in rota.query("SELECT run_id FROM rota_usage WHERE agent = %s", (chaos_app.AGENT,))
+        for (run_id,) in rota.query(
+            "SELECT run_id FROM rota_usage WHERE agent = %s", (chaos_app.AGENT,)
+        )
     )
+    budget = chaos_app.AGENT_REQUESTS
     for run_id, requests in calls.items():
-        if requests > chaos_app.AGENT_REQUESTS:
-            yield f"agent run {run_id} made {requests} metered requests, budget {chaos_app.AGENT_REQUESTS}"
+        if requests > budget:
+            yield f"agent run {run_id} made {requests} metered requests, budget {budget}"
     agent_runs = [r for r in runs.values() if r["name"] == chaos_app.AGENT]
     if agent_runs and not calls:
         yield "no agent usage was metered"

@@ -18,10 +18,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from harness import PG_FAULTS, SQLITE_FAULTS, Chaos, ChaosConfig, ChaosResult, seed_from_env
 from private_pg import PrivateCluster, private_cluster
 
-SHORT_FAULT_S = float(os.environ.get("CHAOS_SHORT_S", "25"))
+from harness import PG_FAULTS, SQLITE_FAULTS, Chaos, ChaosConfig, ChaosResult, seed_from_env
+
+pytestmark = pytest.mark.slow  # `make test` runs them; `make test-fast` leaves them out
+
+SHORT_FAULT_S = float(os.environ.get("CHAOS_SHORT_S", "20"))
 LONG_FAULT_S = float(os.environ.get("CHAOS_SECONDS", "300"))
 
 
@@ -84,8 +87,8 @@ def test_short_chaos_on_sqlite_keeps_every_invariant(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("CHAOS_LONG"), reason="make chaos (CHAOS_LONG=1) only")
+@pytest.mark.timeout(LONG_FAULT_S + 900)  # the faults, then start-up, settle and checks
 def test_long_chaos(cluster: PrivateCluster, tmp_path: Path) -> None:
     config = ChaosConfig(seed=seed_from_env(), fault_s=LONG_FAULT_S, settle_s=180)
     result = _run_pg(cluster, tmp_path, config)

@@ -78,6 +78,8 @@ def _leaf_paths(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tupl
 def test_every_command_takes_the_root_options_after_its_name() -> None:
     root = typer.main.get_command(cli)
     ctx = typer.Context(root)
+    for name in root.list_commands(ctx):  # commands load on first use: load them all
+        root.get_command(ctx, name)
     paths = list(_leaf_paths(root))
     assert len(paths) > 40  # every noun's verbs, not just a few
     for path, command in paths:

@@ -330,12 +330,12 @@ def test_an_escalated_agent_run_shows_its_trace_chain_and_totals(app: App, signe
         assert f"tool {tool_name}" in shown
     assert "plan of acme: gold" in shown
     assert re.search(r"tool wipe · \S+ denied", shown)
-    assert "approved by root" in shown and "root (approved tool:refund/approval)" in shown
+    assert "approved by root" in shown and "root approved tool:refund/approval" in shown
     chain = re.search(r'<ol class="chain">(.*?)</ol>', page.text, re.S)
     assert chain is not None
     assert f'href="/runs/{job_id}">intake' in chain[1]
     assert "root: " in text(chain[1]) and "state-human" in chain[1]
-    assert "svc-agent (fired it, by escalation)" in shown
+    assert "started by escalation, as svc-agent" in shown
     job_page = signed("watcher").get(f"/runs/{job_id}")
     assert f'href="/runs/{agent_id}">triager' in job_page.text
 

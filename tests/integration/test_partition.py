@@ -85,6 +85,7 @@ def test_existing_rows_move_and_rota_runs_on_partitions(pg_schema_url: str) -> N
     try:
         before = [app.run_now("pipeline", n) for n in range(3)]
         app.drain()
+        results = [h.result() for h in before]
         app.close()
         partition(pg_schema_url)  # rows written before the script move with it
         app = App(pg_schema_url)
@@ -93,7 +94,7 @@ def test_existing_rows_move_and_rota_runs_on_partitions(pg_schema_url: str) -> N
         after = [app.run_now("pipeline", n) for n in range(3, 6)]
         agent = app.run_now("reviewer", "look")
         app.drain()
-        assert [h.result() for h in before + after] == [1, 3, 5, 7, 9, 11]
+        assert results + [h.result() for h in after] == [1, 3, 5, 7, 9, 11]
         assert agent.get().state == RunState.SUCCEEDED
     finally:
         app.close()

@@ -41,6 +41,7 @@ from ..agents.spec import AgentSpec
 from ..agents.tools import ToolContext, ToolMiddleware, guarded
 from ..agents.types import Message, Model, ToolCall, ToolResult, Usage, to_json
 from ..approvals.gate import NO_COST, ApprovalGate, cost_so_far
+from ..durable import write_audit
 from ..identity.directory import directory_for
 from ..identity.principals import Principal
 from ..identity.secrets import Vault
@@ -156,7 +157,7 @@ def tool_access(agent: str, ctx: RunContext | None, principal: Principal | None)
     write = runtime.write_audit
 
     async def record(entry: AuditEntry) -> None:
-        await runtime.db(write, [entry])
+        await write_audit(runtime, [entry])  # with the other runs' records of the moment
 
     vault = Vault(cast("SecretQueries", store), audit_with=write)
     run_id = ctx.run_id

@@ -7,9 +7,10 @@ call is a durable step whose request and response are stored with the run.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal, Protocol
 
 from ..errors import AgentFailed
@@ -161,7 +162,41 @@ def to_json(value: Any) -> Any:
     """A dataclass (or tuple/list of them) as JSON-ready data."""
     if isinstance(value, tuple | list):
         return [to_json(v) for v in value]
-    return asdict(value, dict_factory=_without_empty_thinking)
+    return _as_data(value)
+
+
+# What dataclasses.asdict(value, dict_factory=_without_empty_thinking) returns, made without
+# its per-call field introspection and its deep copy of every str and int: this runs several
+# times per model call on the whole conversation (measured: a third of a millisecond a call).
+_SCALARS = (str, int, float, bool, type(None))
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _as_data(value: Any) -> Any:
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {_as_data(k): _as_data(v) for k, v in value.items()}
+    if kind is tuple or kind is list:
+        return kind([_as_data(v) for v in value])
+    names = _FIELD_NAMES.get(kind)
+    if names is None and is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in fields(value))
+    if names is not None:
+        data = {}
+        for name in names:
+            item = getattr(value, name)
+            if name != "thinking" or item:  # see _without_empty_thinking
+                data[name] = _as_data(item)
+        return data
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
+        return kind(*[_as_data(v) for v in value])
+    if isinstance(value, list | tuple):
+        return kind(_as_data(v) for v in value)
+    if isinstance(value, dict):
+        return kind((_as_data(k), _as_data(v)) for k, v in value.items())
+    return copy.deepcopy(value)
 
 
 def _without_empty_thinking(items: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -8,8 +8,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from ..clock import iso
 from ..durations import seconds
 from ..errors import ConfigError, RotaError
@@ -68,6 +66,8 @@ def deliver(sink: Sink, alert: AlertRecord, *, now: float, secrets: SecretLookup
 
 
 def _post(sink: Sink, url: str, raw: bytes, headers: dict[str, str]) -> int:
+    import httpx  # noqa: PLC0415  # heavy: httpx imports its own CLI (click, rich, pygments)
+
     timeout = seconds(sink.timeout, what="sink timeout")
     try:
         response = httpx.post(url, content=raw, headers=headers, timeout=timeout)

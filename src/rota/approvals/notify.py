@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from ..clock import iso
 from ..durations import Duration, seconds
 from ..errors import ConfigError, RotaError
@@ -113,6 +111,8 @@ def announcement(registry: Registry, request: ApprovalRequest) -> NewRun:
 
 def post(hook: ApprovalWebhook, body: dict[str, Any]) -> str:
     """POST the body; anything but a 2xx answer raises WebhookFailed (so the run retries)."""
+    import httpx  # noqa: PLC0415  # heavy: httpx imports its own CLI (click, rich, pygments)
+
     try:
         response = httpx.post(
             hook.url, json=body, timeout=seconds(hook.timeout, what="webhook timeout")

@@ -10,33 +10,23 @@ import json
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import psycopg
 import typer
 from prometheus_client import start_http_server
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
-from typer.core import TyperGroup
 
 from ..app import App
-from ..errors import (
-    ConfigError,
-    RotaError,
-    SerializationError,
-    StoreUnavailable,
-)
+from ..errors import ConfigError
 from ..logredaction import install_log_redaction
 from ..observability.collectors import StoreGauges, registry
 from ..observability.logs import JsonFormatter
@@ -44,55 +34,23 @@ from ..redaction import RedactingFilter
 from ..storage import SqlStore
 from ..storage.urls import DEFAULT_URL, parse
 
+# The root group, the exit codes and the error lines live in group.py, which `rota --help`
+# imports without the rest of this module; every command still finds them here.
+from .group import EXIT_CODES_HELP as EXIT_CODES_HELP
+from .group import GLOBAL_OPTIONS as GLOBAL_OPTIONS
+from .group import ExitCode as ExitCode
+from .group import RotaGroup as RotaGroup
+from .group import Settings as Settings
+from .group import _warned, err, settings, warn
+from .group import exit_code_of as exit_code_of
+from .group import fail as fail
+from .group import hoist_global_options as hoist_global_options
+from .group import json_mode as json_mode
+
 DEFAULT_APP = "app:app"
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 _piped = Console(width=1000, soft_wrap=True)
-
-
-class ExitCode(IntEnum):
-    """The one table of exit codes every command follows (docs/cli.md, `rota --help`)."""
-
-    OK = 0  # done
-    FAILED = 1  # the work failed: a run failed, a replay diverged, a broken audit chain
-    USAGE = 2  # usage or configuration error: a bad option, an app that does not import
-    NOT_FOUND = 3  # no such run, job, approval, event, principal, webhook, shadow job
-    REFUSED = 4  # refused: a disabled principal, a decided approval, a revoked token
-    UNAVAILABLE = 5  # the database cannot be reached
-
-
-EXIT_CODES_HELP = (
-    "Exit codes: 0 ok; 1 the work failed; 2 usage or configuration error; 3 not found; "
-    "4 refused; 5 database unavailable. With --json, errors are printed on stdout as "
-    '{"error": ..., "message": ...}.'
-)
-
-# Each error maps to one row of the table, the first that matches: rota's errors say what
-# they are by their base class (a LookupError is "not found", a PermissionError "refused").
-ERROR_CODES: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], ExitCode], ...] = (
-    (StoreUnavailable, ExitCode.UNAVAILABLE),
-    ((ConfigError, SerializationError), ExitCode.USAGE),  # before LookupError: UnknownPrice
-    (LookupError, ExitCode.NOT_FOUND),  # RunNotFound, UnknownJobError, UnknownPrincipal, ...
-    (PermissionError, ExitCode.REFUSED),  # ApprovalRefused, PrincipalDisabled, TokenRefused
-)
-ERROR_NAMES = {
-    ExitCode.FAILED: "failed",
-    ExitCode.USAGE: "usage",
-    ExitCode.NOT_FOUND: "not_found",
-    ExitCode.REFUSED: "refused",
-    ExitCode.UNAVAILABLE: "unavailable",
-}
-_json_mode: ContextVar[bool] = ContextVar("rota_json_mode", default=False)  # --json given?
-_warned: ContextVar[bool] = ContextVar("rota_app_warned", default=False)  # said it already?
-
-
-def exit_code_of(exc: BaseException) -> ExitCode:
-    """The row of the exit-code table an error belongs to."""
-    for kinds, code in ERROR_CODES:
-        if isinstance(exc, kinds):
-            return code
-    return ExitCode.FAILED
 
 
 class AppLoadError(ConfigError):
@@ -103,102 +61,6 @@ class AppNotFound(AppLoadError):
     """The module --app names does not exist (as opposed to existing and failing)."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The root options, handed to every command through the click context."""
-
-    database_url: str | None  # --database-url, else ROTA_DATABASE_URL
-    app_spec: str | None  # --app, else ROTA_APP; None: the implicit default app:app
-
-
-def settings(ctx: typer.Context) -> Settings:
-    """The root options of this command line."""
-    obj = ctx.find_root().obj
-    return obj if isinstance(obj, Settings) else Settings(None, None)
-
-
-# -- errors -----------------------------------------------------------------------------
-
-GLOBAL_OPTIONS = ("--app", "--database-url")  # root options also accepted after a command
-
-
-class RotaGroup(TyperGroup):
-    """The root group: every command runs inside it, so errors are handled once, here, and
-    the root options are found wherever the user typed them."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        args = hoist_global_options(self, ctx, args)
-        end = args.index("--") if "--" in args else len(args)
-        _json_mode.set("--json" in args[:end])
-        _warned.set(False)
-        return super().parse_args(ctx, args)
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RotaError as exc:
-            fail(str(exc), code=exit_code_of(exc))
-        except psycopg.OperationalError as exc:
-            fail(f"database unavailable: {_first_line(exc)}", code=ExitCode.UNAVAILABLE)
-        except (psycopg.Error, sqlite3.Error) as exc:
-            fail(f"database error ({type(exc).__name__}): {_first_line(exc)}")
-        except typer.TyperException as exc:  # click's usage errors (exit 2) derive from it
-            if not json_mode():
-                raise  # click prints it with the usage line
-            fail(exc.format_message(), code=getattr(exc, "exit_code", ExitCode.USAGE))
-
-
-def hoist_global_options(group: TyperGroup, ctx: typer.Context, args: list[str]) -> list[str]:
-    """`rota runs list --app x:app` means `rota --app x:app runs list`: move each root
-    option typed after a sub-command to the front, unless that command has an option of
-    the same name (`rota demo --database-url`). Nothing after `--` is touched."""
-    front: list[str] = []
-    rest: list[str] = []
-    command: Any = group  # descends through the groups named on the command line
-    i = 0
-    while i < len(args):
-        token = args[i]
-        if token == "--":
-            rest.extend(args[i:])
-            break
-        name, eq, _ = token.partition("=")
-        if name in GLOBAL_OPTIONS:
-            taken = args[i : i + 1] if eq else args[i : i + 2]
-            keep_here = command is group or _declares(command, name)
-            (rest if keep_here else front).extend(taken)
-            i += len(taken)
-            continue
-        if isinstance(command, TyperGroup) and not token.startswith("-"):
-            command = command.get_command(ctx, token) or command
-        rest.append(token)
-        i += 1
-    return front + rest
-
-
-def _declares(command: Any, option: str) -> bool:
-    return any(option in getattr(p, "opts", ()) for p in command.params)
-
-
-def json_mode() -> bool:
-    """Whether the command line asked for --json (errors are then JSON on stdout too)."""
-    return _json_mode.get()
-
-
-def fail(message: str, *, code: int = ExitCode.FAILED) -> NoReturn:
-    """End the command with one line (or, under --json, one object) and the exit code."""
-    if json_mode():
-        kind = ERROR_NAMES.get(ExitCode(code), "failed")
-        typer.echo(json.dumps({"error": kind, "message": message}, ensure_ascii=False))
-    else:
-        err.print(Text(f"error: {message}", style="red"))
-    raise typer.Exit(code)
-
-
-def warn(message: str) -> None:
-    """One yellow line on stderr: something is off but the command goes on."""
-    err.print(Text(f"warning: {message}", style="yellow"))
-
-
 def app_did_not_import(exc: AppLoadError, consequence: str) -> None:
     """The one warning line of a command that goes on without the user's app."""
     if _warned.get():
@@ -206,11 +68,6 @@ def app_did_not_import(exc: AppLoadError, consequence: str) -> None:
     _warned.set(True)
     reason = "; ".join(line.strip() for line in str(exc).splitlines()[1:]) or str(exc)
     warn(f"the app does not import ({reason}); {consequence}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
 
 
 # -- the user's app ---------------------------------------------------------------------

@@ -98,8 +98,12 @@ def _policy(ctx: typer.Context, default: float | None) -> RetentionPolicy:
 
 def _summary(report: PruneReport) -> str:
     verb = "would prune" if report.dry_run else "pruned"
-    names = ", ".join(f"{n} {k}" for k, n in sorted(report.per_name.items()))
-    text = f"{verb} {report.runs} finished runs" + (f" ({names})" if names else "")
+    text = f"{verb} {report.runs} finished runs"
+    counted = {k: n for k, n in report.per_name.items() if n}
+    if set(counted) - {"(default)"}:  # some went by a job's own retention: say which
+        names = sorted(counted.items(), key=lambda kv: (kv[0] == "(default)", kv[0]))
+        shown = ", ".join(f"{'others' if k == '(default)' else k}: {n}" for k, n in names)
+        text += f" ({shown})"
     text += f", {report.events} events, {report.audit_records} audit records"
     if report.checkpoint_seq is not None:
         text += f"; the audit chain now starts after seq {report.checkpoint_seq}"

@@ -106,7 +106,7 @@ def parse_plan(data: Mapping[str, Any], source: str = "plan", prefix: str = "") 
     where = f"{prefix}.kind" if prefix else "kind"
     if kind is None:
         raise ConfigFileError(source, [f"field {where!r} is required: {_kinds()}"])
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # a list or table is no kind either
         raise ConfigFileError(source, [f"field {where!r}: unknown plan kind {kind!r}; {_kinds()}"])
     plan: Plan = validate(_ADAPTERS[kind], dict(data), source, prefix)
     return plan

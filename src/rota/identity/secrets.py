@@ -26,9 +26,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from ..errors import ConfigError, RotaError
 from ..redaction import Redactor, redactor
 from ..storage.audit import SECRET_DENIED, SECRET_READ, AuditEntry
@@ -226,11 +223,16 @@ class Vault:
         return grants
 
     def _encrypt(self, name: str, value: str) -> str:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415  # heavy: cryptography, only to seal or open a secret
+
         nonce = os.urandom(12)
         sealed = AESGCM(self.key).encrypt(nonce, value.encode(), name.encode())
         return f"{_VERSION}:{key_id(self.key)}:{base64.b64encode(nonce + sealed).decode()}"
 
     def _decrypt(self, name: str, stored: str) -> str:
+        from cryptography.exceptions import InvalidTag  # noqa: PLC0415  # heavy: cryptography, only to seal or open a secret
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: PLC0415  # heavy: cryptography, only to seal or open a secret
+
         parts = stored.split(":", 2)
         if len(parts) != 3 or parts[0] != _VERSION:
             raise SecretKeyError(f"secret {name!r} is stored in a format this rota cannot read")

@@ -17,8 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
-
 from ..agentloop.agent import Agent
 from ..agents.tools import (
     CallNext,
@@ -252,6 +250,8 @@ def _success(spec: RoutineSpec, catalog: Catalog) -> Callable[[Any], Awaitable[b
 
 
 def _schema_check(schema: dict[str, Any]) -> Callable[[Any], bool]:
+    import jsonschema  # noqa: PLC0415  # heavy: jsonschema (referencing, attrs, rpds): only for routines with a schema
+
     validator = jsonschema.Draft202012Validator(schema)
 
     def meets(output: Any) -> bool:

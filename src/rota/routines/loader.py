@@ -12,16 +12,17 @@ import difflib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import pydantic
-import yaml
 
 from ..errors import ConfigError
 from . import triggers
 from .errors import Problem, RoutineError
 from .spec import TRIGGER_MODELS, RoutineSpec
+
+if TYPE_CHECKING:
+    import yaml
 
 Path_ = tuple[str | int, ...]
 FENCE = "---"
@@ -104,6 +105,8 @@ def load_dir(directory: str | Path, known: Known) -> Loaded:
 
 def parse(text: str, file: str, known: Known) -> tuple[Routine | None, list[Problem]]:
     """One routine file's text: the routine, or None and the problems found."""
+    import yaml  # noqa: PLC0415  # heavy: PyYAML, only to read a routine file
+
     front, body, body_line = _split(text)
     if front is None:
         return None, [
@@ -177,6 +180,8 @@ class _Where:
 
 
 def _child(node: yaml.Node | None, part: str | int) -> tuple[yaml.Node | None, yaml.Node | None]:
+    import yaml  # noqa: PLC0415  # heavy: PyYAML, only to read a routine file
+
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             if isinstance(k, yaml.ScalarNode) and k.value == str(part):
@@ -204,6 +209,8 @@ def _validation_problems(where: _Where, exc: pydantic.ValidationError) -> list[P
 
 def _data_path(where: _Where, loc: tuple[int | str, ...]) -> Path_:
     """The error's location less pydantic's union member tags (which are not in the file)."""
+    import yaml  # noqa: PLC0415  # heavy: PyYAML, only to read a routine file
+
     path: list[str | int] = []
     node = where.node
     for part in loc:
@@ -352,6 +359,8 @@ def _check_names(
     for source in ("output", "success"):
         schema = data.get(source)
         if isinstance(schema, dict):
+            import jsonschema  # noqa: PLC0415  # heavy: jsonschema (referencing, attrs, rpds): only for routines with a schema
+
             try:
                 jsonschema.Draft202012Validator.check_schema(schema)
             except jsonschema.SchemaError as exc:

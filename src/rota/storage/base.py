@@ -124,6 +124,11 @@ class StepStore(Protocol):
         transaction; False when the writer no longer holds the run's lease."""
         ...
 
+    def save_steps(self, items: Sequence[tuple[StepRecord, Sequence[ModelCall]]]) -> list[bool]:
+        """`save_step` of several runs' steps in one transaction (a worker batches the
+        checkpoints of its concurrent runs): whether each was saved, in order."""
+        ...
+
     def park(self, wait: NewWait, now: float) -> Parking:
         """Resolve a wait at once (a matching event is already stored, or its deadline has
         passed: its step is checkpointed) or park the run on it (WAITING, no lease). Fenced
@@ -428,6 +433,11 @@ class LimitStore(Protocol):
     the call used. The two calls a model wrapper makes around each request."""
 
     def take(self, charges: Mapping[str, Charge], now: float) -> float: ...
+
+    def take_many(self, takes: Sequence[tuple[Mapping[str, Charge], float]]) -> list[float]:
+        """`take` of several calls in one transaction, in order (a worker batches its
+        concurrent calls' reservations)."""
+        ...
 
     def adjust(self, key: str, seconds: float, now: float) -> None: ...
 

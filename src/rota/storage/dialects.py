@@ -11,18 +11,19 @@ import json
 import os
 import re
 import sqlite3
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-import psycopg
-from psycopg.rows import dict_row
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DatabaseError, StoreUnavailable
 from .urls import DatabaseUrl, pool_mode
+
+if TYPE_CHECKING:
+    import psycopg
 
 LISTEN_URL_ENV = "ROTA_LISTEN_DATABASE_URL"
 
@@ -46,7 +47,7 @@ class Connection:
             cur = self.raw.execute(self.dialect.render(sql), params or {})
             self.rowcount = cur.rowcount
             return list(cur.fetchall()) if cur.description else []
-        except _DRIVER_ERRORS as exc:
+        except _driver_errors() as exc:
             raise_if_unavailable(exc)
             raise
 
@@ -57,7 +58,7 @@ class Connection:
             cur = self.raw.cursor()
             cur.executemany(self.dialect.render(sql), rows)
             return int(cur.rowcount)
-        except _DRIVER_ERRORS as exc:
+        except _driver_errors() as exc:
             raise_if_unavailable(exc)
             raise
 
@@ -66,7 +67,7 @@ class Connection:
         try:  # BEGIN and COMMIT can meet a dropped connection too
             with self.dialect.transaction(self.raw):
                 yield self
-        except _DRIVER_ERRORS as exc:
+        except _driver_errors() as exc:
             raise_if_unavailable(exc)
             raise
 
@@ -79,8 +80,16 @@ class Connection:
             self.raw.close()
 
 
-# What the drivers raise for trouble with the database rather than with the statement.
-_DRIVER_ERRORS = (sqlite3.OperationalError, psycopg.OperationalError, psycopg.InterfaceError)
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    """What the drivers raise for trouble with the database rather than with the statement.
+    psycopg's errors only once psycopg is loaded (by the first PostgreSQL connection): until
+    then none of them can have been raised, and a SQLite-only process never imports it."""
+    pg = sys.modules.get("psycopg")
+    if pg is None:
+        return (sqlite3.OperationalError,)
+    return (sqlite3.OperationalError, pg.OperationalError, pg.InterfaceError)
+
+
 # PostgreSQL error classes that pass: connection exceptions (08), serialization failures and
 # deadlocks (40), insufficient resources (53), operator intervention such as a shutdown or a
 # restart (57), system errors such as I/O (58); and a lock not available now (55P03). Not a
@@ -98,10 +107,11 @@ _SQLITE_UNAVAILABLE_TEXT = ("database is locked", "database table is locked", "d
 def unavailable(exc: BaseException) -> bool:
     """Whether a driver error means the database is unavailable for now (a later try may
     work) rather than that the statement is wrong."""
-    if isinstance(exc, psycopg.InterfaceError):
+    pg = sys.modules.get("psycopg")  # None: a SQLite-only process, no psycopg error
+    if pg is not None and isinstance(exc, pg.InterfaceError):
         return True  # the connection is closed or lost
-    if isinstance(exc, psycopg.OperationalError):
-        state = exc.sqlstate
+    if pg is not None and isinstance(exc, pg.OperationalError):
+        state: str | None = exc.sqlstate
         if state is None:  # raised by the client: connection refused, lost, closed
             return True
         if state in _PG_LASTING_STATES:
@@ -272,6 +282,9 @@ class PostgresDialect(Dialect):
     def connect(self) -> Connection:
         # Behind PgBouncer in transaction mode, the next statement may run on another server
         # connection, where a statement psycopg prepared does not exist: prepare none.
+        import psycopg  # noqa: PLC0415  # heavy: the PostgreSQL driver, loaded by the first PostgreSQL connection
+        from psycopg.rows import dict_row  # noqa: PLC0415  # heavy: the PostgreSQL driver, loaded by the first PostgreSQL connection
+
         prepare = {"prepare_threshold": None} if self.url.pool == "transaction" else {}
         try:
             raw = psycopg.connect(
@@ -354,9 +367,13 @@ class PostgresDialect(Dialect):
 
     def listen_on(self) -> psycopg.Connection:
         """A separate autocommit connection for LISTEN (user channels, see on_notify)."""
+        import psycopg  # noqa: PLC0415  # heavy: the PostgreSQL driver, loaded by the first PostgreSQL connection
+
         return psycopg.connect(self.listen_target(), autocommit=True, connect_timeout=10)
 
     def listen(self) -> psycopg.Connection:
+        import psycopg  # noqa: PLC0415  # heavy: the PostgreSQL driver, loaded by the first PostgreSQL connection
+
         raw = psycopg.connect(self.listen_target(), autocommit=True)
         raw.execute(f"LISTEN {WAKE_CHANNEL}")
         return raw

@@ -9,7 +9,7 @@ call starts when all of them have room.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .connection import SqlBase
@@ -44,6 +44,24 @@ class LimitQueries(SqlBase):
                     {"tat": new[key], "key": key},
                 )
         return start - now
+
+    def take_many(self, takes: Sequence[tuple[Mapping[str, Charge], float]]) -> list[float]:
+        """`take` for several calls (charges, now) in one transaction, in order: each is
+        reserved after the ones before it, exactly as if taken one by one."""
+        keys = sorted({key for charges, _ in takes for key in charges})
+        waits = []
+        with self.tx() as conn:
+            tats = self._locked_tats(conn, keys, min(now for _, now in takes))
+            for charges, now in takes:
+                start, new = reserve(tats, charges, now)
+                tats.update(new)
+                waits.append(start - now)
+            for key in keys:
+                conn.execute(
+                    "UPDATE rota_rate_limits SET tat = :tat WHERE key = :key",
+                    {"tat": tats[key], "key": key},
+                )
+        return waits
 
     def adjust(self, key: str, seconds: float, now: float) -> None:
         """Correct a charge once the real cost is known (e.g. tokens actually used)."""

@@ -463,6 +463,21 @@ class RunQueries(RunInserts, WaitQueries, UsageQueries):
                 self.write_model_call(conn, call)
         return saved
 
+    def save_steps(self, items: Sequence[tuple[StepRecord, Sequence[ModelCall]]]) -> list[bool]:
+        # One commit for many runs' checkpoints. Run rows are share-locked in id order, as
+        # every writer of several runs locks them (see heartbeat), so that none deadlock.
+        sql = _SAVE_STEP.format(share=self.dialect.share_lock)
+        order = sorted(range(len(items)), key=lambda i: items[i][0].run_id)
+        saved = [False] * len(items)
+        with self.tx() as conn:
+            for i in order:
+                record, model_calls = items[i]
+                conn.execute(sql, {**_params(record), "running": "RUNNING"})
+                saved[i] = conn.rowcount == 1
+                for call in model_calls if saved[i] else ():
+                    self.write_model_call(conn, call)
+        return saved
+
     def steps(self, run_id: str) -> list[Step]:
         rows = self.conn().execute(
             "SELECT * FROM rota_steps WHERE run_id = :id ORDER BY seq, started_at",

@@ -546,6 +546,8 @@ MIGRATIONS += (
             )""",
             # The prices pruned calls were billed at, per day: a model with no list price (a
             # scripted one, or one priced with price=) is priced from these in later reports.
+            # (Pruning finds old runs on rota_runs_finished, of version 13: no new index on
+            # the hot runs table, whose every index costs each run's updates.)
             """CREATE TABLE rota_cost_prices (
                 model TEXT NOT NULL,
                 price TEXT NOT NULL,
@@ -553,8 +555,6 @@ MIGRATIONS += (
                 first_at DOUBLE PRECISION NOT NULL,
                 PRIMARY KEY (model, price, day)
             )""",
-            # Pruning finds finished runs by when they ended, oldest first.
-            "CREATE INDEX rota_runs_finished_name ON rota_runs (name, finished_at)",
         ),
     ),
 )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import psycopg
-
 from ..errors import DatabaseError, SchemaVersionError
 from . import schema
 from .agent_cache import AgentCacheQueries
@@ -97,6 +95,8 @@ class SqlStore(
 def _optional(conn: Connection, migration: schema.Migration) -> None:
     """Steps the schema works without (an index that needs an extension): in a savepoint, so
     that their failure leaves the migration's transaction usable."""
+    import psycopg  # noqa: PLC0415  # heavy: the PostgreSQL driver (these steps are PostgreSQL's)
+
     try:
         with conn.transaction():
             for statement in migration.postgresql_optional:

@@ -14,10 +14,12 @@ import asyncio
 import copy
 import json
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ...batches import WriteBatch
 from ...clock import Clock, system_clock
 from ...errors import ConfigError
 from ...storage.limits import Charge, reserve
@@ -71,7 +73,11 @@ class RateLimitedModel:
         store, call = self._store()
         estimate = request_tokens(request) if self.limit.tokens_per_minute else 0
         charges = self._charges(estimate)
-        wait = await call(store.take, charges, self.clock.now())  # reserves the turn
+        take = (charges, self.clock.now())
+        if self.store is None:  # kept in this process
+            wait = await call(store.take, *take)
+        else:  # reserves the turn, with the other runs' calls waiting for theirs
+            wait = await _takes(store).write(call, take)
         if wait > 0:
             self.waited_s += wait
             await self.sleep(wait)
@@ -131,6 +137,21 @@ class LocalLimits:
 
 
 _LOCAL = LocalLimits()
+
+Take = tuple[Mapping[str, Charge], float]
+# Per event loop (a worker's) and store: concurrent calls reserve their turns in one
+# transaction (store.take_many), in the order they asked.
+_TAKES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, WriteBatch[Take, float]]]
+_TAKES = weakref.WeakKeyDictionary()
+
+
+def _takes(store: Any) -> WriteBatch[Take, float]:
+    batches = _TAKES.setdefault(asyncio.get_running_loop(), {})
+    batch = batches.get(id(store))
+    if batch is None or batch.owner is not store:
+        batch = WriteBatch(lambda t: store.take(*t), store.take_many, owner=store)
+        batches[id(store)] = batch
+    return batch
 
 
 async def _direct(fn: Callable[..., Any], *args: Any) -> Any:

@@ -8,6 +8,7 @@ this server only (no inline script: the page's JS is in `static/`), no framing, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,13 +87,21 @@ def percent(share: float | None) -> str:
     return "-" if share is None else f"{share * 100:.1f}%"
 
 
+def pretty_json(value: Any) -> str:
+    """A stored JSON value, indented, as plain text (autoescaping makes it safe HTML; the
+    `tojson` filter would show quotes as \\u0027)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
 ENV = Environment(
     loader=FileSystemLoader(HERE / "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,
 )
-ENV.filters.update(money=money, duration=duration, when=when, percent=percent)
+ENV.filters.update(
+    money=money, duration=duration, when=when, percent=percent, pretty_json=pretty_json
+)
 ENV.globals.update(
     version=__version__,
     bar_chart=lambda points, **kw: Markup(charts.bar_chart(points, **kw)),

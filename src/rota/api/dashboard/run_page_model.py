@@ -261,14 +261,15 @@ def _usage_of(call: ModelCall) -> dict[str, int]:
 
 
 def _who_acted(store: Store, run: Run, waits: Sequence[Wait]) -> list[str]:
-    """Who fired the run, and who decided its approvals."""
-    acted = [f"{run.principal or 'no principal'} (fired it, by {run.trigger})"]
+    """How the run started and whose authority it runs with, and who decided its
+    approvals."""
+    acted = [f"started by {run.trigger}" + (f", as {run.principal}" if run.principal else "")]
     for wait in waits:
         if wait.kind != "approval":
             continue
         request = store.approval_for_step(run.id, wait.step_key)
         if request is not None and request.decided_by:
-            acted.append(f"{request.decided_by} ({request.status} {wait.step_key})")
+            acted.append(f"{request.decided_by} {request.status} {wait.step_key}")
     return acted
 
 
