@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import agent_fanout
+from bench import agent_fanout, step_overhead
 from bench.harness import PG, machine, table
 from bench.peers.common import reset_database
 
@@ -64,28 +64,14 @@ def queue_child(dsn: str, jobs: int) -> dict[str, float]:
 
 
 def steps_child(dsn: str, workflows: int, steps: int) -> dict[str, float]:
-    from rota import App
-
-    reset_database(dsn)
-    app = App(dsn)
-
-    async def nothing() -> None:
-        return None
-
-    @app.workflow
-    async def with_steps(ctx: Any, n: int) -> None:
-        for _ in range(n):
-            await ctx.step("s", nothing)
-
-    app.store.migrate()
-    app.run_many("with_steps", [steps] * workflows)
-    cpu, wall = time.process_time(), time.perf_counter()
-    stats = app.drain(concurrency=1)  # one workflow at a time: each step's own latency
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    app.close()
-    assert stats.succeeded == workflows, stats
-    n = workflows * steps
-    return {"step_us": wall / n * 1e6, "step_cpu_us": cpu / n * 1e6}
+    """Per-step latency and CPU, measured inside the workflow (bench/step_overhead.py): one
+    workflow of `steps` steps, then `workflows` workflows sharing `steps` at once."""
+    got = step_overhead.rota_case(dsn, steps, workflows)
+    return {
+        f"step_{key}_{shape}": got[shape][key]
+        for shape in ("sequential", "concurrent")
+        for key in ("latency_us", "cpu_us")
+    }
 
 
 def child_main(argv: list[str]) -> None:
@@ -150,20 +136,37 @@ FIGURES = {
     "drain_cpu_us_per_job": ("queue drain, CPU us per job (PostgreSQL)", False),
     "enqueue_per_s": ("enqueue in batches of 1,000, jobs/s (PostgreSQL)", True),
     "enqueue_cpu_us_per_job": ("enqueue, CPU us per job (PostgreSQL)", False),
-    "step_us:PostgreSQL": ("durable step, wall us per step (PostgreSQL)", False),
-    "step_cpu_us:PostgreSQL": ("durable step, CPU us per step (PostgreSQL)", False),
-    "step_us:SQLite": ("durable step, wall us per step (SQLite)", False),
-    "step_cpu_us:SQLite": ("durable step, CPU us per step (SQLite)", False),
+    "step_latency_us_sequential:PostgreSQL": (
+        "durable step, latency us, sequential (PostgreSQL)",
+        False,
+    ),
+    "step_cpu_us_sequential:PostgreSQL": (
+        "durable step, CPU us per step, sequential (PostgreSQL)",
+        False,
+    ),
+    "step_latency_us_concurrent:PostgreSQL": (
+        "durable step, latency us, concurrent (PostgreSQL)",
+        False,
+    ),
+    "step_cpu_us_concurrent:PostgreSQL": (
+        "durable step, CPU us per step, concurrent (PostgreSQL)",
+        False,
+    ),
+    "step_latency_us_sequential:SQLite": ("durable step, latency us, sequential (SQLite)", False),
+    "step_cpu_us_sequential:SQLite": ("durable step, CPU us per step, sequential (SQLite)", False),
+    "step_latency_us_concurrent:SQLite": ("durable step, latency us, concurrent (SQLite)", False),
+    "step_cpu_us_concurrent:SQLite": ("durable step, CPU us per step, concurrent (SQLite)", False),
     "agent_cpu_ms_per_call": ("agent fan-out, CPU ms per model call", False),
 }
 
 
 def _round(src: str, args: argparse.Namespace) -> dict[str, float]:
-    got = dict(_child(src, "queue", QUEUE_DSN, args.jobs))
-    for db, dsn in STEPS_DSNS.items():
+    figures = args.figures.split(",")
+    got = dict(_child(src, "queue", QUEUE_DSN, args.jobs)) if "queue" in figures else {}
+    for db, dsn in STEPS_DSNS.items() if "steps" in figures else ():
         for key, value in _child(src, "steps", dsn, args.workflows, args.steps).items():
             got[f"{key}:{db}"] = value
-    if args.agent_runs:
+    if args.agent_runs and "agents" in figures:
         got.update(_agents(src, args.agent_runs))
     return got
 
@@ -177,8 +180,9 @@ def main() -> None:
     p.add_argument("--new", default=str(REPO_ROOT / "src"), help="the new build's src")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--jobs", type=int, default=20_000)
-    p.add_argument("--workflows", type=int, default=100)
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--workflows", type=int, default=20, help="concurrent workflows (steps)")
+    p.add_argument("--steps", type=int, default=2000, help="steps per shape")
+    p.add_argument("--figures", default="queue,steps,agents", help="which to measure")
     p.add_argument("--agent-runs", type=int, default=300, help="0: skip the agent figure")
     args = p.parse_args()
     got: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}
@@ -196,7 +200,7 @@ def main() -> None:
         verdict = "same or better" if better else "worse"
         rows.append([label, f"{old:,.1f}", f"{new:,.1f}", f"{new / old:.3f}", verdict])
     print(f"Old {args.old} against new {args.new}: median of {args.rounds} interleaved rounds.")
-    print(f"Machine: {machine()}")
+    print(f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the end")
     print(f"Command: {' '.join([sys.executable, '-m', 'bench.ab', *sys.argv[1:]])}\n")
     print(table(["figure", "old", "new", "new / old", "verdict"], rows))
 

@@ -1,7 +1,8 @@
 """Where the worker's CPU goes per model call, from a py-spy raw profile of the fan-out case.
 
     .venv-bench/bin/python -m bench.agent_fanout --tools rota --runs 300 --profile /tmp/prof
-    .venv-bench/bin/python -m bench.agents.profile_summary /tmp/prof/rota-worker.txt --cpu-ms-per-call 6.8
+    .venv-bench/bin/python -m bench.agents.profile_summary /tmp/prof/rota-worker.txt \
+        --cpu-ms-per-call 6.8
 
 py-spy samples (`--gil`: only the thread holding the GIL, i.e. Python work) are kept from the
 drain only (the worker's `asyncio.run` and the database threads; start-up, imports and the

@@ -230,27 +230,22 @@ def test_a_long_run_loads_its_steps_as_they_scroll_in(
     screenshot(page, "long-run")
 
 
-def open_live(page: Page, server: Server, path: str) -> None:
-    """Open `path` and wait until its event stream is open: a change made before that is
-    already in the page or not seen by it."""
-    with page.expect_response(lambda answer: answer.url.endswith("/live")):
-        page.goto(server.page_url(path))
-
-
 def test_an_open_run_page_and_list_follow_the_run_without_a_reload(
     viewer_page: Page, server: Server
 ) -> None:
     run_id = enqueue_off_the_loop(server, "hello")
     page = viewer_page
-    open_live(page, server, f"/runs/{run_id}")
+    page.goto(server.page_url(f"/runs/{run_id}"))
     expect(page.locator("h1 .run-state")).to_have_text("enqueued")
     page.evaluate("window.rotaSamePage = true")  # gone if the page reloads
     change_off_the_loop(server, run_id, "cancel")
     expect(page.locator("h1 .run-state")).to_have_text("cancelled", timeout=15_000)
     assert page.evaluate("window.rotaSamePage") is True
 
-    open_live(page, server, "/runs?name=hello")
+    page.goto(server.page_url("/runs?name=hello"))
     page.evaluate("window.rotaSamePage = true")
+    # Made at once, perhaps before the page's event stream is open: the stream starts
+    # from when the page was rendered, so the page still hears of it.
     fresh = enqueue_off_the_loop(server, "hello")
     expect(page.locator(f"tr[data-run='{fresh}'] .run-state")).to_have_text(
         "enqueued", timeout=15_000

@@ -102,6 +102,10 @@ def test_stream_sends_changes_and_resumes_after_last_event_id(app: App) -> None:
         assert after[0]["data"]["run"]["id"] == later.id
         assert after[0]["data"]["change"] == "created"
 
+        # both given: the header (a reconnect's newest position) wins over the query
+        both = events(url, {**auth, "Last-Event-ID": ids[4]}, 1, {"last_event_id": ids[0]})
+        assert both[0]["id"] == ids[5]
+
 
 def test_stream_refusals(app: App) -> None:
     token = tokens.issue(app.store, "watcher", admin.Actor("root", "human")).token

@@ -19,6 +19,7 @@ from rota.cost import Price
 from rota.identity import admin, tokens
 from rota.model import RunFilter, RunState
 from rota.redaction import redactor
+from rota.storage.capped import CappedRun
 from rota.testing import ScriptedModel, answer, call
 
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -169,6 +170,8 @@ def escalated(app: App) -> tuple[str, str]:
         ("/runs/abc/steps?after=-1", "query parameter after must be a whole number"),
         ("/runs/abc/calls?agent=first", "query parameter agent must be a whole number"),
         ("/runs/abc?tab=trace", "unknown query parameter 'tab'"),
+        ("/runs?state=dropped&kind=job", "state=dropped takes only the filters name and since"),
+        ("/runs?state=dropped&cursor=abc", "state=dropped takes only the filters name and"),
     ],
 )
 def test_a_bad_query_is_a_400_page_naming_the_parameter(
@@ -412,3 +415,46 @@ def test_a_long_agent_runs_trace_is_read_after_the_page_in_pages(app: App, signe
     assert "c60" in rest
     missing = client.get(f"/runs/{run.id}/calls?agent=3&start=20")
     assert missing.status_code == 404 and "has no agent number 3" in text(missing)
+
+
+def test_a_reclaimed_run_says_so_in_its_header_and_timeline(app: App, signed: Client) -> None:
+    clock = app.clock
+    assert isinstance(clock, FakeClock)
+    run = app.run_now("hello", {})
+    (claimed,) = app.store.claim("crashed-worker", ["hello"], 1, clock.now(), 30.0)
+    assert claimed.id == run.id
+    clock.advance(31)  # the worker stopped: its lease runs out
+    assert app.store.reap_expired(clock.now(), max_reclaims=3) == 1
+    app.drain()
+    assert app.get_run(run.id).reclaims == 1
+    shown = text(signed("watcher").get(f"/runs/{run.id}"))
+    assert "2 executions, reclaimed 1 time after a worker crashed" in shown
+    assert "Reclaimed 1 time after its worker stopped responding" in shown
+
+
+def test_state_dropped_lists_the_runs_a_cap_dropped_with_their_reasons(
+    app: App, signed: Client
+) -> None:
+    app.store.record_capped(
+        [
+            CappedRun("d-1", "hello", "ops", "schedule", "dropped", "per_day 5 used up", START),
+            CappedRun("d-2", "boom", None, "manual", "dropped", "cooldown 1h", START + 1),
+            CappedRun("d-3", "hello", "ops", "schedule", "deferred", "per_hour 2", START + 2),
+        ]
+    )
+    client = signed("watcher")
+    page = client.get("/runs?state=dropped&name=hello&since=2027-01-15")
+    assert page.status_code == 200
+    assert re.findall(r'data-dropped="([^"]+)"', page.text) == ["d-1"]
+    assert "per_day 5 used up" in text(page)
+    every = client.get("/runs?state=dropped")
+    assert re.findall(r'data-dropped="([^"]+)"', every.text) == ["d-2", "d-1"]
+    none = client.get("/runs?state=dropped&name=nightly")
+    assert "No run was dropped by a cap with these filters." in text(none)
+
+
+def test_a_pages_event_stream_starts_when_the_page_was_rendered(app: App, signed: Client) -> None:
+    page = signed("watcher").get("/runs").text
+    found = re.search(r'data-live-url="/live\?last_event_id=(\d{19})\.run\.page\.0"', page)
+    assert found is not None
+    assert int(found[1]) == round(app.clock.now() * 1e6)  # the fake clock stood still

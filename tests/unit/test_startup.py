@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer
@@ -42,11 +43,7 @@ MARK = "--modules--"
 
 def loaded_after(code: str, *argv: str) -> tuple[str, set[str]]:
     """Run `code` in a fresh interpreter; its output and the modules it had loaded."""
-    probe = (
-        "import json, sys\n"
-        f"{code}\n"
-        f"print({MARK!r} + json.dumps(sorted(sys.modules)))\n"
-    )
+    probe = f"import json, sys\n{code}\nprint({MARK!r} + json.dumps(sorted(sys.modules)))\n"
     proc = subprocess.run(
         [sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True
     )
@@ -94,6 +91,13 @@ def test_a_command_loads_only_its_own_module() -> None:
     assert "Manage the database schema." in output
     assert "rota.cli.db" in modules
     assert not {"rota.cli.runs", "rota.cli.serve", "rota.cli.demo"} & modules
+
+
+def test_a_sqlite_command_never_loads_the_postgresql_driver(tmp_path: Path) -> None:
+    db = tmp_path / "rota.db"
+    _, modules = run_cli("db", "migrate", "--database-url", f"sqlite:///{db}")
+    assert db.exists()  # the command ran and created the schema
+    assert "psycopg" not in modules and "httpx" not in modules
 
 
 def test_public_names_resolve_lazily_to_their_definitions() -> None:

@@ -101,6 +101,12 @@ class Meter:
         self.worst_usd = Decimal(0)
         self.shared = list(shared)
 
+    @property
+    def bounded(self) -> bool:
+        """Whether any budget applies: the run's own, or a shared one (whose hold is the
+        worst case that `check` works out)."""
+        return self.agent.budget is not None or bool(self.shared)
+
     # -- before a call ----------------------------------------------------------------
 
     def check(self, used: Usage, prompt: int, max_tokens: int) -> str | None:
@@ -292,8 +298,10 @@ class BudgetedModel:
         self.last: ModelResponse | None = None
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        prompt = self._prompt_estimate(request)
-        problem = self.meter.check(self.used, prompt, request.max_tokens)
+        problem = None
+        if self.meter.bounded:  # else nothing reads the estimate: skip its JSON of the request
+            prompt = self._prompt_estimate(request)
+            problem = self.meter.check(self.used, prompt, request.max_tokens)
         while problem is not None:
             if self.ask_more is None or not await self.ask_more(problem, self.used):
                 await self.meter.refused(problem, limit="run")

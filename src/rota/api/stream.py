@@ -83,7 +83,9 @@ async def stream(request: Request) -> Response:
 def event_stream(request: Request, after: str | None) -> Response:
     """The stream after event `after` (or the Last-Event-ID header; neither: from now), for
     a caller already authorized: GET /api/stream, and the dashboard's `/live`."""
-    after = after or _last_event_id(request)
+    # The header wins: on a reconnect it is the newest position, and an EventSource repeats
+    # its first URL's ?last_event_id= (a dashboard page's: when the page was rendered).
+    after = _last_event_id(request) or after
     ctx = context(request)
     start = _at(after) if after else ctx.app.clock.now()
     # Without Last-Event-ID: changes from now on (an id prefix sorts before every full id).

@@ -127,6 +127,11 @@ def _psycopg(name: str) -> tuple[type[BaseException], ...]:
     return (getattr(psycopg, name),) if psycopg is not None else ()
 
 
+def _database_errors() -> tuple[type[BaseException], ...]:
+    """Every error of the two drivers (psycopg's only if it is loaded)."""
+    return (*_psycopg("Error"), sqlite3.Error)
+
+
 # -- the root group ---------------------------------------------------------------------
 
 GLOBAL_OPTIONS = ("--app", "--database-url")  # root options also accepted after a command
@@ -173,7 +178,7 @@ class RotaGroup(TyperGroup):
             fail(str(exc), code=exit_code_of(exc))
         except _psycopg("OperationalError") as exc:
             fail(f"database unavailable: {_first_line(exc)}", code=ExitCode.UNAVAILABLE)
-        except _psycopg("Error") + (sqlite3.Error,) as exc:
+        except _database_errors() as exc:
             fail(f"database error ({type(exc).__name__}): {_first_line(exc)}")
         except typer.TyperException as exc:  # click's usage errors (exit 2) derive from it
             if not json_mode():

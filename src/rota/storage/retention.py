@@ -313,10 +313,15 @@ class RetentionQueries(AuditQueries, HistoryQueries):
 
     # -- the audit chain --------------------------------------------------------------
 
-    def prunable_audit(self, cutoff: float) -> int:
+    def prunable_audit(self, cutoff: float, limit: int = 5000) -> int:
         """How many records, from the start of the chain, are all older than `cutoff`."""
-        with self.tx() as conn:
-            return max(0, self._audit_prefix_end(conn, cutoff) - self._checkpoint_seq(conn))
+        conn = self.conn()
+        start = total = self._checkpoint_seq(conn)
+        while True:
+            end, _ = self._old_prefix(conn, cutoff, total, total + limit)
+            if end == total:
+                return total - start
+            total = end
 
     def prune_audit(
         self,
@@ -334,12 +339,13 @@ class RetentionQueries(AuditQueries, HistoryQueries):
         with self.tx() as conn:
             self.dialect.lock(conn, "rota_audit")
             start = self._checkpoint_seq(conn)
-            end = min(self._audit_prefix_end(conn, cutoff), start + limit, through)
+            end, end_hash = self._old_prefix(conn, cutoff, start, min(start + limit, through))
             if end <= start:
                 return 0, None
-            last = conn.execute("SELECT hash FROM rota_audit WHERE seq = :s", {"s": end})
-            through = last[0]["hash"]
-            conn.execute("DELETE FROM rota_audit WHERE seq <= :s", {"s": end})
+            conn.execute(
+                "DELETE FROM rota_audit WHERE seq > :start AND seq <= :end",
+                {"start": start, "end": end},
+            )
             pruned = int(conn.rowcount)
             entry = AuditEntry(
                 actor,
@@ -348,11 +354,11 @@ class RetentionQueries(AuditQueries, HistoryQueries):
                     **detail,
                     "audit_records": pruned,
                     "through_seq": end,
-                    "through_hash": through,
+                    "through_hash": end_hash,
                 },
             )
             record = self.append_audit(conn, [entry])[0]
-            value = json.dumps({"seq": end, "hash": through, "record": record.seq})
+            value = json.dumps({"seq": end, "hash": end_hash, "record": record.seq})
             conn.execute(
                 """INSERT INTO rota_meta (key, value) VALUES (:key, :value)
                 ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
@@ -364,18 +370,24 @@ class RetentionQueries(AuditQueries, HistoryQueries):
         checkpoint = self.read_checkpoint(conn)
         return 0 if checkpoint is None else checkpoint.seq
 
-    def _audit_prefix_end(self, conn: Connection, cutoff: float) -> int:
-        # The chain's records need not be in time order (a record may carry its own `at`):
-        # only a prefix all older than the cutoff may go.
+    def _old_prefix(
+        self, conn: Connection, cutoff: float, after: int, upto: int
+    ) -> tuple[int, str]:
+        """The last seq in (after, upto] before the first record not older than `cutoff`,
+        and its hash; (after, '') when there is none. A record may carry its own `at`, so
+        the chain need not be in time order: only an unbroken prefix of old ones may go.
+        Read by primary key, in seq order: no scan of the whole log."""
         rows = conn.execute(
-            """SELECT (SELECT MIN(seq) FROM rota_audit WHERE at >= :cutoff) AS young,
-                (SELECT MAX(seq) FROM rota_audit) AS last""",
-            {"cutoff": cutoff},
+            """SELECT seq, at, hash FROM rota_audit WHERE seq > :after AND seq <= :upto
+            ORDER BY seq""",
+            {"after": after, "upto": upto},
         )
-        young, last = rows[0]["young"], rows[0]["last"]
-        if young is not None:
-            return int(young) - 1
-        return int(last or 0)
+        end, end_hash = after, ""
+        for row in rows:
+            if float(row["at"]) >= cutoff:
+                break
+            end, end_hash = int(row["seq"]), str(row["hash"])
+        return end, end_hash
 
 
 def _rollup(row: dict[str, Any]) -> CostRollup:

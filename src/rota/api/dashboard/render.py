@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from ...version import __version__
+from ..context import context as api_context
 from . import charts
 
 HERE = Path(__file__).parent
@@ -123,9 +124,20 @@ def render(
     response."""
     viewer = getattr(request.state, "viewer", None)
     html = ENV.get_template(template).render(
-        request=request, viewer=viewer, path=request.url.path, **context
+        request=request,
+        viewer=viewer,
+        path=request.url.path,
+        live_from=live_from(request),
+        **context,
     )
     return secured(HTMLResponse(html, status_code=status))
+
+
+def live_from(request: Request) -> str:
+    """Where the page's event stream starts: an event id of the moment it was rendered, so a
+    change made between the render and the stream's connection still refreshes the page."""
+    now = api_context(request).app.clock.now()
+    return f"{round(now * 1e6):019d}.run.page.0"
 
 
 def error_page(request: Request, status: int, title: str, message: str) -> Response:

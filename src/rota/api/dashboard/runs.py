@@ -2,6 +2,7 @@
 (`since`, `until`) and text in the error (`q`): the query the overview's links send. Pages
 are keyset pages over the API's own query (`cursor`: the last id of the page above), so a
 deep page costs what the first does. The list refreshes live over the event stream.
+`state=dropped` lists the runs a cap dropped instead (storage/capped.py).
 
 `POST /runs/bulk` cancels or retries the ticked runs (operator; CSRF as every action). Each
 run is tried on its own: one that cannot be cancelled or retried is reported and the others
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -22,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from ...errors import InvalidStateError, RunNotFound
 from ...model import RunFilter
 from ...storage.audit import AuditEntry
+from ...storage.capped import DROPPED
 from ..context import ApiContext, ApiError, context, shown
 from ..params import accepts, an_id, instant, one_of, read_query, text_filter
 from ..runs import KINDS, STATES
@@ -50,7 +53,7 @@ def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
     query={
         "name": text_filter(),
         "kind": one_of((*KINDS, ""), default=""),
-        "state": one_of((*STATES, ""), default=""),
+        "state": one_of((*STATES, DROPPED, ""), default=""),
         "principal": text_filter(),
         "trigger": text_filter(),
         "since": blank_is_none(instant()),
@@ -62,6 +65,8 @@ def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
 async def runs_list(request: Request, viewer: Viewer) -> Response:
     """The Runs page."""
     q = read_query(request)
+    if q["state"] == DROPPED:
+        return await _dropped(request, q)
     flt = RunFilter(
         states=_one(q["state"]),
         names=_one(q["name"]),
@@ -86,11 +91,48 @@ async def runs_list(request: Request, viewer: Viewer) -> Response:
         runs=shown_runs,
         filters=filters,
         kinds=KINDS,
-        states=STATES,
+        states=(*STATES, DROPPED),
         here=here,
+        dropped=None,
         next_link=_link({**filters, "cursor": shown_runs[-1].id}) if more else None,
         first_link=_link(filters) if q["cursor"] else None,
         defined=sorted(ctx.app.definitions),
+    )
+
+
+DROPPED_FILTERS = ("name", "since")
+
+
+async def _dropped(request: Request, q: dict[str, Any]) -> Response:
+    """`state=dropped`: the newest runs a cap dropped (they never became runs, so they are
+    kept apart: storage/capped.py), with their reasons."""
+    other = [k for k in FILTERS if k not in (*DROPPED_FILTERS, "state") and q[k] not in (None, "")]
+    if other or q["cursor"]:
+        extra = ", ".join(other or ["cursor"])
+        raise ApiError(
+            400,
+            "bad_request",
+            f"state=dropped takes only the filters name and since; remove {extra}",
+        )
+    ctx = context(request)
+    names = _one(q["name"])
+    dropped = await ctx.db(
+        lambda: ctx.app.store.capped_runs(names, DROPPED, PAGE_SIZE, since=q["since"])
+    )
+    given = request.query_params
+    return render(
+        request,
+        "runs.html",
+        runs=[],
+        dropped=dropped,
+        filters={k: given[k] for k in FILTERS if given.get(k)},
+        kinds=KINDS,
+        states=(*STATES, DROPPED),
+        here="/runs" + (f"?{request.url.query}" if request.url.query else ""),
+        next_link=None,
+        first_link=None,
+        defined=sorted(ctx.app.definitions),
+        page_size=PAGE_SIZE,
     )
 
 
