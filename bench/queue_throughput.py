@@ -2,15 +2,30 @@
 
     make bench-queue            # or: .venv-bench/bin/python -m bench.queue_throughput
 
-Every tool gets the same job count and worker concurrency, a fresh database, and its own
-subprocess; repeats are interleaved and medians reported.
+Every tool gets the same job count, worker concurrency and warm-up, a fresh database, and
+its own subprocess. Between two measurements the database server is settled the same way
+for everyone: the previous case's database is dropped (so that autovacuum does not clean up
+after one tool while the next is timed), a CHECKPOINT writes out its dirty pages (so that
+the next tool does not pay for the previous one's writes), and the run waits for
+autovacuum workers to finish. Rounds are interleaved and the order of the tools rotates
+from round to round, so that no tool always follows the same one. The report gives each
+figure's median, minimum and maximum over the rounds, and rota's ratio to the fastest peer
+taken within each round (median and worst round): the figure that must hold in every run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
 
-from bench.harness import best_peer, fmt, machine, median, run_matrix, table
+import psycopg
+from bench.harness import PG, dsn_for, fmt, machine, table
+from bench.peers.run_peer import invoke
 
 CASES = [
     ("rota", "postgresql"),
@@ -19,40 +34,113 @@ CASES = [
     ("dbos", "postgresql"),
     ("rota", "sqlite"),
 ]
+SETTLE_TIMEOUT_S = 30.0
+
+
+def settle(dsn: str) -> None:
+    """Drop the case's database, CHECKPOINT, and wait for autovacuum workers to finish."""
+    drop = None
+    if dsn.startswith("sqlite"):
+        path = dsn.split(":///", 1)[1]
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+    else:
+        drop = dsn.rpartition("/")[2]
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        if drop and drop.startswith("rota_bench_"):
+            conn.execute(f'DROP DATABASE IF EXISTS "{drop}" WITH (FORCE)')
+        conn.execute("CHECKPOINT")
+        give_up = time.monotonic() + SETTLE_TIMEOUT_S
+        while time.monotonic() < give_up:
+            busy = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            ).fetchone()
+            if not busy or not busy[0]:
+                return
+            time.sleep(0.2)
+
+
+def run_rounds(
+    cases: Sequence[tuple[str, str]], rounds: int, **params: int
+) -> list[dict[tuple[str, str], dict[str, Any]]]:
+    """Each round measures every case once, in an order rotated by the round's number."""
+    out: list[dict[tuple[str, str], dict[str, Any]]] = []
+    for r in range(rounds):
+        shift = r % len(cases)
+        got: dict[tuple[str, str], dict[str, Any]] = {}
+        for tool, db in [*cases[shift:], *cases[:shift]]:
+            dsn = dsn_for(tool, db)
+            settle(dsn)
+            load = os.getloadavg()[0]
+            print(f"[queue] round {r + 1}/{rounds}: {tool} on {db}", file=sys.stderr)
+            result = invoke(tool, "queue", dsn, **params)
+            if result is not None:
+                result["load"] = load
+                got[(tool, db)] = result
+                print(f"   {result}", file=sys.stderr)
+            settle(dsn)
+        out.append(got)
+    return out
+
+
+def ratio_per_round(rounds: list[dict[tuple[str, str], dict[str, Any]]]) -> list[float]:
+    """rota's drain on PostgreSQL over the fastest peer's in the same round."""
+    ratios = []
+    for got in rounds:
+        peers = [v["drain_per_s"] for (t, d), v in got.items() if t != "rota" and d == "postgresql"]
+        mine = got.get(("rota", "postgresql"))
+        if peers and mine:
+            ratios.append(mine["drain_per_s"] / max(peers))
+    return ratios
+
+
+def spread(values: list[float]) -> str:
+    """median (min-max)."""
+    return f"{fmt(statistics.median(values))} ({fmt(min(values))}-{fmt(max(values))})"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--jobs", type=int, default=20_000)
     p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=3, help="rounds")
+    p.add_argument("--warmup", type=int, default=2_000, help="untimed jobs first, every tool")
     p.add_argument("--tools", default=",".join(sorted({t for t, _ in CASES})))
     args = p.parse_args()
     tools = set(args.tools.split(","))
     cases = [c for c in CASES if c[0] in tools]
-    results = run_matrix("queue", cases, args.repeat, jobs=args.jobs, concurrency=args.concurrency)
-    best = best_peer(results, "postgresql", "drain_per_s", lambda a, b: a > b)
+    rounds = run_rounds(
+        cases, args.repeat, jobs=args.jobs, concurrency=args.concurrency, warmup=args.warmup
+    )
+    ratios = ratio_per_round(rounds)
     rows = []
-    for (tool, db), runs in results.items():
-        drain = median(runs, "drain_per_s")
-        ratio = f"{drain / best[1]:.2f}x" if best and db == "postgresql" else "n/a"
+    for case in cases:
+        runs = [got[case] for got in rounds if case in got]
+        if not runs:
+            continue
+        tool, db = case
+        ratio = "n/a"
+        if case == ("rota", "postgresql") and ratios:
+            ratio = f"{statistics.median(ratios):.2f}x (worst {min(ratios):.2f}x)"
         rows.append(
             [
                 tool,
                 db,
-                fmt(median(runs, "enqueue_per_s")),
-                fmt(drain),
+                spread([r["enqueue_per_s"] for r in runs]),
+                spread([r["drain_per_s"] for r in runs]),
                 ratio,
                 len(runs),
+                f"{min(r['load'] for r in runs):.1f}-{max(r['load'] for r in runs):.1f}",
                 runs[0].get("notes", ""),
             ]
         )
     print(
-        f"Queue throughput: {args.jobs:,} no-op jobs, worker concurrency "
-        f"{args.concurrency}, median of {args.repeat} interleaved runs."
+        f"Queue throughput: {args.jobs:,} no-op jobs, worker concurrency {args.concurrency}, "
+        f"{args.warmup:,} untimed warm-up jobs per tool; median (min-max) of {args.repeat} "
+        "interleaved rounds, order rotated each round, server settled between cases."
     )
     print(f"Machine: {machine()}\n")
-    peer = f" (fastest peer: {best[0]})" if best else ""
     print(
         table(
             [
@@ -60,8 +148,9 @@ def main() -> None:
                 "database",
                 "enqueue jobs/s",
                 "drain jobs/s",
-                f"drain vs fastest peer{peer}",
-                "runs",
+                "drain vs fastest peer, same round",
+                "rounds",
+                "load average",
                 "configuration",
             ],
             rows,

@@ -214,8 +214,8 @@ def main() -> None:
         child_main(sys.argv[2:])
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=2000, help="steps per shape and case")
-    p.add_argument("--workflows", type=int, default=20, help="concurrent workflows")
+    p.add_argument("--steps", type=int, default=500, help="steps per shape and case")
+    p.add_argument("--workflows", type=int, default=10, help="concurrent workflows")
     p.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
     p.add_argument("--python", default=PYTHON, help="the interpreter of the cases")
     p.add_argument("--src", default=str(REPO_ROOT / "src"), help="rota's src directory")

@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--timeout", type=float, default=common.DEFAULT_TIMEOUT_S)
     p.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="queue: drain this many jobs first, untimed (the same warm-up for every tool)",
+    )
+    p.add_argument(
         "--no-analyze",
         action="store_true",
         help="skip the untimed ANALYZE between enqueue and drain",
@@ -63,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         if args.bench == "queue":
+            if args.warmup:
+                module.queue_throughput(args.dsn, args.warmup, args.concurrency)
             result = module.queue_throughput(args.dsn, args.jobs, args.concurrency)
         else:
             result = module.step_overhead(args.dsn, args.workflows, args.steps)

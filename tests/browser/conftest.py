@@ -57,7 +57,10 @@ def _unavailable(why: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is open it leaves its event loop
+# running on the main thread, so any later non-browser test that calls asyncio.run() in the
+# same pytest session would fail. Closing it after each browser module keeps `make test` one run.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if sync_playwright is None:
         _unavailable("the playwright package (pip install -e '.[dev]')")

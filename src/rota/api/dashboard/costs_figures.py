@@ -23,7 +23,7 @@ from ...cost.compare import Comparison, compare
 from ...cost.history import History, load_history
 from ...cost.plans import ApiPlan, Plan, load_plans
 from ...cost.pricing import configured_overrides
-from ...cost.records import ReportRow, price_history, report
+from ...cost.records import GroupBy, ReportRow, price_history, report
 from ...errors import ConfigError, UnknownPrice
 from ..context import ApiError, shown
 
@@ -31,7 +31,12 @@ log = logging.getLogger("rota.api")
 PLANS_ENV = "ROTA_PLANS"
 LIST_PRICE = ApiPlan(name="api", description="every token at list price")
 MAX_FILLED_DAYS = 400  # a longer range charts only the days that had runs
-GROUPS = {"name": "workflow", "agent": "agent", "principal": "principal", "kind": "kind"}
+GROUPS: dict[str, GroupBy] = {
+    "name": "workflow",
+    "agent": "agent",
+    "principal": "principal",
+    "kind": "kind",
+}
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ def cost_figures(app: App, since: float, until: float) -> CostFigures:
     records, table = history.records, history.table
     plans = configured_plans()
     try:
-        groups = {k: report(records, table, by=by) for k, by in GROUPS.items()}  # type: ignore[arg-type]
+        groups = {k: report(records, table, by=by) for k, by in GROUPS.items()}
         days = report(records, table, by="day")
         models = by_model(history)
         compared = compare(plans.plans, records, table, window=history.window)

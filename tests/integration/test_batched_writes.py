@@ -1,0 +1,192 @@
+"""Batched writes of concurrent runs (issue 18): several runs' step checkpoints in one
+transaction (`save_steps`), several calls' rate-limit reservations in one (`take_many`), and
+the WriteBatch that gathers them. Each must give every writer exactly what its own write
+would have given it alone, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from rota import App
+from rota.batches import WriteBatch
+from rota.errors import StoreUnavailable
+from rota.ids import new_id
+from rota.model import NewRun, StepRecord
+from rota.storage import SqlStore
+from rota.storage.limits import Charge
+
+T0 = 1_000_000.0
+
+
+def _run(store: SqlStore) -> Any:
+    store.enqueue(
+        [
+            NewRun(
+                id=new_id(),
+                name="job",
+                kind="job",
+                payload="{}",
+                trigger="manual",
+                created_at=T0,
+                run_after=T0,
+            )
+        ]
+    )
+    (run,) = store.claim("w1", ["job"], 1, T0, 30.0)
+    return run
+
+
+def _step(run: Any, key: str, token: int | None = None, result: str = "1") -> StepRecord:
+    return StepRecord(
+        run_id=run.id,
+        lease_token=run.lease_token if token is None else token,
+        key=key,
+        seq=0,
+        name=key,
+        state="SUCCEEDED",
+        attempts=1,
+        input_hash="h",
+        result=result,
+        error=None,
+        started_at=T0,
+        finished_at=T0 + 1,
+    )
+
+
+def test_save_steps_saves_each_as_save_step_would(store: SqlStore) -> None:
+    a, b = _run(store), _run(store)
+    store.save_step(_step(a, "done", result='{"v":1}'))
+    saved = store.save_steps(
+        [
+            (_step(b, "s"), ()),
+            (_step(a, "s"), ()),
+            (_step(a, "done", result='{"v":2}'), ()),  # succeeded already: never overwritten
+            (_step(b, "fenced", token=b.lease_token + 1), ()),  # not the lease holder
+        ]
+    )
+    assert saved == [True, True, False, False]
+    assert {s.key: s.result for s in store.steps(a.id)} == {"done": {"v": 1}, "s": 1}
+    assert [s.key for s in store.steps(b.id)] == ["s"]
+
+
+def test_take_many_reserves_as_takes_one_by_one_would(store: SqlStore, tmp_path: Any) -> None:
+    per_second = {"p:requests": Charge(1.0, 1, 0.0)}
+    takes = [(per_second, T0), (per_second, T0), (per_second, T0 + 0.5)]
+    assert store.take_many(takes) == [0.0, 1.0, 1.5]
+    assert store.take(per_second, T0 + 1) == 2.0  # the batch's reservations stand
+
+    # The same takes one by one on a store of their own give the same waits.
+    other = SqlStore(f"sqlite:///{tmp_path / 'one_by_one.db'}")
+    other.migrate()
+    assert [other.take(c, now) for c, now in takes] == [0.0, 1.0, 1.5]
+    other.close()
+
+
+# -- WriteBatch ----------------------------------------------------------------------------
+
+
+class Recorder:
+    """A fake store call: records each call's items, answers each item with itself x 10."""
+
+    def __init__(self, fail: Callable[[list[int]], BaseException | None] = lambda _: None):
+        self.calls: list[list[int]] = []
+        self.fail = fail
+
+    def one(self, item: int) -> int:
+        return self.many([item])[0]
+
+    def many(self, items: list[int]) -> list[int]:
+        self.calls.append(list(items))
+        problem = self.fail(items)
+        if problem is not None:
+            raise problem
+        return [i * 10 for i in items]
+
+
+async def _to_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.to_thread(fn, *args)
+
+
+def test_concurrent_writes_go_in_one_call_and_each_gets_its_own_result() -> None:
+    rec = Recorder()
+    batch = WriteBatch(rec.one, rec.many)
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(*(batch.write(_to_thread, i) for i in range(5))))
+
+    assert asyncio.run(main()) == [0, 10, 20, 30, 40]
+    assert rec.calls == [[0, 1, 2, 3, 4]]  # one store call for the five writers
+
+
+def test_writes_arriving_during_a_flush_go_in_the_next_one() -> None:
+    rec = Recorder()
+    batch = WriteBatch(rec.one, rec.many)
+
+    async def main() -> list[int]:
+        first = asyncio.ensure_future(batch.write(_to_thread, 1))
+        await asyncio.sleep(0)  # the flush of [1] has begun
+        rest = [asyncio.ensure_future(batch.write(_to_thread, i)) for i in (2, 3)]
+        return [await first, *[await r for r in rest]]
+
+    assert asyncio.run(main()) == [10, 20, 30]
+    assert rec.calls == [[1], [2, 3]]
+
+
+def test_one_bad_item_fails_only_its_own_writer() -> None:
+    rec = Recorder(fail=lambda items: ValueError("bad 2") if 2 in items else None)
+    batch = WriteBatch(rec.one, rec.many)
+
+    async def main() -> list[Any]:
+        writes = (batch.write(_to_thread, i) for i in (1, 2, 3))
+        return list(await asyncio.gather(*writes, return_exceptions=True))
+
+    one, two, three = asyncio.run(main())
+    assert (one, three) == (10, 30)
+    assert isinstance(two, ValueError) and str(two) == "bad 2"
+    assert rec.calls == [[1, 2, 3], [1], [2], [3]]  # the batch, then each on its own
+
+
+def test_the_database_failing_is_told_to_every_writer() -> None:
+    rec = Recorder(fail=lambda items: StoreUnavailable("connection lost"))
+    batch = WriteBatch(rec.one, rec.many)
+
+    async def main() -> list[Any]:
+        writes = (batch.write(_to_thread, i) for i in (1, 2))
+        return list(await asyncio.gather(*writes, return_exceptions=True))
+
+    assert [type(r) for r in asyncio.run(main())] == [StoreUnavailable, StoreUnavailable]
+    assert rec.calls == [[1, 2]]  # not retried one by one: the store is down for all
+
+
+def test_concurrent_workflows_lose_no_checkpoint(app: App) -> None:
+    """Many workflows' steps written in shared transactions: every step of every run is
+    stored once, with its own result, and a resumed run would find them all."""
+
+    async def value(i: int, s: int) -> dict[str, int]:
+        return {"run": i, "step": s}
+
+    @app.workflow
+    async def stepped(ctx: Any, i: int) -> int:
+        for s in range(5):
+            got = await ctx.step("s", value, i, s)
+            assert got == {"run": i, "step": s}
+        return i
+
+    app.store.migrate()
+    sizes: list[int] = []
+    save_steps = app.store.save_steps
+
+    def counted(items: Any) -> list[bool]:
+        sizes.append(len(items))
+        return save_steps(items)
+
+    app.store.save_steps = counted  # type: ignore[method-assign]
+    handles = app.run_many("stepped", list(range(20)))
+    stats = app.drain(concurrency=20)
+    assert stats.succeeded == 20
+    assert sizes and max(sizes) > 1  # some checkpoints did share a transaction
+    for i, handle in enumerate(handles):
+        steps = app.store.steps(handle.id)
+        assert [s.result for s in steps] == [{"run": i, "step": s} for s in range(5)]
