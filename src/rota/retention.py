@@ -12,7 +12,7 @@ writes a `retention.pruned` audit record when it deleted anything.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -92,12 +92,17 @@ def prune(
     *,
     dry_run: bool = False,
     batch: int = 500,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> PruneReport:
-    """Apply the policy: batches of at most `batch` runs, each its own short transaction."""
+    """Apply the policy: batches of at most `batch` runs, each its own short transaction.
+    `stopping` is asked between batches (a scheduler shutting down): what is left waits for
+    the next prune."""
     cutoff = None if policy.default_s is None else now - policy.default_s
     report = PruneReport(dry_run, cutoff)
     month = month_start(now)
     for names, except_names, run_cutoff in _groups(policy, now):
+        if stopping():
+            break
         if dry_run:
             count = store.count_prunable_runs(
                 run_cutoff, month_start=month, names=names, except_names=except_names
@@ -108,12 +113,12 @@ def prune(
             run_cutoff, month_start=month, names=names, except_names=except_names, limit=batch
         ):
             pruned = store.prune_runs(ids, summarize)
-            if not pruned.runs:
-                break  # another pruner took them: the next turn finds what is left
             _count(report, names, pruned.runs)
             for table, n in pruned.rows.items():
                 report.rows[table] = report.rows.get(table, 0) + n
-    if cutoff is not None:
+            if not pruned.runs or stopping():
+                break  # taken by another pruner, or shutting down: the next turn goes on
+    if cutoff is not None and not stopping():
         _prune_old(store, report, cutoff, policy)
     return report
 

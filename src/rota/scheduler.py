@@ -356,7 +356,7 @@ class Scheduler:
         now = self.clock.now()
         if not self.store.claim_due(DAILY_KEY, now, now + self.prune_every_s):
             return None
-        report = prune(self.store, policy, now)
+        report = prune(self.store, policy, now, stopping=self._stop.is_set)
         log.info(
             "retention: pruned %d runs, %d events, %d audit records",
             report.runs,

@@ -368,3 +368,19 @@ def test_only_an_unbroken_old_prefix_of_the_audit_chain_goes(database_url: str) 
         assert [p.check for p in verify_chain(store).problems] == ["missing"]
     finally:
         store.close()
+
+
+def test_a_prune_asked_to_stop_ends_after_its_batch_and_the_next_one_goes_on(
+    database_url: str, history: dict[str, list[str]]
+) -> None:
+    store = SqlStore(database_url)
+    policy = RetentionPolicy(default_s=30 * DAY)
+    now = _at("2026-05-01T00:00").timestamp()
+    try:
+        first = prune(store, policy, now, batch=2, stopping=lambda: True)
+        assert (first.runs, first.events) == (2, 0)  # one batch; events wait too
+        rest = prune(store, policy, now, batch=2)
+        assert (rest.runs, rest.events) == (10, 2)
+    finally:
+        store.close()
+    assert run_ids(database_url) == set(history["patient"])

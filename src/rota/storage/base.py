@@ -68,9 +68,12 @@ class RunQueue(Protocol):
         *,
         limited: bool = False,
         due_by: float | None = None,
+        ahead: bool = False,
     ) -> list[Run]:
         """Lease up to `limit` ready runs of the given names to `owner`. With `limited`,
-        claims only runs with a concurrency key, never exceeding its limit across workers."""
+        claims only runs with a concurrency key, never exceeding its limit across workers.
+        With `ahead`, only runs due after `now` (and by `due_by`): runs leased ahead of
+        their time, which hold no worker slot until then."""
         ...
 
     def heartbeat(

@@ -215,9 +215,11 @@ class RunQueries(RunInserts, WaitQueries, AuditQueries, UsageQueries):
         *,
         limited: bool = False,
         due_by: float | None = None,
+        ahead: bool = False,
     ) -> list[Run]:
         """Lease ready runs; `due_by` (later than now) also takes runs due by then, which
-        the worker holds until their time (so that claiming is not on their critical path)."""
+        the worker holds until their time (so that claiming is not on their critical path);
+        `ahead` takes only those (not with `limited`)."""
         if limit <= 0 or not names:
             return []
         params = {
@@ -228,7 +230,7 @@ class RunQueries(RunInserts, WaitQueries, AuditQueries, UsageQueries):
             "due": max(now, due_by or now),
             "expires": max(now, due_by or now) + lease_s,
         }
-        if self.dialect.probe_before_claim and not self._anything_ready(params, limited):
+        if self.dialect.probe_before_claim and not self._anything_ready(params, limited, ahead):
             return []
         with self.tx() as conn:
             if limited:
@@ -243,29 +245,31 @@ class RunQueries(RunInserts, WaitQueries, AuditQueries, UsageQueries):
                     params,
                 )
             else:
-                rows = conn.execute(self._claim_sql(), params)
+                rows = conn.execute(self._claim_sql(ahead), params)
         runs = [_run(row) for row in rows]
         runs.sort(key=lambda r: (-r.priority, r.run_after, r.id))
         return runs
 
-    def _anything_ready(self, params: dict[str, Any], limited: bool) -> bool:
+    def _anything_ready(self, params: dict[str, Any], limited: bool, ahead: bool) -> bool:
         """A read before the write transaction: an idle SQLite worker would otherwise take
         the database's one write lock at every poll."""
         keyed = "IS NOT NULL" if limited else "IS NULL"
+        later = "AND run_after > :now" if ahead else ""
         rows = self.conn().execute(
-            f"""SELECT 1 FROM rota_runs WHERE state = 'ENQUEUED' AND run_after <= :due
+            f"""SELECT 1 FROM rota_runs WHERE state = 'ENQUEUED' AND run_after <= :due {later}
             AND concurrency_key {keyed} AND {self.dialect.any_of("name", "names")} LIMIT 1""",
             params,
         )
         return bool(rows)
 
-    def _claim_sql(self) -> str:
+    def _claim_sql(self, ahead: bool = False) -> str:
         d = self.dialect
+        later = "AND run_after > :now" if ahead else ""
         return f"""
             UPDATE rota_runs SET {_LEASE}
             WHERE id IN (
                 SELECT id FROM rota_runs
-                WHERE state = 'ENQUEUED' AND run_after <= :due AND concurrency_key IS NULL
+                WHERE state = 'ENQUEUED' AND run_after <= :due {later} AND concurrency_key IS NULL
                   AND {d.any_of("name", "names")}
                 ORDER BY priority DESC, run_after, id
                 LIMIT :limit {d.skip_locked})

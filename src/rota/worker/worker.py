@@ -318,6 +318,7 @@ class Worker:
             self.options.lease_s,
         )
         self._start(runs)  # before claiming more: a failure then must not orphan these
+        runs += await self._claim_ahead(runs, now, due_by)
         if self._limited and len(runs) < want:
             limited = await self.db(
                 partial(self.store.claim, limited=True, due_by=due_by),
@@ -330,6 +331,24 @@ class Worker:
             self._start(limited)
             runs += limited
         return len(runs)
+
+    async def _claim_ahead(self, claimed: list[Run], now: float, due_by: float) -> list[Run]:
+        """A claim that took runs due later (a burst falling due soon) is followed by one for
+        more of those only, beyond the slots: up to lookahead_max runs wait for their time
+        leased. A drain's claims take runs due now, so it never pays for this query."""
+        room = self._capacity() + self.options.lookahead_max - len(self._active)
+        if room <= 0 or not claimed or claimed[-1].run_after <= now:
+            return []
+        runs: list[Run] = await self.db(
+            partial(self.store.claim, due_by=due_by, ahead=True),
+            self.id,
+            self._names,
+            min(room, self.options.claim_batch),
+            now,
+            self.options.lease_s,
+        )
+        self._start(runs)
+        return runs
 
     def _start(self, runs: list[Run]) -> None:
         now = self.clock.now()
