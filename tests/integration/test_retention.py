@@ -377,7 +377,8 @@ def test_a_prune_asked_to_stop_ends_after_its_batch_and_the_next_one_goes_on(
     policy = RetentionPolicy(default_s=30 * DAY)
     now = _at("2026-05-01T00:00").timestamp()
     try:
-        first = prune(store, policy, now, batch=2, stopping=lambda: True)
+        asked = iter([False])  # not stopping when it starts; stopping from then on
+        first = prune(store, policy, now, batch=2, stopping=lambda: next(asked, True))
         assert (first.runs, first.events) == (2, 0)  # one batch; events wait too
         rest = prune(store, policy, now, batch=2)
         assert (rest.runs, rest.events) == (10, 2)
