@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from .errors import RunInterrupted, StoreUnavailable
 
@@ -20,10 +20,11 @@ R = TypeVar("R")
 
 class WriteBatch(Generic[T, R]):
     """The same store write of many concurrent runs, as one call on a database thread, the
-    way a worker batches its completions: a write waits only for the batch in flight, if
-    any, then goes with every write that arrived meanwhile. Each writer awaits its own
-    result, so a run still does not continue before its write is committed. `one` writes a
-    lone item (the same call as without batching); `many` several in one transaction."""
+    way a worker batches its completions. With nothing in flight, a write goes at once, in
+    its writer's task, as the lone call `one` (exactly as without batching). Writes that
+    arrive while one is in flight wait for it, then go together as one call `many` (one
+    transaction). Each writer awaits its own result, so a run still does not continue
+    before its write is committed."""
 
     def __init__(
         self, one: Callable[[T], R], many: Callable[[list[T]], list[R]], *, owner: object = None
@@ -31,29 +32,45 @@ class WriteBatch(Generic[T, R]):
         self._one, self._many = one, many
         self.owner = owner  # what the batch writes to (its store), for whoever keeps batches
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._busy_on: asyncio.AbstractEventLoop | None = None  # the loop of the write in flight
 
     async def write(self, db: Callable[..., Awaitable[Any]], item: T) -> R:
-        """Write `item` with the others pending (`db` runs a call on a database thread)."""
+        """Write `item`, with the others pending if a write is in flight (`db` runs a call on
+        a database thread)."""
         loop = asyncio.get_running_loop()
+        if self._busy_on is not loop:  # nothing in flight (on this loop: another one died)
+            self._busy_on = loop
+            try:
+                return cast(R, await db(self._one, item))
+            finally:
+                self._flush_pending(loop, db)
         future: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, future))
-        flusher = self._flusher
-        if flusher is None or flusher.done() or flusher.get_loop() is not loop:
-            # A context of its own: the flush belongs to no one run (its step, its spans).
-            self._flusher = loop.create_task(self._flush(db), context=contextvars.Context())
         return await future
 
-    async def _flush(self, db: Callable[..., Awaitable[Any]]) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self._write(db, batch)
-            except asyncio.CancelledError:  # the loop is shutting down: nothing was written
-                for _, future in [*batch, *self._pending]:
-                    future.cancel()
-                self._pending = []
-                raise
+    def _flush_pending(self, loop: asyncio.AbstractEventLoop, db: Callable[..., Any]) -> None:
+        """The write in flight is done: the writes that arrived meanwhile go next, together,
+        in a task of their own (a context of its own: it belongs to no one run)."""
+        if not self._pending:
+            self._busy_on = None
+            return
+        batch, self._pending = self._pending, []
+        loop.create_task(self._flush(loop, db, batch), context=contextvars.Context())
+
+    async def _flush(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        db: Callable[..., Awaitable[Any]],
+        batch: list[tuple[T, asyncio.Future[R]]],
+    ) -> None:
+        try:
+            await self._write(db, batch)
+        except asyncio.CancelledError:  # the loop is shutting down: nothing was written
+            for _, future in [*batch, *self._pending]:
+                future.cancel()
+            self._pending, self._busy_on = [], None
+            raise
+        self._flush_pending(loop, db)
 
     async def _write(
         self, db: Callable[..., Awaitable[Any]], batch: list[tuple[T, asyncio.Future[R]]]

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import dashboard_app
 import pytest
+from browser_support import HERE, ROTA, Server, _off_the_loop
 from playwright.sync_api import Page, expect
-
-from conftest import HERE, ROTA, Server, _off_the_loop
 
 Shot = Callable[[Page, str], Path]
 SignIn = Callable[[str], Page]

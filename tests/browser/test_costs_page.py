@@ -11,9 +11,8 @@ from pathlib import Path
 
 import dashboard_app
 import pytest
+from browser_support import Server, _off_the_loop
 from playwright.sync_api import Page, expect
-
-from conftest import Server, _off_the_loop
 
 Shot = Callable[[Page, str], Path]
 SignIn = Callable[[str], Page]

@@ -7,9 +7,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from browser_support import SECRET_TOKEN, Server, enqueue_off_the_loop
 from playwright.sync_api import Browser, Page, expect
-
-from conftest import SECRET_TOKEN, Server, enqueue_off_the_loop
 
 Shot = Callable[[Page, str], Path]
 SignIn = Callable[[str], Page]

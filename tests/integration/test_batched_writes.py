@@ -117,7 +117,26 @@ def test_concurrent_writes_go_in_one_call_and_each_gets_its_own_result() -> None
         return list(await asyncio.gather(*(batch.write(_to_thread, i) for i in range(5))))
 
     assert asyncio.run(main()) == [0, 10, 20, 30, 40]
-    assert rec.calls == [[0, 1, 2, 3, 4]]  # one store call for the five writers
+    # The first goes at once, alone; the four that came while it was written go together.
+    assert rec.calls == [[0], [1, 2, 3, 4]]
+
+
+def test_a_lone_write_is_made_in_its_writers_task() -> None:
+    """Sequential writes (one workflow) pay nothing for batching: no task, no waiting."""
+    rec = Recorder()
+    batch = WriteBatch(rec.one, rec.many)
+    tasks: list[Any] = []
+
+    async def db(fn: Callable[..., Any], *args: Any) -> Any:
+        tasks.append(asyncio.current_task())
+        return fn(*args)
+
+    async def main() -> list[int]:
+        return [await batch.write(db, i) for i in range(3)]
+
+    assert asyncio.run(main()) == [0, 10, 20]
+    assert rec.calls == [[0], [1], [2]]
+    assert len(set(tasks)) == 1  # the writer's own task made every call
 
 
 def test_writes_arriving_during_a_flush_go_in_the_next_one() -> None:
@@ -145,19 +164,20 @@ def test_one_bad_item_fails_only_its_own_writer() -> None:
     one, two, three = asyncio.run(main())
     assert (one, three) == (10, 30)
     assert isinstance(two, ValueError) and str(two) == "bad 2"
-    assert rec.calls == [[1, 2, 3], [1], [2], [3]]  # the batch, then each on its own
+    # 1 alone, then the batch of 2 and 3 fails and each is written on its own.
+    assert rec.calls == [[1], [2, 3], [2], [3]]
 
 
 def test_the_database_failing_is_told_to_every_writer() -> None:
     rec = Recorder(fail=lambda items: StoreUnavailable("connection lost"))
     batch = WriteBatch(rec.one, rec.many)
 
-    async def main() -> list[Any]:
-        writes = (batch.write(_to_thread, i) for i in (1, 2))
+    async def main(writes: Any) -> list[Any]:
         return list(await asyncio.gather(*writes, return_exceptions=True))
 
-    assert [type(r) for r in asyncio.run(main())] == [StoreUnavailable, StoreUnavailable]
-    assert rec.calls == [[1, 2]]  # not retried one by one: the store is down for all
+    writes = (batch.write(_to_thread, i) for i in (1, 2, 3))
+    assert [type(r) for r in asyncio.run(main(writes))] == [StoreUnavailable] * 3
+    assert rec.calls == [[1], [2, 3]]  # not retried one by one: the store is down for all
 
 
 def test_concurrent_workflows_lose_no_checkpoint(app: App) -> None:
