@@ -29,13 +29,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from conftest import PG_URL, require_postgres
 from rota import App, RunState
 from rota.errors import ConfigError, DatabaseError
 from rota.storage import SqlStore
 from rota.storage.dialects import LISTEN_URL_ENV, WAKE_CHANNEL
 from rota.storage.urls import parse
 
+# As tests/conftest.py reads it ('conftest' is not imported: which module that name means
+# depends on what pytest collected last).
+PG_URL = os.environ.get("ROTA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 CONFIG = """\
 [databases]
@@ -68,7 +70,6 @@ def pgbouncer() -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail("pgbouncer is not installed: .ci/run installs it under CI=true")
         pytest.skip("pgbouncer is not installed (apt-get install pgbouncer)")
-    require_postgres()
     target = psycopg.conninfo.conninfo_to_dict(PG_URL)
     folder = Path(tempfile.mkdtemp(prefix="rota-pgbouncer-"))
     port = _free_port()
@@ -111,8 +112,9 @@ def _wait_for(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @pytest.fixture
-def database(pgbouncer: str) -> Iterator[tuple[str, str]]:
-    """A scratch database: (its URL through PgBouncer, its direct URL)."""
+def database(pg_schema_url: str, pgbouncer: str) -> Iterator[tuple[str, str]]:
+    """A scratch database: (its URL through PgBouncer, its direct URL). pg_schema_url first:
+    it skips, or under ROTA_REQUIRE_POSTGRES fails, when PostgreSQL is not there."""
     name = f"rota_pgb_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
