@@ -9,7 +9,7 @@ BENCH_VENV ?= .venv-bench
 LOCK := requirements.lock
 LOCK_VENV ?= .venv-lock
 
-.PHONY: demo test docs lint format test-fast bench bench-queue bench-steps bench-precision bench-agents venv lock clean
+.PHONY: demo test docs lint format test-fast soak bench bench-queue bench-steps bench-precision bench-agents venv lock clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/rota demo
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=40  # the slowest tests, to keep the run under 15 minutes
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
@@ -46,6 +46,15 @@ format: $(STAMP)
 CHAOS_SECONDS ?= 300
 chaos: $(STAMP)
 	CHAOS_LONG=1 CHAOS_SECONDS=$(CHAOS_SECONDS) $(BIN)/python -m pytest -p no:cacheprovider -s tests/chaos/test_chaos.py -k test_long_chaos
+
+# The soak (about 15 minutes, not in `make test`; docs/reliability.md has its figures):
+# SOAK_SECONDS at a fixed offered load on 4 workers and 2 schedulers, then the drain with 1, 2
+# and 4 worker processes. The table is printed; the samples go to SOAK_OUT.
+SOAK_SECONDS ?= 600
+SOAK_OUT ?= test-artifacts/soak-result.json
+soak: $(STAMP)
+	mkdir -p $(dir $(SOAK_OUT))
+	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS) --out $(SOAK_OUT)
 
 # The fuzz properties of every parser of outside input, with many more examples than in
 # `make test`.

@@ -70,11 +70,11 @@ def run_rounds(
         shift = r % len(cases)
         got: dict[tuple[str, str], dict[str, Any]] = {}
         for tool, db in [*cases[shift:], *cases[:shift]]:
-            dsn = dsn_for(tool, db)
+            dsn = dsn_for(tool.replace("@", "_"), db)
             settle(dsn)
             load = os.getloadavg()[0]
             print(f"[queue] round {r + 1}/{rounds}: {tool} on {db}", file=sys.stderr)
-            result = invoke(tool, "queue", dsn, **params)
+            result = _invoke(tool, dsn, params)
             if result is not None:
                 result["load"] = load
                 got[(tool, db)] = result
@@ -84,14 +84,38 @@ def run_rounds(
     return out
 
 
-def ratio_per_round(rounds: list[dict[tuple[str, str], dict[str, Any]]]) -> list[float]:
+OLD_SRC: str | None = None  # --old: another rota build's src, measured as "rota@old"
+
+
+def _invoke(tool: str, dsn: str, params: dict[str, int]) -> dict[str, Any] | None:
+    """One measurement in a fresh process; "rota@old" is rota imported from OLD_SRC."""
+    if tool != "rota@old":
+        return invoke(tool, "queue", dsn, **params)
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(OLD_SRC)
+    try:
+        return invoke("rota", "queue", dsn, **params)
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def ratio_per_round(
+    rounds: list[dict[tuple[str, str], dict[str, Any]]], mine: str = "rota"
+) -> list[float]:
     """rota's drain on PostgreSQL over the fastest peer's in the same round."""
     ratios = []
     for got in rounds:
-        peers = [v["drain_per_s"] for (t, d), v in got.items() if t != "rota" and d == "postgresql"]
-        mine = got.get(("rota", "postgresql"))
-        if peers and mine:
-            ratios.append(mine["drain_per_s"] / max(peers))
+        peers = [
+            v["drain_per_s"]
+            for (t, d), v in got.items()
+            if not t.startswith("rota") and d == "postgresql"
+        ]
+        mine_got = got.get((mine, "postgresql"))
+        if peers and mine_got:
+            ratios.append(mine_got["drain_per_s"] / max(peers))
     return ratios
 
 
@@ -107,13 +131,18 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3, help="rounds")
     p.add_argument("--warmup", type=int, default=2_000, help="untimed jobs first, every tool")
     p.add_argument("--tools", default=",".join(sorted({t for t, _ in CASES})))
+    p.add_argument("--old", help="also measure the rota build in this src directory")
     args = p.parse_args()
     tools = set(args.tools.split(","))
     cases = [c for c in CASES if c[0] in tools]
+    if args.old:
+        global OLD_SRC
+        OLD_SRC = args.old
+        cases.insert(1, ("rota@old", "postgresql"))
     rounds = run_rounds(
         cases, args.repeat, jobs=args.jobs, concurrency=args.concurrency, warmup=args.warmup
     )
-    ratios = ratio_per_round(rounds)
+    ratios = {tool: ratio_per_round(rounds, tool) for tool in ("rota", "rota@old")}
     rows = []
     for case in cases:
         runs = [got[case] for got in rounds if case in got]
@@ -121,8 +150,8 @@ def main() -> None:
             continue
         tool, db = case
         ratio = "n/a"
-        if case == ("rota", "postgresql") and ratios:
-            ratio = f"{statistics.median(ratios):.2f}x (worst {min(ratios):.2f}x)"
+        if db == "postgresql" and ratios.get(tool):
+            ratio = f"{statistics.median(ratios[tool]):.2f}x (worst {min(ratios[tool]):.2f}x)"
         rows.append(
             [
                 tool,

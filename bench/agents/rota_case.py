@@ -7,7 +7,8 @@ This process is the worker: it resets the database, enqueues the runs with `run_
 (untimed), then measures the drain with one `Worker(concurrency=...)`: wall time, its own
 CPU (getrusage, every thread), its peak RSS over the resident size just before the worker
 started, and how many runs executed at once (sampled). It also counts the rate limiter's
-round trips to the store (`store.take`, admitted or refused) and samples how many database
+round trips to the store (`store.take`, or `store.take_many` for several calls: "batches"),
+each call admitted at once or told to wait ("refused"), and samples how many database
 connections are open. Prints one JSON line.
 """
 
@@ -143,7 +144,19 @@ def main() -> None:
         takes["admitted" if wait <= 0 else "refused"] += 1
         return wait
 
+    take_many = getattr(app.store, "take_many", None)  # absent in builds before issue 18
+
+    def counted_take_many(batch: Any) -> list[float]:  # concurrent calls' turns, one transaction
+        assert take_many is not None
+        waits: list[float] = take_many(batch)
+        takes["batches"] += 1
+        for wait in waits:
+            takes["admitted" if wait <= 0 else "refused"] += 1
+        return waits
+
     app.store.take = counted_take  # type: ignore[method-assign]  # rate-limit DB round trips
+    if take_many is not None:
+        app.store.take_many = counted_take_many  # type: ignore[method-assign]
     app.run_many(AGENT, [task(i) for i in range(args.runs)])
     analyze(args.dsn)
 

@@ -22,9 +22,19 @@ class RotaProcess:
     """One long-running `rota` command that the suite kills and restarts."""
 
     def __init__(
-        self, name: str, args: list[str], env: dict[str, str], log_path: Path, banner: str
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        banner: str,
+        *,
+        app: str = APP,
+        cwd: Path = HERE,
     ) -> None:
         self.name = name
+        self.app = app  # module:attribute, imported from cwd (the soak bench serves its own)
+        self.cwd = cwd
         self.banner = banner  # what its output says once it is up
         self.args = args
         self.env = env
@@ -38,8 +48,8 @@ class RotaProcess:
         """Start it; `preexec` runs in the child before rota (e.g. to set a resource limit)."""
         self._started_at = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.proc = subprocess.Popen(
-            [str(ROTA), "--app", APP, *self.args, "--log-format", "json"],
-            cwd=HERE,
+            [str(ROTA), "--app", self.app, *self.args, "--log-format", "json"],
+            cwd=self.cwd,
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

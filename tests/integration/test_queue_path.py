@@ -173,3 +173,27 @@ def test_keyed_runs_in_a_batch_still_dedupe(app: App) -> None:
     assert again[0].id == first[0].id
     assert [h.created for h in again] == [False, True]
     assert sorted(r.payload for r in app.runs(names=["keep"])) == [1, 2, 3, 5]
+
+
+@pytest.mark.parametrize(
+    ("claim_s", "run_s", "prefetch"),
+    [
+        (None, None, 8),  # nothing measured yet: one slot's worth each
+        (0.010, 5.0, 8),  # long runs (agents): never more than the slots
+        (0.010, 0.001, 80),  # the slots finish 80 runs during one claim
+        (0.010, 0.00001, 200),  # at most claim_batch
+    ],
+)
+def test_prefetch_grows_only_while_runs_are_shorter_than_a_claim(
+    app: App, claim_s: float | None, run_s: float | None, prefetch: int
+) -> None:
+    worker = app.worker(concurrency=8)
+    worker._claim_s, worker._run_s = claim_s, run_s
+    assert worker._prefetch() == prefetch
+    assert worker._capacity() == 8 + prefetch
+
+
+def test_an_explicit_prefetch_is_kept(app: App) -> None:
+    worker = app.worker(concurrency=8, prefetch=3)
+    worker._claim_s, worker._run_s = 0.010, 0.00001
+    assert worker._prefetch() == 3

@@ -46,6 +46,7 @@ from .middleware import RunCall, RunMiddleware, chain, standard
 from .wakeups import Wakeups
 
 log = logging.getLogger("rota.worker")
+_SMOOTHING = 0.1  # weight of the newest measurement in the worker's moving averages
 # The run whose task this is: its store calls are the run's own (see Worker.db).
 _serving: ContextVar[str | None] = ContextVar("rota_worker_serving", default=None)
 
@@ -56,7 +57,9 @@ class WorkerOptions:
     may take the run over, and how long a stopping worker lets running runs finish."""
 
     concurrency: int = 16
-    prefetch: int | None = None  # runs leased ahead of free slots; default: = concurrency
+    # Runs leased ahead of free slots. Default: = concurrency, and more while runs are
+    # shorter than a claim's round trip (see Worker._prefetch), up to claim_batch.
+    prefetch: int | None = None
     lease_s: float = 30.0
     poll_interval_s: float = 1.0
     claim_batch: int = 200
@@ -172,6 +175,8 @@ class Worker:
         self._limited = any(d.limited for d in registry.definitions.values())
         self._active: dict[str, _Active] = {}
         self._ahead = 0  # of _active, the runs still waiting for their time (lookahead)
+        self._claim_s: float | None = None  # moving average of a claim's round trip
+        self._run_s: float | None = None  # moving average of an execution, slot to outcome
         self._pending: list[Completion] = []
         self._flushing: list[Completion] = []  # the batch being written right now
         # How long each execution's body took, written with the completions (compute time).
@@ -288,10 +293,26 @@ class Worker:
 
     def _capacity(self) -> int:
         # Leasing a few runs ahead of the free slots hides the claim round trip.
-        prefetch = self.options.prefetch
-        return self.options.concurrency + (
-            self.options.concurrency if prefetch is None else prefetch
-        )
+        return self.options.concurrency + self._prefetch()
+
+    def _prefetch(self) -> int:
+        """The prefetch option if given; else `concurrency`, or as many runs as the slots
+        finish during one claim's round trip when runs are shorter than that (a drain of
+        short jobs is bound by claims: each takes what is free, so bigger claims, fewer
+        trips), at most claim_batch. Long runs (agents) keep it at `concurrency`, so that a
+        worker never sits on runs another worker could be executing."""
+        if self.options.prefetch is not None:
+            return self.options.prefetch
+        slots = self.options.concurrency
+        if self._run_s is None or self._claim_s is None:
+            return slots
+        finished = slots * self._claim_s / max(self._run_s, 1e-6)
+        return max(slots, min(self.options.claim_batch, int(finished)))
+
+    def _measured(self, which: str, seconds: float) -> None:
+        """Moving averages of a claim's round trip and an execution's time (_prefetch)."""
+        old = getattr(self, which)
+        setattr(self, which, seconds if old is None else old + _SMOOTHING * (seconds - old))
 
     def _free(self) -> int:
         """How many more runs to lease: up to the capacity for runs due now, and as many as
@@ -309,6 +330,7 @@ class Worker:
         want = min(free, self.options.claim_batch)
         now = self.clock.now()
         due_by = now + self.options.lookahead_s
+        began = time.monotonic()
         runs = await self.db(
             partial(self.store.claim, due_by=due_by),
             self.id,
@@ -317,6 +339,7 @@ class Worker:
             now,
             self.options.lease_s,
         )
+        self._measured("_claim_s", time.monotonic() - began)
         self._start(runs)  # before claiming more: a failure then must not orphan these
         runs += await self._claim_ahead(runs, now, due_by)
         if self._limited and len(runs) < want:
@@ -425,7 +448,9 @@ class Worker:
             self._due(mine)
             async with self._slots:
                 mine.started = True
+                began = time.monotonic()
                 await self._execute(run)
+                self._measured("_run_s", time.monotonic() - began)
         except asyncio.CancelledError as exc:  # interrupted while waiting for a slot
             self._interrupted(run, exc)
         finally:
