@@ -70,6 +70,11 @@ class WriteBatch(Generic[T, R]):
                 future.cancel()
             self._pending, self._busy_on = [], None
             raise
+        except BaseException as exc:  # not the store's (KeyboardInterrupt...): no writer hangs
+            for _, future in batch:
+                _settle(future, exc=exc)
+            self._flush_pending(loop, db)
+            raise
         self._flush_pending(loop, db)
 
     async def _write(
