@@ -105,6 +105,9 @@ def run_worker_until_sigterm(app: Any, *, concurrency: int, lease_s: float, poll
     async def work() -> None:
         worker = app.worker(concurrency=concurrency, lease_s=lease_s, poll_interval_s=poll_s)
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, worker.stop)
+        # The crash tests wait for this line before a graceful stop: a SIGTERM that arrives
+        # while the process is still importing would kill it (-15) instead of stopping it.
+        logging.getLogger("crash-worker").info("worker %d ready", os.getpid())
         stats = await worker.run()
         logging.getLogger("crash-worker").info("worker %d stopped: %s", os.getpid(), stats)
 

@@ -22,16 +22,15 @@ import importlib.util
 import itertools
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any
+from typing import Any
 
 import pytest
+from worker_procs import WorkerProcesses as Workers
 
 from rota import App
 from rota.testing import FakeAnthropicServer, FakeReply, FakeToolCall
@@ -81,63 +80,13 @@ class TurnServer:
         return FakeReply(text=FINAL_ANSWER, usage=usage)
 
 
-class Workers:
-    def __init__(self, database_url: str, base_url: str, log_dir: Path) -> None:
-        self.env = {
-            **os.environ,
-            "ROTA_DATABASE_URL": database_url,
-            crash_app.BASE_URL_ENV: base_url,
-            "ANTHROPIC_API_KEY": "test",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.log_dir = log_dir
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self._logs: list[tuple[Path, IO[bytes]]] = []
-
-    def start(self, *, hold: bool) -> subprocess.Popen[bytes]:
-        path = self.log_dir / f"worker-{len(self.procs)}.log"
-        log = path.open("wb")
-        self._logs.append((path, log))
-        env = {**self.env, crash_app.HOLD_ENV: "1" if hold else "0"}
-        proc = subprocess.Popen(
-            [sys.executable, str(APP_FILE)],
-            env=env,
-            cwd=self.log_dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.procs.append(proc)
-        return proc
-
-    def cleanup(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=DEADLINE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=DEADLINE_S)
-        for _, log in self._logs:
-            log.close()
-
-    def tail(self, lines: int = 20) -> str:
-        out = []
-        for path, log in self._logs:
-            log.flush()
-            text = path.read_text(errors="replace").splitlines()[-lines:]
-            out.append(f"--- {path.name} ---\n" + "\n".join(text))
-        return "\n".join(out)
-
-
 def _wait_for(what: str, ready: Callable[[], Any], workers: Workers) -> Any:
     deadline = time.monotonic() + DEADLINE_S
     while True:
         value = ready()
         if value:
             return value
-        for proc in workers.procs:
+        for proc in workers.live:
             if proc.poll() is not None and proc.returncode != -signal.SIGKILL:
                 pytest.fail(f"worker {proc.pid} exited ({proc.returncode})\n{workers.tail()}")
         if time.monotonic() >= deadline:
@@ -156,7 +105,16 @@ def setup(
     app.store  # noqa: B018 -- opening the store migrates it
     log = crash_app.ToolLog(database_url)
     log.install()
-    workers = Workers(database_url, server.srv.base_url, tmp_path)
+    workers = Workers(
+        APP_FILE,
+        {
+            **os.environ,
+            "ROTA_DATABASE_URL": database_url,
+            crash_app.BASE_URL_ENV: server.srv.base_url,
+            "ANTHROPIC_API_KEY": "test",
+        },
+        tmp_path,
+    )
     try:
         yield app, log, server, workers
     finally:
@@ -173,7 +131,7 @@ def test_sigkilled_agent_run_resumes_with_exactly_the_remaining_model_calls(
     app, log, server, workers = setup
     handle = app.run_now(crash_app.AGENT, "Record the two steps.")
 
-    first = workers.start(hold=True)
+    first = workers.start(**{crash_app.HOLD_ENV: "1"})
     # The tool's execution for step 2 begins only after model call 2 was answered and
     # checkpointed; it then blocks, so nothing else happens until the kill.
     _wait_for(
@@ -186,7 +144,7 @@ def test_sigkilled_agent_run_resumes_with_exactly_the_remaining_model_calls(
     first.wait(timeout=DEADLINE_S)
     assert calls_before_kill == 2, workers.tail()
 
-    second = workers.start(hold=False)
+    second = workers.start(**{crash_app.HOLD_ENV: "0"})
     run = handle.wait(timeout=DEADLINE_S)
     assert run.state.value == "SUCCEEDED", (run.state, run.error, workers.tail())
 

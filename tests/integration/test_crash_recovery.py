@@ -26,17 +26,16 @@ import importlib.util
 import json
 import os
 import random
-import signal
 import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any
+from typing import Any
 
 import pytest
+from worker_procs import WorkerProcesses as Workers
 
 from rota import App
 
@@ -50,7 +49,6 @@ N_KILLS = 5
 FIRST_KILL_AT, LAST_KILL_AT = 0.05, 0.75
 FINISH_DEADLINE_S = 120.0
 STEP_DEADLINE_S = 60.0  # for any single wait inside the kill schedule
-STOP_DEADLINE_S = 45.0  # SIGTERM -> exit; the worker's own shutdown grace is 30 s
 
 
 def _load_crash_app() -> ModuleType:
@@ -63,71 +61,6 @@ def _load_crash_app() -> ModuleType:
 
 
 crash_app = _load_crash_app()
-
-
-class Workers:
-    """Worker subprocesses, each logging to its own file; remembers the ones it killed."""
-
-    def __init__(self, database_url: str, log_dir: Path) -> None:
-        self.env = {**os.environ, "ROTA_DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
-        self.log_dir = log_dir
-        self.live: list[subprocess.Popen[bytes]] = []
-        self.killed: set[int] = set()
-        self.started: list[int] = []
-        self._logs: list[tuple[Path, IO[bytes]]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        path = self.log_dir / f"worker-{len(self.started)}.log"
-        log = path.open("wb")
-        self._logs.append((path, log))
-        proc = subprocess.Popen(
-            [sys.executable, str(CRASH_APP)],
-            env=self.env,
-            cwd=self.log_dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.live.append(proc)
-        self.started.append(proc.pid)
-        return proc
-
-    def kill(self, proc: subprocess.Popen[bytes]) -> None:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=STEP_DEADLINE_S)
-        self.live.remove(proc)
-        self.killed.add(proc.pid)
-
-    def check_alive(self) -> None:
-        for proc in self.live:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"worker {proc.pid} exited by itself ({proc.returncode})\n{self.tail()}"
-                )
-
-    def stop(self) -> list[int]:
-        """SIGTERM every live worker (a graceful stop) and return their exit codes."""
-        for proc in self.live:
-            proc.send_signal(signal.SIGTERM)
-        codes = [proc.wait(timeout=STOP_DEADLINE_S) for proc in self.live]
-        self.live.clear()
-        return codes
-
-    def cleanup(self) -> None:
-        for proc in self.live:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=STEP_DEADLINE_S)
-        self.live.clear()
-        for _, log in self._logs:
-            log.close()
-
-    def tail(self, lines: int = 15) -> str:
-        out = []
-        for path, log in self._logs:
-            log.flush()
-            text = path.read_text(errors="replace").splitlines()[-lines:]
-            out.append(f"--- {path.name} ---\n" + "\n".join(text))
-        return "\n".join(out)
 
 
 def _wait_for(
@@ -188,7 +121,7 @@ def crash_setup(database_url: str, tmp_path: Path) -> Iterator[tuple[App, Any, W
     app.store  # noqa: B018 -- opening the store migrates it
     log = crash_app.ExecutionLog(database_url)
     log.install()
-    workers = Workers(database_url, tmp_path)
+    workers = Workers(CRASH_APP, {**os.environ, "ROTA_DATABASE_URL": database_url}, tmp_path)
     try:
         yield app, log, workers
     finally:

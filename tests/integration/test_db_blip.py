@@ -13,10 +13,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -24,11 +21,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any
+from typing import Any
 
 import psycopg
 import pytest
 from private_pg import PrivateCluster, private_cluster
+from worker_procs import WorkerProcesses as Workers
 
 from rota import App, RunState
 from rota.errors import DatabaseError, StoreUnavailable
@@ -295,7 +293,6 @@ FIRST_RESTART_AT = 40  # finished runs
 SECOND_RESTART_AT = 110
 DOWN_S = 5.0  # how long the second, crash-like stop keeps the server down
 FINISH_DEADLINE_S = 120.0
-STOP_DEADLINE_S = 45.0
 
 
 def _load(path: Path, name: str) -> ModuleType:
@@ -307,56 +304,6 @@ def _load(path: Path, name: str) -> ModuleType:
 
 
 blip_app = _load(BLIP_APP, "rota_blip_app")
-
-
-class Workers:
-    """Worker subprocesses, each logging to its own file."""
-
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = env
-        self.log_dir = log_dir
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self._logs: list[tuple[Path, IO[bytes]]] = []
-
-    def start(self) -> None:
-        path = self.log_dir / f"worker-{len(self.procs)}.log"
-        log = path.open("wb")
-        self._logs.append((path, log))
-        self.procs.append(
-            subprocess.Popen(
-                [sys.executable, str(BLIP_APP)],
-                env=self.env,
-                cwd=self.log_dir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-
-    def check_alive(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is not None:
-                pytest.fail(f"worker {proc.pid} exited ({proc.returncode})\n{self.tail()}")
-
-    def stop(self) -> list[int | None]:
-        for proc in self.procs:
-            proc.send_signal(signal.SIGTERM)
-        return [proc.wait(timeout=STOP_DEADLINE_S) for proc in self.procs]
-
-    def cleanup(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        for _, log in self._logs:
-            log.close()
-
-    def text(self) -> str:
-        for _, log in self._logs:
-            log.flush()
-        return "\n".join(path.read_text(errors="replace") for path, _ in self._logs)
-
-    def tail(self, lines: int = 20) -> str:
-        return "\n".join(self.text().splitlines()[-lines:])
 
 
 @pytest.fixture
@@ -397,7 +344,7 @@ def test_two_postgresql_restarts_under_load_fail_no_run_and_rerun_no_completed_s
         blip_app.LOG_ENV: log_url,
         "PYTHONUNBUFFERED": "1",
     }
-    workers = Workers(env, tmp_path)
+    workers = Workers(BLIP_APP, env, tmp_path)
     try:
         enqueued = {h.id for h in app.run_many(blip_app.WORKFLOW, range(N_RUNS))}
         for _ in range(N_WORKERS):
