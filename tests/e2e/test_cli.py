@@ -5,7 +5,6 @@ store did not change."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -30,21 +29,11 @@ from rota.model import RunFilter
 from rota.storage import SqlStore
 from rota.storage.schema import LATEST_VERSION
 
-HERE = Path(__file__).parent
 ROTA = Path(sys.executable).parent / "rota"
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ROTA_DATABASE_URL", raising=False)
-    monkeypatch.delenv("ROTA_APP", raising=False)
-
-
-@pytest.fixture
-def cli_app(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(HERE))
-    return importlib.import_module("cli_app")
+pytestmark = pytest.mark.usefixtures("clean_cli_env")
 
 
 @dataclass

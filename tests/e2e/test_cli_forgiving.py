@@ -4,7 +4,6 @@ did-you-mean for decorator options, shell completion, and `rota shadow report UN
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -27,20 +26,10 @@ from rota.errors import ConfigError
 from rota.storage import SqlStore
 from rota.testing import say, scripted
 
-HERE = Path(__file__).parent
 ROTA = Path(sys.executable).parent / "rota"
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ROTA_DATABASE_URL", raising=False)
-    monkeypatch.delenv("ROTA_APP", raising=False)
-
-
-@pytest.fixture
-def cli_app(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(HERE))
-    return importlib.import_module("cli_app")
+pytestmark = pytest.mark.usefixtures("clean_cli_env")
 
 
 @pytest.fixture

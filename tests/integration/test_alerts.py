@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from alert_receiver import SECRET, Receiver, receiver
+from alert_receiver import Receiver, receiver
 
 from rota import Agent, App, Budget, FakeClock, every
 from rota.alerts import Alerts, grace, slack, webhook
@@ -26,13 +26,6 @@ START = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(START)
-
-
-@pytest.fixture
-def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    monkeypatch.setenv("ALERTS_SECRET", SECRET)
-    with receiver() as r:
-        yield r
 
 
 @pytest.fixture

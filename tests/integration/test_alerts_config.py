@@ -10,7 +10,6 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,6 @@ from rota.cli import app as cli
 from rota.errors import ConfigError
 from rota.identity.secrets import Vault
 from rota.model import RunState
-
-
-@pytest.fixture
-def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    monkeypatch.setenv("ALERTS_SECRET", SECRET)
-    with receiver() as r:
-        yield r
 
 
 def test_a_secret_value_where_its_name_belongs_is_refused_without_echoing_it() -> None:

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from fake_time import HOUR, START
 from together import together
 from typer.testing import CliRunner
 
@@ -30,14 +31,6 @@ from rota.storage.audit import (
     APPROVAL_TIMED_OUT,
 )
 from rota.testing import ScriptedModel, call, say
-
-START = 1_700_000_000.0
-HOUR = 3600.0
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START)
 
 
 @pytest.fixture

@@ -9,61 +9,30 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from store_records import T0, new_run, step
+
 from rota import App
 from rota.batches import WriteBatch
 from rota.errors import StoreUnavailable
-from rota.ids import new_id
-from rota.model import NewRun, StepRecord
 from rota.storage import SqlStore
 from rota.storage.limits import Charge
 
-T0 = 1_000_000.0
-
 
 def _run(store: SqlStore) -> Any:
-    store.enqueue(
-        [
-            NewRun(
-                id=new_id(),
-                name="job",
-                kind="job",
-                payload="{}",
-                trigger="manual",
-                created_at=T0,
-                run_after=T0,
-            )
-        ]
-    )
+    store.enqueue([new_run()])
     (run,) = store.claim("w1", ["job"], 1, T0, 30.0)
     return run
 
 
-def _step(run: Any, key: str, token: int | None = None, result: str = "1") -> StepRecord:
-    return StepRecord(
-        run_id=run.id,
-        lease_token=run.lease_token if token is None else token,
-        key=key,
-        seq=0,
-        name=key,
-        state="SUCCEEDED",
-        attempts=1,
-        input_hash="h",
-        result=result,
-        error=None,
-        started_at=T0,
-        finished_at=T0 + 1,
-    )
-
-
 def test_save_steps_saves_each_as_save_step_would(store: SqlStore) -> None:
     a, b = _run(store), _run(store)
-    store.save_step(_step(a, "done", result='{"v":1}'))
+    store.save_step(step(a, "done", result='{"v":1}'))
     saved = store.save_steps(
         [
-            (_step(b, "s"), ()),
-            (_step(a, "s"), ()),
-            (_step(a, "done", result='{"v":2}'), ()),  # succeeded already: never overwritten
-            (_step(b, "fenced", token=b.lease_token + 1), ()),  # not the lease holder
+            (step(b, "s"), ()),
+            (step(a, "s"), ()),
+            (step(a, "done", result='{"v":2}'), ()),  # succeeded already: never overwritten
+            (step(b, "fenced", token=b.lease_token + 1), ()),  # not the lease holder
         ]
     )
     assert saved == [True, True, False, False]

@@ -13,11 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
+from dashboard_client import csrf_of, signed_in
 
 from rota import Agent, App, FakeClock, Price, ToolContext, tool
-from rota.api import create_api
-from rota.identity import admin, tokens
 from rota.testing import ScriptedModel, answer, call, say
 
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -51,22 +49,6 @@ def app(database_url: str) -> Iterator[App]:
         yield built
     finally:
         built.close()
-
-
-def signed_in(app: App, name: str) -> TestClient:
-    token = tokens.issue(app.store, name, admin.Actor("root", "human")).token
-    client = TestClient(create_api(app), follow_redirects=False)
-    form = client.get("/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert csrf is not None
-    assert client.post("/login", data={"csrf": csrf[1], "token": token}).status_code == 303
-    return client
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found is not None
-    return found[1]
 
 
 def last_audit(app: App, action: str) -> Any:

@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
+from dashboard_client import signed_in
 
 from rota import Agent, App, FakeClock, Price
-from rota.api import create_api
-from rota.identity import admin, tokens
 from rota.testing import ScriptedModel, answer
 
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -81,16 +79,6 @@ def plans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def signed_in(app: App, name: str = "watcher") -> TestClient:
-    token = tokens.issue(app.store, name, admin.Actor("root", "human")).token
-    client = TestClient(create_api(app), follow_redirects=False)
-    form = client.get("/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert csrf is not None
-    assert client.post("/login", data={"csrf": csrf[1], "token": token}).status_code == 303
-    return client
-
-
 def section(page: str, label: str) -> str:
     """The text of the page's section with this aria-label."""
     start = page.index(f'aria-label="{label}"')
@@ -99,7 +87,7 @@ def section(page: str, label: str) -> str:
 
 
 def test_the_costs_page_shows_each_breakdown_with_its_chart(history: App) -> None:
-    with signed_in(history) as client:
+    with signed_in(history, "watcher") as client:
         page = client.get("/costs").text
     assert "9 runs" in section(page, "totals") and "6 AI runs" in section(page, "totals")
     by_day = section(page, "by day")
@@ -115,7 +103,7 @@ def test_the_costs_page_shows_each_breakdown_with_its_chart(history: App) -> Non
 
 
 def test_the_plan_comparison_lists_dropped_runs_and_the_forecast(history: App, plans: Path) -> None:
-    with signed_in(history) as client:
+    with signed_in(history, "watcher") as client:
         page = client.get("/costs").text
     compared = section(page, "plan comparison")
     assert "($ROTA_PLANS)" in compared
@@ -136,7 +124,7 @@ def test_without_rota_plans_the_list_price_is_compared_and_the_page_says_how(
     history: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("ROTA_PLANS", raising=False)
-    with signed_in(history) as client:
+    with signed_in(history, "watcher") as client:
         compared = section(client.get("/costs").text, "plan comparison")
     assert "(list price only)" in compared and "point ROTA_PLANS at a plan file" in compared
     assert re.search(r"api cheapest api \$", compared)
@@ -148,7 +136,7 @@ def test_a_plan_file_that_does_not_load_is_said_not_a_5xx(
     broken = tmp_path / "broken.toml"
     broken.write_text('name = "x"\nkind = "flatrate"\n')
     monkeypatch.setenv("ROTA_PLANS", str(broken))
-    with signed_in(history) as client:
+    with signed_in(history, "watcher") as client:
         answer_ = client.get("/costs")
     assert answer_.status_code == 200
     compared = section(answer_.text, "plan comparison")
@@ -158,7 +146,7 @@ def test_a_plan_file_that_does_not_load_is_said_not_a_5xx(
 
 def test_budgets_show_use_against_each_limit(history: App) -> None:
     history.clock.advance(-DAY)  # back in the last day with runs: its budget period
-    with signed_in(history) as client:
+    with signed_in(history, "watcher") as client:
         budgets = section(client.get("/costs").text, "budgets")
     assert re.search(
         r"agent:reviewer per day 2027-01-17 \$1\.00 \$0\.0\d+ \$0\.00 \d+\.\d%", budgets
@@ -167,7 +155,7 @@ def test_budgets_show_use_against_each_limit(history: App) -> None:
 
 
 def test_the_time_range_filters_the_runs(history: App) -> None:
-    with signed_in(history) as client:
+    with signed_in(history, "watcher") as client:
         one_day = client.get("/costs?since=2027-01-16T00:00Z&until=2027-01-17T00:00Z").text
         blank = client.get("/costs?since=&until=").text
     assert "3 runs" in section(one_day, "totals")
@@ -175,7 +163,7 @@ def test_the_time_range_filters_the_runs(history: App) -> None:
 
 
 def test_an_empty_range_says_what_to_do(app: App) -> None:
-    with signed_in(app) as client:
+    with signed_in(app, "watcher") as client:
         page = client.get("/costs").text
     assert "No run started in this range" in html.unescape(page)
     assert "No shared budget" not in page  # the app declares two
@@ -193,7 +181,7 @@ def test_an_empty_range_says_what_to_do(app: App) -> None:
     ],
 )
 def test_a_bad_range_is_a_400_naming_the_parameter(app: App, target: str, names: str) -> None:
-    with signed_in(app) as client:
+    with signed_in(app, "watcher") as client:
         answer_ = client.get(target)
     assert answer_.status_code == 400, answer_.text[:300]
     assert names in html.unescape(answer_.text)

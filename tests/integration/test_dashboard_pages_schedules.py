@@ -11,11 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
+from dashboard_client import csrf_of, signed_in
 
 from rota import App, FakeClock, every
-from rota.api import create_api
-from rota.identity import admin, tokens
 from rota.identity.admin import Actor
 from rota.scheduler import Scheduler, set_paused
 
@@ -53,22 +51,6 @@ def registered(app: App, *names: str) -> Scheduler:
     scheduler.specs = {n: s for n, s in scheduler.specs.items() if n in names}
     scheduler.sync()
     return Scheduler(app)
-
-
-def signed_in(app: App, name: str) -> TestClient:
-    token = tokens.issue(app.store, name, admin.Actor("root", "human")).token
-    client = TestClient(create_api(app), follow_redirects=False)
-    form = client.get("/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-    assert csrf is not None
-    assert client.post("/login", data={"csrf": csrf[1], "token": token}).status_code == 303
-    return client
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found is not None
-    return found[1]
 
 
 def text(page: str) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from dashboard_client import csrf_of
 from starlette.testclient import TestClient
 
 from rota import Agent, App, FakeClock, ToolContext, tool
@@ -125,12 +126,6 @@ def signed(app: App) -> Iterator[Client]:
     yield sign_in
     for client in opened:
         client.__exit__(None, None, None)
-
-
-def csrf_of(page: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found is not None
-    return found[1]
 
 
 def text(answer: Any) -> str:

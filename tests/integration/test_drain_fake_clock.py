@@ -8,23 +8,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fake_time import HOUR, START
 
 from rota import App, FakeClock, RunState
 from rota.errors import ConfigError
-
-START = 1_700_000_000.0
-HOUR = 3600.0
 
 pytestmark = pytest.mark.timeout(30)  # a regression hangs: fail fast instead
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START)
-
-
-@pytest.fixture
 def app(database_url: str, clock: FakeClock) -> Iterator[App]:
+    """An App on the fake `clock` (the shared `app` fixture runs on real time)."""
     a = App(database_url, clock=clock)
     yield a
     a.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from routine_kit import SENT, START, read_mail, send_mail, write
 from typer.testing import CliRunner
 
 from rota import App, tool
@@ -29,7 +30,6 @@ from rota.storage.audit import TOOL_CALLED, TOOL_DENIED
 from rota.testing import call, say, scripted
 
 HUMAN = admin.Actor("root", "human")
-START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a UTC day and hour boundary
 
 
 def routine(name: str, who: str, *, extra: str = "", tools: str = "[]", model: str = "echo") -> str:
@@ -52,39 +52,6 @@ def app(database_url: str, clock: FakeClock) -> Iterator[App]:
     a.principal("root", kind="user", roles=["admin"])
     yield a
     a.close()
-
-
-@pytest.fixture
-def echo() -> Iterator[Any]:
-    with scripted("echo", script=[say("done")]) as model:
-        yield model
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{name}.md"
-    path.write_text(text)
-    return path
-
-
-SENT: list[str] = []
-
-
-@tool(scopes=["mail:send"])
-def send_mail(to: str) -> str:
-    """Send a mail.
-
-    Args:
-        to: Who gets it.
-    """
-    SENT.append(to)
-    return "sent"
-
-
-@tool(scopes=["mail:read"], read_only=True)
-def read_mail() -> list[str]:
-    """Unread mail."""
-    return ["hello"]
 
 
 # -- loading and running ---------------------------------------------------------------

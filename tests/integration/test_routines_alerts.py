@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alert_receiver import SECRET, Receiver, receiver
+from alert_receiver import Receiver
 
 from rota import App, FakeClock
 from rota.alerts import Alerts, webhook
@@ -18,13 +18,6 @@ from rota.routines import RunDropped
 from rota.testing import say, scripted
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-
-
-@pytest.fixture
-def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    monkeypatch.setenv("ALERTS_SECRET", SECRET)
-    with receiver() as r:
-        yield r
 
 
 @pytest.fixture

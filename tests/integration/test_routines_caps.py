@@ -12,24 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from routine_kit import START, write
 
 from rota import App, every
 from rota.clock import FakeClock
 from rota.routines import Caps, RunDropped
 from rota.scheduler import Scheduler
 from rota.storage.sql import SqlStore
-from rota.testing import say, scripted
-
-START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a UTC day and hour boundary
 
 
 def routine(name: str, extra: str) -> str:
     return f"---\nname: {name}\nowner: alice\nmodel: scripted:echo\n{extra}---\nDo the thing.\n"
-
-
-def write(folder: Path, name: str, text: str) -> None:
-    folder.mkdir(exist_ok=True)
-    (folder / f"{name}.md").write_text(text)
 
 
 @pytest.fixture
@@ -43,12 +36,6 @@ def app(database_url: str, clock: FakeClock) -> Iterator[App]:
     a.principal("alice", kind="user", scopes=["mail:read"])
     yield a
     a.close()
-
-
-@pytest.fixture
-def echo() -> Iterator[Any]:
-    with scripted("echo", script=[say("done")]) as model:
-        yield model
 
 
 def test_a_capped_routines_scheduled_ticks_are_dropped_and_recorded_twice(

@@ -11,32 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from routine_kit import SENT, START, read_mail, send_mail
 
-from rota import App, tool
+from rota import App
 from rota.clock import FakeClock
 from rota.model import RunState
 from rota.storage.audit import TOOL_CALLED, TOOL_STAGED
 from rota.testing import answer, call, say, scripted
-
-START = 1_767_225_600.0
-SENT: list[str] = []
-
-
-@tool(scopes=["mail:send"])
-def send_mail(to: str) -> str:
-    """Send a mail.
-
-    Args:
-        to: Who gets it.
-    """
-    SENT.append(to)
-    return "sent"
-
-
-@tool(scopes=["mail:read"], read_only=True)
-def read_mail() -> list[str]:
-    """Unread mail."""
-    return ["hello"]
 
 
 @pytest.fixture

@@ -5,50 +5,18 @@ from __future__ import annotations
 import threading
 
 import pytest
+from store_records import T0, new_run, step
 
 from rota import serialization
 from rota.errors import InvalidStateError, RunNotFound, SchemaVersionError
 from rota.ids import new_id
-from rota.model import Completion, Event, NewRun, RunFilter, RunState, StepRecord
+from rota.model import Completion, Event, RunFilter, RunState
 from rota.storage import SqlStore
 from rota.storage import schema as schema_mod
-
-T0 = 1_000_000.0
-
-
-def new_run(name: str = "job", **kw: object) -> NewRun:
-    fields: dict = {
-        "id": new_id(),
-        "name": name,
-        "kind": "job",
-        "payload": "{}",
-        "trigger": "manual",
-        "created_at": T0,
-        "run_after": T0,
-    }
-    fields.update(kw)
-    return NewRun(**fields)
 
 
 def claim(store: SqlStore, owner: str = "w1", limit: int = 10, now: float = T0, **kw):
     return store.claim(owner, kw.pop("names", ["job"]), limit, now, 30.0, **kw)
-
-
-def step(run, key: str, state: str = "SUCCEEDED", token: int | None = None, result="1"):
-    return StepRecord(
-        run_id=run.id,
-        lease_token=run.lease_token if token is None else token,
-        key=key,
-        seq=0,
-        name=key,
-        state=state,
-        attempts=1,
-        input_hash="h",
-        result=result,
-        error=None,
-        started_at=T0,
-        finished_at=T0 + 1,
-    )
 
 
 def test_migrate_is_idempotent(store: SqlStore) -> None:

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+from fake_time import HOUR, START
 from together import together
 from typer.testing import CliRunner
 
@@ -21,17 +22,10 @@ from rota.model import Event, NewRun, NewWait
 from rota.storage import SqlStore
 from rota.storage.waits import event_topic, payload_matches
 
-START = 1_700_000_000.0
-HOUR = 3600.0
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(START)
-
 
 @pytest.fixture
 def app(database_url: str, clock: FakeClock) -> Iterator[App]:
+    """An App on the fake `clock` (the shared `app` fixture runs on real time)."""
     a = App(database_url, clock=clock)
     yield a
     a.close()

@@ -103,6 +103,13 @@ async def _grant(request: Request) -> tokens.Grant:
 
 async def _refuse(request: Request, principal: Principal, reason: str, message: str) -> NoReturn:
     """403, audited."""
+    await audit_refusal(request, principal, reason)
+    raise Denied(403, "forbidden", message)
+
+
+async def audit_refusal(request: Request, principal: Principal, reason: str) -> None:
+    """Record in the audit log that `principal` was refused this request, and why (the API's
+    and the dashboard's refusals share it)."""
     ctx = context(request)
     # The path is the caller's: escaped and cut, so that what we audit can be stored.
     where = f"{request.method} {shown(request.url.path, 200)}"
@@ -115,4 +122,3 @@ async def _refuse(request: Request, principal: Principal, reason: str, message: 
             detail={"reason": reason, "roles": sorted(principal.roles)},
         )
     )
-    raise Denied(403, "forbidden", message)

@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from ..cost.compare import compare
 from ..cost.history import History, load_history
 from ..cost.plans import plans_document
+from ..cost.prices import PriceOverride
 from ..cost.pricing import configured_overrides
 from ..cost.records import GroupBy, report
 from ..cost.summary import compare_json, report_json
@@ -222,17 +223,23 @@ def _history(ctx: ApiContext, since: float, until: float | None) -> History:
         raise BadRequest(
             f"since ({_iso(since)}) must be before until ({_iso(end)}); both are {_MOMENT}"
         )
+    overrides = server_price_overrides("cost")
+    start_at, end_at = datetime.fromtimestamp(since, UTC), datetime.fromtimestamp(end, UTC)
+    return _priced(lambda: load_history(ctx.app.store, start_at, end_at, overrides))
+
+
+def server_price_overrides(where: str) -> list[PriceOverride]:
+    """The server's $ROTA_PRICES overrides; when they do not load, a 503 (the server's
+    settings are wrong, not the caller's request) and the reason in the log, tagged `where`."""
     try:
-        overrides = configured_overrides()
-    except ConfigError as exc:  # the server's settings, not the caller's: say so, log why
-        log.warning("cost: the price overrides in $ROTA_PRICES do not load: %s", exc)
+        return configured_overrides()
+    except ConfigError as exc:
+        log.warning("%s: the price overrides in $ROTA_PRICES do not load: %s", where, exc)
         raise ApiError(
             503,
             "misconfigured",
             "the server's price overrides ($ROTA_PRICES) do not load; the server log says why",
         ) from None
-    start_at, end_at = datetime.fromtimestamp(since, UTC), datetime.fromtimestamp(end, UTC)
-    return _priced(lambda: load_history(ctx.app.store, start_at, end_at, overrides))
 
 
 def _priced(compute: Callable[[], T]) -> T:

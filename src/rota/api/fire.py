@@ -22,6 +22,7 @@ from ..identity import admin
 from ..identity.audit import record
 from ..identity.principals import PrincipalDisabled, UnknownPrincipal
 from ..storage.audit import RUN_REQUESTED
+from ..storage.base import AuditLog
 from .auth import authorize_fire
 from .context import ApiContext, ApiError, context, shown
 from .openapi import returns
@@ -50,6 +51,19 @@ class Fired(Out):
 
 def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
     return [Route("/api/jobs/{name}/runs", fire, methods=["POST"])]
+
+
+def record_api_fire(store: AuditLog, actor: admin.Actor, name: str, run_id: str) -> None:
+    """Audit who fired `name` over HTTP, as `rota run` records it (jobs and routines)."""
+    record(
+        store,
+        actor.name,
+        RUN_REQUESTED,
+        actor_kind=actor.kind,
+        subject=name,
+        run_id=run_id,
+        via="api",
+    )
 
 
 def checked_name(request: Request, what: str) -> str:
@@ -91,15 +105,7 @@ async def fire(request: Request) -> Response:
             name, body.payload, idempotency_key=key, trigger="api", actor=actor
         )
         if handle.created:  # who fired it, as `rota run` records it
-            record(
-                ctx.app.store,
-                actor.name,
-                RUN_REQUESTED,
-                actor_kind=actor.kind,
-                subject=name,
-                run_id=handle.id,
-                via="api",
-            )
+            record_api_fire(ctx.app.store, actor, name, handle.id)
         return handle.id, handle.created, handle.get().state.value
 
     try:

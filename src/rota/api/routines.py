@@ -25,15 +25,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..identity import admin
-from ..identity.audit import record
 from ..identity.principals import PrincipalDisabled, UnknownPrincipal
 from ..routines import RoutineNotFound, RunDropped
 from ..routines.overview import summary
-from ..storage.audit import RUN_REQUESTED
 from ..storage.capped import DEFERRED, DROPPED, capped_json
 from .auth import authorize, authorize_fire
 from .context import ApiContext, ApiError, context, shown
-from .fire import checked_name
+from .fire import checked_name, record_api_fire
 from .openapi import returns
 from .params import accepts, one_of, read_body, read_query, text_filter, whole_number
 from .runs import run_url
@@ -159,15 +157,7 @@ async def fire_routine(request: Request) -> Response:
             )
         payload = None if body.text is None else {"text": body.text}
         handle = ctx.app.run_now(name, payload, trigger="api", actor=actor)
-        record(
-            ctx.app.store,
-            actor.name,
-            RUN_REQUESTED,
-            actor_kind=actor.kind,
-            subject=name,
-            run_id=handle.id,
-            via="api",
-        )
+        record_api_fire(ctx.app.store, actor, name, handle.id)
         return handle.id
 
     try:

@@ -7,7 +7,7 @@ agentloop/trace.py) plus each run's `url`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -70,25 +70,32 @@ async def list_runs(request: Request) -> Response:
     """Runs, newest first, filtered; `next_cursor` fetches the next page (viewer)."""
     await authorize(request, "viewer")
     q = read_query(request)
-    flt = RunFilter(
-        states=_one(q["state"]),
-        names=_one(q["name"]),
-        limit=q["limit"] + 1,  # one more than asked: is there a next page?
-        before_id=q["cursor"],
-        kinds=_one(q["kind"]),
-        principals=_one(q["principal"]),
-        triggers=_one(q["trigger"]),
-        since=q["since"],
-        until=q["until"],
-        error_text=q["error"],
-    )
+    flt = runs_filter(q, limit=q["limit"] + 1, error_text=q["error"])  # one more: a next page?
     ctx = context(request)
     runs = await ctx.db(lambda: ctx.app.store.list_runs(flt))
     page, more = runs[: q["limit"]], len(runs) > q["limit"]
     return Json({"items": [run_out(r) for r in page], "next_cursor": page[-1].id if more else None})
 
 
-def _one(value: str | None) -> tuple[str, ...]:
+def runs_filter(q: Mapping[str, Any], *, limit: int, error_text: str | None) -> RunFilter:
+    """The RunFilter for a parsed runs query (the API's and the dashboard's Runs page share
+    these fields); `limit` and the error-text field are passed since their names differ."""
+    return RunFilter(
+        states=one_value(q["state"]),
+        names=one_value(q["name"]),
+        limit=limit,
+        before_id=q["cursor"],
+        kinds=one_value(q["kind"]),
+        principals=one_value(q["principal"]),
+        triggers=one_value(q["trigger"]),
+        since=q["since"],
+        until=q["until"],
+        error_text=error_text,
+    )
+
+
+def one_value(value: str | None) -> tuple[str, ...]:
+    """A single optional filter value as the tuple RunFilter takes (empty: no filter)."""
     return (value,) if value else ()
 
 

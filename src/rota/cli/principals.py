@@ -110,10 +110,7 @@ def grant(
     as_json: JsonFlag = False,
 ) -> None:
     """Add scopes and roles: `rota principals grant svc-billing -s billing:write`."""
-    _need_some(scope, role, "grant")
-    with synced_store(ctx) as store:
-        changed = admin.grant(store, name, admin.cli_actor(), scope or (), role or ())
-    _report(changed, as_json)
+    _regrant(ctx, name, scope, role, as_json, add=True)
 
 
 @principals_app.command("revoke")
@@ -125,10 +122,7 @@ def revoke(
     as_json: JsonFlag = False,
 ) -> None:
     """Remove scopes and roles; running agents lose them within a second."""
-    _need_some(scope, role, "revoke")
-    with synced_store(ctx) as store:
-        changed = admin.revoke(store, name, admin.cli_actor(), scope or (), role or ())
-    _report(changed, as_json)
+    _regrant(ctx, name, scope, role, as_json, add=False)
 
 
 @principals_app.command("disable")
@@ -180,9 +174,22 @@ def declaring_app(ctx: typer.Context, *, tolerant: bool = False) -> App | None:
         return None
 
 
-def _need_some(scope: list[str] | None, role: list[str] | None, verb: str) -> None:
+def _regrant(
+    ctx: typer.Context,
+    name: str,
+    scope: list[str] | None,
+    role: list[str] | None,
+    as_json: bool,
+    *,
+    add: bool,
+) -> None:
+    """grant (add) or revoke: at least one scope or role, changed by the person at the CLI."""
     if not scope and not role:
+        verb = "grant" if add else "revoke"
         raise typer.BadParameter(f"name at least one --scope or --role to {verb}")
+    with synced_store(ctx) as store:
+        changed = admin.regrant(store, name, admin.cli_actor(), scope or (), role or (), add=add)
+    _report(changed, as_json)
 
 
 def _report(p: Principal, as_json: bool) -> None:

@@ -22,10 +22,10 @@ from ...cost.budgets import BudgetStatus, budget_status
 from ...cost.compare import Comparison, compare
 from ...cost.history import History, load_history
 from ...cost.plans import ApiPlan, Plan, load_plans
-from ...cost.pricing import configured_overrides
 from ...cost.records import GroupBy, ReportRow, price_history, report
 from ...errors import ConfigError, UnknownPrice
 from ..context import ApiError, shown
+from ..cost import server_price_overrides
 
 log = logging.getLogger("rota.api")
 PLANS_ENV = "ROTA_PLANS"
@@ -180,15 +180,7 @@ def budget_uses(app: App) -> list[BudgetUse]:
 
 
 def _history(app: App, since: float, until: float) -> History:
-    try:
-        overrides = configured_overrides()
-    except ConfigError as exc:  # the server's settings, not the caller's: say so, log why
-        log.warning("costs page: the price overrides in $ROTA_PRICES do not load: %s", exc)
-        raise ApiError(
-            503,
-            "misconfigured",
-            "the server's price overrides ($ROTA_PRICES) do not load; the server log says why",
-        ) from None
+    overrides = server_price_overrides("costs page")
     start, end = datetime.fromtimestamp(since, UTC), datetime.fromtimestamp(until, UTC)
     try:
         return load_history(app.store, start, end, overrides)

@@ -26,9 +26,8 @@ from urllib.parse import parse_qsl, quote
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ...storage.audit import AUTH_DENIED
 from ...storage.principals import Principal
-from ..auth import holds_role
+from ..auth import audit_refusal, holds_role
 from ..context import ApiError, context, shown
 from ..params import unprintable
 from .render import error_page, secured
@@ -193,17 +192,7 @@ _TITLES = {
 
 async def _refuse(request: Request, principal: Principal, role: str) -> Response:
     """403, audited like the API's refusals."""
-    ctx = context(request)
-    where = f"{request.method} {shown(request.url.path, 200)}"
-    await ctx.db(
-        lambda: ctx.app.store.audit(
-            principal.name,
-            AUTH_DENIED,
-            actor_kind=principal.actor_kind,
-            subject=where,
-            detail={"reason": f"lacks role {role}", "roles": sorted(principal.roles)},
-        )
-    )
+    await audit_refusal(request, principal, f"lacks role {role}")
     return error_page(
         request,
         403,

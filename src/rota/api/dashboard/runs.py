@@ -22,12 +22,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ...errors import InvalidStateError, RunNotFound
-from ...model import RunFilter
 from ...storage.audit import AuditEntry
 from ...storage.capped import DROPPED
 from ..context import ApiContext, ApiError, context, shown
 from ..params import accepts, an_id, instant, one_of, read_query, text_filter
-from ..runs import KINDS, STATES
+from ..runs import KINDS, STATES, one_value, runs_filter
 from .forms import blank_is_none
 from .guard import Form, Viewer, action, page
 from .render import NavEntry, render
@@ -67,18 +66,7 @@ async def runs_list(request: Request, viewer: Viewer) -> Response:
     q = read_query(request)
     if q["state"] == DROPPED:
         return await _dropped(request, q)
-    flt = RunFilter(
-        states=_one(q["state"]),
-        names=_one(q["name"]),
-        limit=PAGE_SIZE + 1,  # one more than shown: is there an older page?
-        before_id=q["cursor"],
-        kinds=_one(q["kind"]),
-        principals=_one(q["principal"]),
-        triggers=_one(q["trigger"]),
-        since=q["since"],
-        until=q["until"],
-        error_text=q["q"],
-    )
+    flt = runs_filter(q, limit=PAGE_SIZE + 1, error_text=q["q"])  # one more: an older page?
     ctx = context(request)
     runs = await ctx.db(lambda: ctx.app.store.list_runs(flt))
     shown_runs, more = runs[:PAGE_SIZE], len(runs) > PAGE_SIZE
@@ -115,7 +103,7 @@ async def _dropped(request: Request, q: dict[str, Any]) -> Response:
             f"state=dropped takes only the filters name and since; remove {extra}",
         )
     ctx = context(request)
-    names = _one(q["name"])
+    names = one_value(q["name"])
     dropped = await ctx.db(
         lambda: ctx.app.store.capped_runs(names, DROPPED, PAGE_SIZE, since=q["since"])
     )
@@ -134,10 +122,6 @@ async def _dropped(request: Request, q: dict[str, Any]) -> Response:
         defined=sorted(ctx.app.definitions),
         page_size=PAGE_SIZE,
     )
-
-
-def _one(value: str | None) -> tuple[str, ...]:
-    return (value,) if value else ()
 
 
 def _link(query: dict[str, str]) -> str:
