@@ -45,7 +45,7 @@ format: $(STAMP)
 # faults under a mixed workload, then the invariants. CHAOS_SEED=N replays a run.
 CHAOS_SECONDS ?= 300
 chaos: $(STAMP)
-	CHAOS_LONG=1 CHAOS_SECONDS=$(CHAOS_SECONDS) $(BIN)/python -m pytest -p no:cacheprovider -s tests/chaos/test_chaos.py -k test_long_chaos
+	CHAOS_LONG=1 CHAOS_SECONDS=$(CHAOS_SECONDS) $(BIN)/python -m pytest -p no:cacheprovider -s tests/chaos/test_chaos.py -k "test_long_chaos or sqlite"
 
 # The soak (about 15 minutes, not in `make test`; docs/reliability.md has its figures):
 # SOAK_SECONDS at a fixed offered load on 4 workers and 2 schedulers, then the drain with 1, 2

@@ -155,21 +155,21 @@ def url(route: Route, values: dict[str, str], query: str = "") -> str:
     return path + (f"?{query}" if query else "")
 
 
-def requests_for(api: Api, route: Route) -> Iterator[tuple[str, str, bytes | None]]:
-    """(method, url, body) of every hostile request we send to `route`."""
+def requests_for(api: Api, route: Route) -> Iterator[tuple[str, str, bytes | None, bool]]:
+    """(method, url, body, hostile query?) of every hostile request we send to `route`."""
     params = list(route.param_convertors)
     good = {p: benign(api, p) for p in params}
     query_names = list(declared(route.endpoint).query) + COMMON_QUERY
     for method in sorted(route.methods or ()):
         for value in HOSTILE:
             for param in params:
-                yield method, url(route, {**good, param: value}), None
+                yield method, url(route, {**good, param: value}), None, False
             for name in query_names:
-                yield method, url(route, good, f"{name}={value}"), None
-        yield method, url(route, good, "limit=1&limit=2"), None
+                yield method, url(route, good, f"{name}={value}"), None, True
+        yield method, url(route, good, "limit=1&limit=2"), None, True
         if method in ("POST", "PUT", "PATCH", "DELETE"):
             for body in BODIES:
-                yield method, url(route, good), body
+                yield method, url(route, good), body, False
 
 
 def test_every_route_answers_hostile_input_with_a_json_4xx(api: Api) -> None:
@@ -180,8 +180,10 @@ def test_every_route_answers_hostile_input_with_a_json_4xx(api: Api) -> None:
     found: list[str] = []
     sent = 0
     for route in routes:
-        for method, target, body in requests_for(api, route):
-            for headers in (api.admin, {}):
+        for method, target, body, query in requests_for(api, route):
+            # Anonymous callers get the hostile paths and bodies; the hostile query values,
+            # which only the parameter parser sees (the admin's pass), are not sent twice.
+            for headers in (api.admin, {}) if not query else (api.admin,):
                 response = api.client.request(
                     method,
                     target,
