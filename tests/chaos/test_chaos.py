@@ -63,7 +63,8 @@ def test_short_chaos_catches_a_broken_lease_fence(cluster: PrivateCluster, tmp_p
     # enough that the worker which took the run over is still inside the same step.
     config = ChaosConfig(
         seed=seed_from_env(),
-        fault_s=SHORT_FAULT_S / 2,  # one kind only: a few stalls are enough to catch it
+        # Long enough for several stalls past the lease, so the zombie write is certain.
+        fault_s=max(SHORT_FAULT_S, 20.0),
         faults=("net_stall",),
         gap_s=(0.2, 0.5),
         step_s="0.3,1.2",
