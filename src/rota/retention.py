@@ -23,7 +23,7 @@ from .cost.rollup import to_rollups
 from .durations import Duration
 from .jobs import retention_seconds
 from .storage.base import RetentionStore
-from .storage.retention import CostRollup, RunBatch
+from .storage.retention import RECORD_TABLES, CostRollup, RunBatch
 
 RETENTION_ENV = "ROTA_RETENTION"
 RETENTION_PRUNED = "retention.pruned"
@@ -63,6 +63,7 @@ class PruneReport:
     runs: int = 0
     rows: dict[str, int] = field(default_factory=dict)
     events: int = 0
+    records: dict[str, int] = field(default_factory=dict)  # by table: ticks, alerts, ...
     audit_records: int = 0
     checkpoint_seq: int | None = None
     per_name: dict[str, int] = field(default_factory=dict)
@@ -75,6 +76,7 @@ class PruneReport:
             "runs_by_name": dict(sorted(self.per_name.items())),
             "rows": dict(sorted(self.rows.items())),
             "events": self.events,
+            "records": dict(sorted(self.records.items())),
             "audit_records": self.audit_records,
             "audit_checkpoint_seq": self.checkpoint_seq,
         }
@@ -126,20 +128,27 @@ def prune(
 def _prune_old(
     store: RetentionStore, report: PruneReport, cutoff: float, policy: RetentionPolicy
 ) -> None:
-    """Events, then the record of this prune, then the audit chain's oldest records."""
+    """Events and the other records that only look back, then the record of this prune,
+    then the audit chain's oldest records."""
     if report.dry_run:
         report.events = store.count_events(cutoff)
+        report.records = {table: store.count_records(table, cutoff) for table in RECORD_TABLES}
         report.audit_records = store.prunable_audit(cutoff)
         return
     while n := store.prune_events(cutoff):
         report.events += n
+    for table in RECORD_TABLES:
+        report.records[table] = 0
+        while n := store.prune_records(table, cutoff):
+            report.records[table] += n
     detail = {
         "older_than_s": policy.default_s,
         "cutoff": iso(cutoff),
         "runs": report.runs,
         "events": report.events,
+        "records": report.records,
     }
-    if report.runs or report.events:
+    if report.runs or report.events or any(report.records.values()):
         store.audit(ACTOR, RETENTION_PRUNED, detail=detail)
     head = store.audit_head()
     while head is not None:

@@ -385,3 +385,71 @@ def test_a_prune_asked_to_stop_ends_after_its_batch_and_the_next_one_goes_on(
     finally:
         store.close()
     assert run_ids(database_url) == set(history["patient"])
+
+
+def _insert(store: SqlStore, table: str, rows: list[dict[str, Any]]) -> None:
+    with store.tx() as conn:
+        for row in rows:
+            names = ", ".join(row)
+            conn.execute(
+                f"INSERT INTO {table} ({names}) VALUES ({', '.join(':' + n for n in row)})", row
+            )
+
+
+def _ids(store: SqlStore, table: str) -> set[str]:
+    return {r["id"] for r in store.conn().execute(f"SELECT id FROM {table}")}
+
+
+def test_old_ticks_rejections_alerts_and_capped_runs_go_keeping_what_is_still_read(
+    database_url: str,
+) -> None:
+    """A schedule's newest tick and newest tick that fired stay (the silence watchdog reads
+    them), as do an undelivered alert and a deferred run whose window has not come."""
+    store = SqlStore(database_url)
+    store.migrate()
+    now = _at("2026-06-01T00:00:00Z").timestamp()
+    old = now - 60 * DAY
+
+    def tick(id_: str, schedule: str, day: int, outcome: str, reason: str | None = None) -> Any:
+        at = old + day * DAY
+        return {"id": id_, "schedule": schedule, "fire_at": at, "last_fire_at": at,
+                "outcome": outcome, "reason": reason, "decided_at": at}  # fmt: skip
+
+    _insert(store, "rota_ticks", [
+        tick("a1", "hourly", 1, "enqueued"), tick("a2", "hourly", 2, "enqueued"),
+        tick("a3", "hourly", 3, "skipped", "overlap"), tick("a4", "hourly", 4, "skipped", "paused"),
+        tick("b1", "paused", 1, "skipped", "paused"), tick("b2", "paused", 2, "skipped", "paused"),
+        tick("c1", "fresh", 1, "enqueued"), tick("c2", "fresh", 59, "enqueued"),
+    ])  # fmt: skip
+    _insert(store, "rota_rejections", [
+        {"id": i, "hook": "h", "status": 401, "reason": "signature", "message": "m",
+         "body_bytes": 2, "received_at": at} for i, at in (("r-old", old), ("r-new", now))
+    ])  # fmt: skip
+    _insert(store, "rota_alerts", [
+        {"id": i, "key": i, "sink": "s", "kind": "failure", "subject": "x", "text": "t",
+         "detail": "{}", "created_at": old, "state": state}
+        for i, state in (("al-sent", "delivered"), ("al-failed", "failed"), ("al-due", "pending"))
+    ])  # fmt: skip
+    _insert(store, "rota_capped_runs", [
+        {"id": i, "name": "n", "trigger": "api", "outcome": outcome, "reason": "per_day",
+         "created_at": old, "deferred_to": to}
+        for i, outcome, to in (
+            ("cap-dropped", "dropped", None), ("cap-later", "deferred", now + DAY)
+        )
+    ])  # fmt: skip
+
+    dry = prune(store, RetentionPolicy(30 * DAY), now, dry_run=True)
+    assert dry.records == {
+        "rota_ticks": 4, "rota_rejections": 1, "rota_alerts": 2, "rota_capped_runs": 1,
+    }  # fmt: skip
+    assert len(_ids(store, "rota_ticks")) == 8  # a dry run deletes nothing
+
+    report = prune(store, RetentionPolicy(30 * DAY), now)
+    assert report.records == dry.records
+    assert _ids(store, "rota_ticks") == {"a2", "a4", "b2", "c2"}
+    assert store.last_fired("hourly") == old + 2 * DAY
+    assert _ids(store, "rota_rejections") == {"r-new"}
+    assert _ids(store, "rota_alerts") == {"al-due"}
+    assert _ids(store, "rota_capped_runs") == {"cap-later"}
+    assert prune(store, RetentionPolicy(30 * DAY), now).records == dict.fromkeys(dry.records, 0)
+    assert verify_chain(store).ok

@@ -88,7 +88,9 @@ def one_of(choices: tuple[str, ...], default: str) -> Param:
         return raw
 
     schema = {"type": "string", "enum": list(choices), "default": default}
-    return Param(parse, f"one of {', '.join(choices)}", default, schema)
+    named = ", ".join(choice for choice in choices if choice)
+    allowed = f"one of {named} (or empty for any)" if "" in choices else f"one of {named}"
+    return Param(parse, allowed, default, schema)
 
 
 def text_filter(max_len: int = MAX_TEXT) -> Param:
@@ -284,6 +286,7 @@ _EXPECTED: dict[Any, str] = {
     type(None): "null",
     dict: "an object",
     list: "a list",
+    Any: "any JSON value",
 }
 _SENT: dict[type, str] = {
     str: "a string",
@@ -304,7 +307,7 @@ def _expected(annotation: Any) -> str:
     """`str | None` -> "a string or null"."""
     if get_origin(annotation) in (Union, types.UnionType):
         return " or ".join(_expected(arg) for arg in get_args(annotation))
-    return _EXPECTED.get(get_origin(annotation) or annotation, "a value of another kind")
+    return _EXPECTED.get(get_origin(annotation) or annotation, "a JSON value")
 
 
 def _shape(model: type[pydantic.BaseModel]) -> str:

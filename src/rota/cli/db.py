@@ -105,6 +105,8 @@ def _summary(report: PruneReport) -> str:
         shown = ", ".join(f"{'others' if k == '(default)' else k}: {n}" for k, n in names)
         text += f" ({shown})"
     text += f", {report.events} events, {report.audit_records} audit records"
+    if kept := {t: n for t, n in report.records.items() if n}:  # ticks, alerts, ...
+        text += " and " + ", ".join(f"{n} rows of {t}" for t, n in sorted(kept.items()))
     if report.checkpoint_seq is not None:
         text += f"; the audit chain now starts after seq {report.checkpoint_seq}"
     return text

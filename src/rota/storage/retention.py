@@ -49,6 +49,20 @@ RUN_TABLES = (
 )
 
 
+# Tables of records that only look back, each with what makes a row prunable (`t` is the
+# row, `:cutoff` the default retention's cutoff).
+RECORD_TABLES = {
+    "rota_ticks": """t.fire_at < :cutoff
+        AND t.fire_at <> (SELECT MAX(u.fire_at) FROM rota_ticks u WHERE u.schedule = t.schedule)
+        AND t.fire_at <> COALESCE((SELECT MAX(u.fire_at) FROM rota_ticks u
+            WHERE u.schedule = t.schedule AND (u.outcome = 'enqueued' OR u.reason = 'suppressed')),
+            -1)""",
+    "rota_rejections": "t.received_at < :cutoff",
+    "rota_alerts": "t.created_at < :cutoff AND t.state <> 'pending'",
+    "rota_capped_runs": "t.created_at < :cutoff AND COALESCE(t.deferred_to, 0) < :cutoff",
+}
+
+
 @dataclass(frozen=True)
 class CostRollup:
     """One row of `rota_cost_rollup`: runs of one day and kind, summed (see schema v16).
@@ -285,6 +299,29 @@ class RetentionQueries(AuditQueries, HistoryQueries):
     def count_events(self, cutoff: float) -> int:
         rows = self.conn().execute(
             "SELECT COUNT(*) AS n FROM rota_events WHERE created_at < :cutoff", {"cutoff": cutoff}
+        )
+        return int(rows[0]["n"])
+
+    # -- records that only look back: ticks, refused deliveries, alerts, capped runs -----
+
+    def prune_records(self, table: str, cutoff: float, limit: int = 1000) -> int:
+        """Delete up to `limit` rows of one of `RECORD_TABLES` older than `cutoff`, keeping
+        what is still read: a schedule's newest tick and its newest tick that fired (the
+        silence watchdog and the schedules page read those), an alert not yet delivered, and
+        a deferred run's record until its window has come."""
+        with self.tx() as conn:
+            conn.execute(
+                f"""DELETE FROM {table} WHERE id IN (
+                    SELECT id FROM {table} t WHERE {RECORD_TABLES[table]}
+                    ORDER BY id LIMIT :limit)""",
+                {"cutoff": cutoff, "limit": limit},
+            )
+            return int(conn.rowcount)
+
+    def count_records(self, table: str, cutoff: float) -> int:
+        rows = self.conn().execute(
+            f"SELECT COUNT(*) AS n FROM {table} t WHERE {RECORD_TABLES[table]}",
+            {"cutoff": cutoff},
         )
         return int(rows[0]["n"])
 
