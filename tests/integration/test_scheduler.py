@@ -45,7 +45,7 @@ def scheduled_runs(app: App, name: str) -> list:
     return [r for r in app.runs(names=[name], limit=100_000) if r.trigger == "schedule"]
 
 
-def test_a_simulated_day_gives_exactly_one_run_per_tick_with_three_schedulers(
+def test_six_simulated_hours_give_exactly_one_run_per_tick_with_three_schedulers(
     database_url: str, clock: FakeClock, apps: list[App]
 ) -> None:
     def build() -> App:
@@ -66,7 +66,7 @@ def test_a_simulated_day_gives_exactly_one_run_per_tick_with_three_schedulers(
     for s in schedulers:
         s.sync()
     rng = random.Random(7)
-    end = START + timedelta(days=1)
+    end = START + timedelta(hours=6)  # 21,600 second ticks and 360 minute ticks
     while clock.now() < end.timestamp():
         clock.advance(rng.choice([0.4, 1, 3, 17, 59, 60, 61, 300]))
         threads = [threading.Thread(target=s.tick) for s in schedulers]
@@ -82,7 +82,7 @@ def test_a_simulated_day_gives_exactly_one_run_per_tick_with_three_schedulers(
     expected_minutes = cron("* * * * *").fire_times(START, last + timedelta(microseconds=1))
     assert sorted(r.run_after for r in seconds) == [f.timestamp() for f in expected_seconds]
     assert sorted(r.run_after for r in minutes) == [f.timestamp() for f in expected_minutes]
-    assert len(expected_seconds) >= 86_400 and len(expected_minutes) >= 1_440
+    assert len(expected_seconds) >= 21_600 and len(expected_minutes) >= 360
     deciders = Counter(t.decided_by for t in apps[0].store.ticks(limit=200_000))
     assert len(deciders) >= 2  # the work really was shared between schedulers
 
