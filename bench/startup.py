@@ -9,6 +9,10 @@ Each round runs every command once with the old source tree first on PYTHONPATH 
 with this one, back to back, in fresh interpreters; it prints the median wall time and the
 median CPU time (user + system of the child) per command and build. On a shared machine the
 CPU time is the steadier figure: the wall time also counts waiting for a core.
+
+`--pycache DIR` has the children write and reuse their bytecode under DIR (after one untimed
+round), as an installed package does; without it they inherit the environment, and with
+PYTHONDONTWRITEBYTECODE set (as on the CI machine) each one compiles rota's modules again.
 """
 
 from __future__ import annotations
@@ -32,9 +36,12 @@ COMMANDS = {
 }
 
 
-def timed(src: str, argv: list[str]) -> tuple[float, float]:
+def timed(src: str, argv: list[str], pycache: str | None = None) -> tuple[float, float]:
     """Wall and CPU seconds of one fresh interpreter running argv with src first."""
     env = {**os.environ, "PYTHONPATH": src, "COLUMNS": "100"}
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = pycache
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, *argv], env=env, check=True, capture_output=True)
@@ -48,15 +55,22 @@ def main() -> None:
     """Interleave the builds, round by round, and print one table of medians (ms)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--before", help="the old build's src directory (omit: this build only)")
+    p.add_argument("--after", default=str(HERE), help="the new build's src (default: this one)")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--pycache", help="the children's bytecode cache (omit: the environment's)")
     args = p.parse_args()
-    builds = {"before": args.before, "after": str(HERE)} if args.before else {"now": str(HERE)}
+    builds = {"before": args.before, "after": args.after} if args.before else {"now": args.after}
+    if args.pycache:
+        for argv in COMMANDS.values():
+            for src in builds.values():
+                timed(src, argv, args.pycache)  # fills the cache; not counted
     samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for _ in range(args.rounds):
         for name, argv in COMMANDS.items():
             for build, src in builds.items():
-                samples.setdefault((name, build), []).append(timed(src, argv))
-    print(f"median of {args.rounds} rounds, ms (wall / CPU)")
+                samples.setdefault((name, build), []).append(timed(src, argv, args.pycache))
+    cache = f"bytecode under {args.pycache}" if args.pycache else "the environment's bytecode"
+    print(f"median of {args.rounds} rounds, ms (wall / CPU), {cache}")
     for name in COMMANDS:
         cells = []
         for build in builds:

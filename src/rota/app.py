@@ -31,7 +31,7 @@ from .model import Debounced, Event, NewRun, Rejection, Run, RunFilter
 from .observability import current_traceparent, webhook_span
 from .observability import run_middleware as traced_runs
 from .retention import RetentionPolicy, default_retention
-from .routines import Loaded, Routines, RunDropped
+from .routines import Routines, RunDropped
 from .routines.caps import Admission
 from .scheduler import schedule_specs
 from .scheduling.triggers import WEBHOOK_SOURCE, Trigger
@@ -47,6 +47,7 @@ from .worker.observe import ObserveRuns
 
 if TYPE_CHECKING:
     from .agentloop.agent import Agent
+    from .routines.loader import Loaded
 
 Fn = Callable[..., Any]
 _T = TypeVar("_T")

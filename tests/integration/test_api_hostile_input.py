@@ -14,6 +14,7 @@ import logging
 import re
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +49,7 @@ HOSTILE = [
     "%F0%9F%92%A9",
     "",
 ]
-# Query names tried on every route besides those it declares.
+# Query names tried on every route besides those it declares ("%00" is never declared).
 COMMON_QUERY = ["limit", "offset", "cursor", "status", "id", "%00"]
 BODIES: list[bytes] = [
     b'{"comment',
@@ -70,6 +71,7 @@ BODIES: list[bytes] = [
     b'{"\\u0000": 1}',
     b"{" + b'"k": 1, ' * 2000 + b'"z": 1}',
 ]
+HOOK_SECRET = "whsec_" + "A" * 43 + "="
 TRACEBACK = re.compile(r"Traceback|File \"|line \d+, in ")
 
 
@@ -80,11 +82,13 @@ class Api:
     admin: dict[str, str]
     approval_id: str
     handle: Any
+    database_url: str
 
 
-@pytest.fixture
-def api(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
-    monkeypatch.setenv("HOSTILE_HOOK_SECRET", "whsec_" + "A" * 43 + "=")
+@contextmanager
+def serving(database_url: str) -> Iterator[Api]:
+    """The app under test (a run waiting for an approval, two webhooks, an admin token)
+    and a client of its API."""
     app = App(database_url)
     app.principal("root", roles=["admin"])
 
@@ -105,12 +109,31 @@ def api(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     app.drain()
     (request,) = app.store.approvals()
     issued = tokens.issue(app.store, "root", admin.Actor("root", "human"))
+    bearer = {"Authorization": f"Bearer {issued.token}"}
     try:
         # Server errors come back as responses, so the walk can report every one of them.
         with TestClient(create_api(app), raise_server_exceptions=False) as client:
-            yield Api(app, client, {"Authorization": f"Bearer {issued.token}"}, request.id, handle)
+            yield Api(app, client, bearer, request.id, handle, database_url)
     finally:
         app.close()
+
+
+@pytest.fixture(scope="module")
+def api(module_database_url: str) -> Iterator[Api]:
+    """One app per module and database for the tests that only read, or are refused: each
+    still checks that its requests changed nothing (the approval is still pending)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOSTILE_HOOK_SECRET", HOOK_SECRET)
+        with serving(module_database_url) as served:
+            yield served
+
+
+@pytest.fixture
+def fresh_api(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
+    """An app of its own, for a test that changes it or counts what it recorded."""
+    monkeypatch.setenv("HOSTILE_HOOK_SECRET", HOOK_SECRET)
+    with serving(database_url) as served:
+        yield served
 
 
 def problems(response: Any, what: str) -> list[str]:
@@ -155,16 +178,34 @@ def url(route: Route, values: dict[str, str], query: str = "") -> str:
     return path + (f"?{query}" if query else "")
 
 
-def requests_for(api: Api, route: Route) -> Iterator[tuple[str, str, bytes | None, bool]]:
-    """(method, url, body, hostile query?) of every hostile request we send to `route`."""
+def requests_for(
+    api: Api, route: Route, turn: int
+) -> Iterator[tuple[str, str, bytes | None, bool]]:
+    """(method, url, body, hostile query?) of every hostile request we send to `route`.
+
+    Every path parameter and every query parameter the route declares gets every hostile
+    value: their parsers are what the values test. The cross product stops there, chosen
+    the same way on every run:
+    - a query name the route does not declare is refused by name, whatever its value, so
+      each value is sent under one of those names, taking them in turn (`turn`, the route's
+      place in the walk, shifts where the turn starts, so across the routes every name
+      meets every value);
+    - HEAD runs the GET endpoint, so it gets each value once, in one query name in turn,
+      besides the hostile paths.
+    """
     params = list(route.param_convertors)
     good = {p: benign(api, p) for p in params}
-    query_names = list(declared(route.endpoint).query) + COMMON_QUERY
+    query_names = list(dict.fromkeys(declared(route.endpoint).query))
+    undeclared = [n for n in COMMON_QUERY if n not in query_names]
     for method in sorted(route.methods or ()):
-        for value in HOSTILE:
+        for i, value in enumerate(HOSTILE):
             for param in params:
                 yield method, url(route, {**good, param: value}), None, False
-            for name in query_names:
+            if method == "HEAD":
+                names = [_in_turn([*query_names, *undeclared], turn + i)]
+            else:
+                names = [*query_names, _in_turn(undeclared, turn + i)]
+            for name in names:
                 yield method, url(route, good, f"{name}={value}"), None, True
         yield method, url(route, good, "limit=1&limit=2"), None, True
         if method in ("POST", "PUT", "PATCH", "DELETE"):
@@ -172,19 +213,23 @@ def requests_for(api: Api, route: Route) -> Iterator[tuple[str, str, bytes | Non
                 yield method, url(route, good), body, False
 
 
-def test_every_route_answers_hostile_input_with_a_json_4xx(api: Api) -> None:
-    routes = [r for r in api.client.app.routes if isinstance(r, Route)]
+def _in_turn(names: list[str], turn: int) -> str:
+    return names[turn % len(names)]
+
+
+def test_every_route_answers_hostile_input_with_a_json_4xx(fresh_api: Api) -> None:
+    routes = [r for r in fresh_api.client.app.routes if isinstance(r, Route)]
     assert {"/healthz", "/hooks/{name}", "/api/audit", "/api/approvals/{id}/approve"} <= {
         r.path for r in routes
     }
     found: list[str] = []
     sent = 0
-    for route in routes:
-        for method, target, body, query in requests_for(api, route):
+    for turn, route in enumerate(routes):
+        for method, target, body, query in requests_for(fresh_api, route, turn):
             # Anonymous callers get the hostile paths and bodies; the hostile query values,
             # which only the parameter parser sees (the admin's pass), are not sent twice.
-            for headers in (api.admin, {}) if not query else (api.admin,):
-                response = api.client.request(
+            for headers in (fresh_api.admin, {}) if not query else (fresh_api.admin,):
+                response = fresh_api.client.request(
                     method,
                     target,
                     content=body,
@@ -196,7 +241,7 @@ def test_every_route_answers_hostile_input_with_a_json_4xx(api: Api) -> None:
     assert sent > 1000
     assert found == []
     # Nothing hostile decided the request.
-    assert api.app.store.approval(api.approval_id).status == "pending"
+    assert fresh_api.app.store.approval(fresh_api.approval_id).status == "pending"
 
 
 @pytest.mark.parametrize(
@@ -352,16 +397,16 @@ def test_a_malformed_decision_body_is_refused_and_decides_nothing(
     assert api.handle.state == "WAITING"
 
 
-def test_a_valid_decision_with_a_multiline_comment_still_decides(api: Api) -> None:
-    response = api.client.post(
-        f"/api/approvals/{api.approval_id}/reject",
+def test_a_valid_decision_with_a_multiline_comment_still_decides(fresh_api: Api) -> None:
+    response = fresh_api.client.post(
+        f"/api/approvals/{fresh_api.approval_id}/reject",
         json={"comment": "no:\n\tover budget"},
-        headers=api.admin,
+        headers=fresh_api.admin,
     )
 
     assert response.status_code == 200, response.text
     assert response.json()["comment"] == "no:\n\tover budget"
-    assert api.app.store.approval(api.approval_id).status == "rejected"
+    assert fresh_api.app.store.approval(fresh_api.approval_id).status == "rejected"
 
 
 def test_an_oversized_decision_body_is_a_413(api: Api) -> None:
@@ -389,20 +434,22 @@ def test_an_oversized_decision_body_is_a_413(api: Api) -> None:
         ("%2e%2e", ".."),
     ],
 )
-def test_a_hostile_hook_name_is_a_404_and_recorded(api: Api, name: str, recorded: str) -> None:
-    response = api.client.post(f"/hooks/{name}", content=b"{}")
+def test_a_hostile_hook_name_is_a_404_and_recorded(
+    fresh_api: Api, name: str, recorded: str
+) -> None:
+    response = fresh_api.client.post(f"/hooks/{name}", content=b"{}")
 
     assert response.status_code == 404, response.text
     assert response.json()["error"] == "unknown_hook"
     assert len(response.json()["message"]) < 300
-    [rejection] = api.app.store.rejections()
+    [rejection] = fresh_api.app.store.rejections()
     assert (rejection.hook, rejection.status, rejection.reason) == (recorded, 404, "unknown_hook")
-    assert api.app.store.events() == []
+    assert fresh_api.app.store.events() == []
 
 
 @pytest.mark.parametrize("hook", ["open", "signed", "nope"])
-def test_a_control_character_in_a_header_is_a_400_and_recorded(api: Api, hook: str) -> None:
-    response = api.client.post(
+def test_a_control_character_in_a_header_is_a_400_and_recorded(fresh_api: Api, hook: str) -> None:
+    response = fresh_api.client.post(
         f"/hooks/{hook}", content=b'{"a": 1}', headers={"webhook-id": "msg\x00one"}
     )
 
@@ -411,9 +458,9 @@ def test_a_control_character_in_a_header_is_a_400_and_recorded(api: Api, hook: s
     if hook != "nope":
         assert response.json()["error"] == "invalid_header"
         assert "header 'webhook-id' holds a control character" in response.json()["message"]
-    [rejection] = api.app.store.rejections()
+    [rejection] = fresh_api.app.store.rejections()
     assert rejection.delivery_id == "msg\\x00one"
-    assert api.app.store.events() == []
+    assert fresh_api.app.store.events() == []
 
 
 @pytest.mark.parametrize(
@@ -427,26 +474,28 @@ def test_a_control_character_in_a_header_is_a_400_and_recorded(api: Api, hook: s
     ],
 )
 def test_a_malformed_content_length_is_a_4xx(
-    api: Api, length: bytes, status: int, reason: str
+    fresh_api: Api, length: bytes, status: int, reason: str
 ) -> None:
-    response = api.client.post("/hooks/open", content=b"{}", headers={"content-length": length})
+    response = fresh_api.client.post(
+        "/hooks/open", content=b"{}", headers={"content-length": length}
+    )
 
     assert response.status_code == status, response.text
     assert response.json()["error"] == reason
     assert len(response.json()["message"]) < 300
-    [rejection] = api.app.store.rejections()
+    [rejection] = fresh_api.app.store.rejections()
     assert rejection.reason == reason
 
 
-def test_an_odd_but_valid_delivery_is_still_accepted(api: Api) -> None:
+def test_an_odd_but_valid_delivery_is_still_accepted(fresh_api: Api) -> None:
     body = b'{"text": "a\\u0000b \\ud800", "n": 100000000000000000000000000000}'
     # Bytes past 0x7f are legal in a header (Starlette reads them as Latin-1): UTF-8 "€"
     # arrives as "\xe2\x82\xac", and 0x82 is a C1 control character that is still fine.
     raw = "msg-\u20ac".encode()
-    response = api.client.post("/hooks/open", content=body, headers={"webhook-id": raw})
+    response = fresh_api.client.post("/hooks/open", content=body, headers={"webhook-id": raw})
 
     assert response.status_code == 202, response.text
-    [event] = api.app.store.events()
+    [event] = fresh_api.app.store.events()
     assert event.idempotency_key == raw.decode("latin-1")
 
 
@@ -470,14 +519,13 @@ def _driver_error(database_url: str) -> Exception:
 )
 def test_a_database_failure_is_a_503_with_one_log_line(
     api: Api,
-    database_url: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     method: str,
     target: str,
     store_method: str,
 ) -> None:
-    error = _driver_error(database_url)
+    error = _driver_error(api.database_url)
 
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise error

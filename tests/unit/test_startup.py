@@ -14,6 +14,10 @@ import typer
 from typer.testing import CliRunner
 
 import rota
+import rota.cost
+import rota.cost.compare
+import rota.cost.forecast
+import rota.routines
 from rota.cli import COMMANDS, app
 from rota.cli.group import RotaGroup
 
@@ -98,6 +102,42 @@ def test_a_sqlite_command_never_loads_the_postgresql_driver(tmp_path: Path) -> N
     _, modules = run_cli("db", "migrate", "--database-url", f"sqlite:///{db}")
     assert db.exists()  # the command ran and created the schema
     assert "psycopg" not in modules and "httpx" not in modules
+
+
+# What `from rota import App` leaves for the paths that need it: reading routine files and
+# building their agents, comparing billing plans (rota cost, the dashboard's costs) and
+# reading a prices file.
+APP_DEFERS = {
+    "rota.routines.loader",
+    "rota.routines.spec",
+    "rota.routines.build",
+    "rota.agentloop.agent",
+    "rota.cost.compare",
+    "rota.cost.forecast",
+    "rota.cost.plans",
+    "rota.cost.overrides",
+}
+
+
+def test_from_rota_import_app_loads_only_what_the_app_needs() -> None:
+    _, modules = loaded_after("from rota import App")
+    # pydantic (tool schemas, price files) and prometheus_client (the worker's metrics) stay
+    assert {m.split(".")[0] for m in heavy_in(modules)} == {"prometheus_client", "pydantic"}
+    assert not APP_DEFERS & modules
+    assert not {m for m in modules if m.startswith("rota.cli")}
+
+
+def test_names_of_lazy_packages_resolve_to_their_definitions() -> None:
+    _, modules = loaded_after("from rota.routines import Routines, load_dir")
+    assert "rota.routines.loader" in modules
+    for package in (rota.cost, rota.routines):
+        for name in package.__all__:
+            assert getattr(getattr(package, name), "__name__", name) == name, name
+        assert set(package.__all__) <= set(dir(package))
+    # `compare` and `forecast` are functions and submodules (imported above): the function
+    # keeps the name
+    assert callable(rota.cost.compare) and callable(rota.cost.forecast)
+    assert rota.cost.compare.__module__ == "rota.cost.compare"
 
 
 def test_public_names_resolve_lazily_to_their_definitions() -> None:

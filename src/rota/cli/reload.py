@@ -21,6 +21,9 @@ from .common import err
 from .dev_support import OwnFiles
 
 RESTART_GRACE_S = 10.0  # how long a reloading child may take to stop before it is killed
+# How often, with no file change, we look whether the child stopped by itself (then so do
+# we): a child stopped by a signal or by its own code is noticed within this many ms.
+IDLE_CHECK_MS = 100
 
 
 def supervise(args: Sequence[str], path: str = ".") -> int:
@@ -43,7 +46,7 @@ def supervise(args: Sequence[str], path: str = ".") -> int:
         path,
         watch_filter=AppFiles(),
         stop_event=stop,
-        rust_timeout=500,
+        rust_timeout=IDLE_CHECK_MS,
         yield_on_timeout=True,
     ):
         ended = child[0].poll()

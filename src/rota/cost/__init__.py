@@ -1,12 +1,84 @@
 """What runs cost: model prices, billing plans, and the comparison of plans over a recorded
-history (issue 7). Pure functions over frozen records; see docs/cost.md."""
+history (issue 7). Pure functions over frozen records; see docs/cost.md.
 
-from .compare import Breakdown, CappedRun, Comparison, PlanResult, compare, evaluate
-from .forecast import Forecast, forecast, forecast_series
-from .plans import ApiPlan, Plan, SessionPlan, SubscriptionPlan, load_plans, parse_plan
-from .price import Price
-from .prices import PriceOverride, PriceTable, parse_overrides
-from .records import PricedRun, ReportRow, RunCost, price_history, report
+The names below are loaded on first use (PEP 562), as in `rota/__init__.py`: a run's budget
+(`cost.budgets`) needs prices, not the plan comparison and forecasts, so importing
+`rota.cost.budgets` (which every App does) does not load them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .compare import Breakdown, CappedRun, Comparison, PlanResult, compare, evaluate
+    from .forecast import Forecast, forecast, forecast_series
+    from .overrides import parse_overrides
+    from .plans import ApiPlan, Plan, SessionPlan, SubscriptionPlan, load_plans, parse_plan
+    from .price import Price
+    from .prices import PriceOverride, PriceTable
+    from .records import PricedRun, ReportRow, RunCost, price_history, report
+
+# public name -> the submodule that defines it
+_EXPORTS: dict[str, str] = {
+    "ApiPlan": "plans",
+    "Breakdown": "compare",
+    "CappedRun": "compare",
+    "Comparison": "compare",
+    "Forecast": "forecast",
+    "Plan": "plans",
+    "PlanResult": "compare",
+    "Price": "price",
+    "PriceOverride": "prices",
+    "PriceTable": "prices",
+    "PricedRun": "records",
+    "ReportRow": "records",
+    "RunCost": "records",
+    "SessionPlan": "plans",
+    "SubscriptionPlan": "plans",
+    "compare": "compare",
+    "evaluate": "compare",
+    "forecast": "forecast",
+    "forecast_series": "forecast",
+    "load_plans": "plans",
+    "parse_overrides": "overrides",
+    "parse_plan": "plans",
+    "price_history": "records",
+    "report": "records",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's submodule the first time the name is asked for."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # next time, a plain attribute: __getattr__ is not called again
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+class _Package(ModuleType):
+    """`compare` and `forecast` are functions here and also submodules. Importing a submodule
+    sets it as an attribute of its package, which would hide the function of the same name;
+    the eager imports this package had set the function last. Here the function keeps the
+    name: a submodule that shares a public name is not set (it stays in sys.modules)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, ModuleType) and name in _EXPORTS:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "ApiPlan",

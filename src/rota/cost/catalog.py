@@ -21,7 +21,6 @@ from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
-from importlib.metadata import version as _package_version
 from typing import Any
 
 from .price import Price
@@ -34,7 +33,11 @@ BATCH = {"processing": "batch"}
 
 @cache
 def version() -> str:
-    return _package_version("genai-prices")
+    # Asked for with a list price, when the data is loaded: its version comes with it, and a
+    # process that prices nothing does not load importlib.metadata (email, zipfile, csv).
+    from genai_prices import __version__  # noqa: PLC0415  # heavy: genai_prices
+
+    return str(__version__)
 
 
 @cache

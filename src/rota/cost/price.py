@@ -1,17 +1,20 @@
-"""A model's price: USD per million tokens of each kind, and what usage costs at it.
+"""A model's price: USD per million tokens of each kind, and what usage costs at it; and the
+user's override of a model's price from a date on.
 
-A leaf of `rota.cost`: the price table (`rota.cost.prices`) and the bundled list prices
-(`rota.cost.catalog`) both build `Price` records. Money is `decimal.Decimal` throughout.
+A leaf of `rota.cost`: the price table (`rota.cost.prices`), the bundled list prices
+(`rota.cost.catalog`) and a prices file (`rota.cost.overrides`) build these records. Money
+is `decimal.Decimal` throughout.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from ..model import TokenCounts
+from ..model import PROVIDERS, TokenCounts
 
 CacheTTL = Literal["5m", "1h"]
 MILLION = Decimal(1_000_000)
@@ -101,3 +104,27 @@ class Price:
             if prompt > above * requests:
                 chosen = rates
         return chosen
+
+
+@dataclass(frozen=True)
+class PriceOverride:
+    """The user's price for one model from `effective` (a UTC date) on; or, with
+    `simulates`, "price this model as that one" (for scripted models standing in for a
+    real one)."""
+
+    model: str
+    price: Price | None = None
+    effective: date = date.min
+    simulates: str | None = None
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """`provider:model` as (provider, model); a ConfigError says what is wrong with it."""
+    provider, sep, name = model.partition(":")
+    if not sep or not provider or not name:
+        raise ConfigError(f"model {model!r} must be written provider:model, e.g. 'openai:gpt-4o'")
+    if provider not in PROVIDERS:
+        raise ConfigError(
+            f"model {model!r}: no provider {provider!r} (known: {', '.join(PROVIDERS)})"
+        )
+    return provider, name

@@ -12,31 +12,19 @@ Money is `decimal.Decimal` throughout; float sums drift by cents over a month of
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import pydantic
-
-from ..errors import ConfigError, ConfigFileError, UnknownPrice
-from ..model import PROVIDERS, TokenCounts
+from ..errors import ConfigError, UnknownPrice
+from ..model import TokenCounts
 from . import catalog
-from .files import read_settings, validate
+from .files import read_settings
 from .price import CacheTTL, Price
-
-
-@dataclass(frozen=True)
-class PriceOverride:
-    """The user's price for one model from `effective` (a UTC date) on; or, with
-    `simulates`, "price this model as that one" (for scripted models standing in for a
-    real one)."""
-
-    model: str
-    price: Price | None = None
-    effective: date = date.min
-    simulates: str | None = None
+from .price import PriceOverride as PriceOverride  # defined beside Price; its name here too
+from .price import split_model as split_model
 
 
 class PriceTable:
@@ -45,7 +33,7 @@ class PriceTable:
     def __init__(self, overrides: Iterable[PriceOverride] = ()) -> None:
         self._overrides: dict[str, list[PriceOverride]] = {}
         for override in overrides:
-            _split(override.model)
+            split_model(override.model)
             self._overrides.setdefault(override.model, []).append(override)
         for entries in self._overrides.values():
             entries.sort(key=lambda o: o.effective)
@@ -53,6 +41,9 @@ class PriceTable:
     @classmethod
     def from_config(cls, data: Mapping[str, Any], source: str = "price settings") -> PriceTable:
         """From a `{"prices": [{model, input, output, ..., effective}, ...]}` table."""
+        # The file's pydantic models are built only when a prices file is read.
+        from .overrides import parse_overrides  # noqa: PLC0415  # heavy: pydantic models
+
         return cls(parse_overrides(data, source))
 
     @classmethod
@@ -71,7 +62,7 @@ class PriceTable:
     def _resolve(
         self, model: str, at: datetime, simulates: str | None, seen: tuple[str, ...]
     ) -> Price:
-        provider, name = _split(model)
+        provider, name = split_model(model)
         if model in seen:
             raise ConfigError(
                 f"price overrides simulate in a circle: {' -> '.join((*seen, model))}"
@@ -128,82 +119,7 @@ def _catalog_price(model: str, provider: str, name: str, at: datetime) -> Price:
     return found
 
 
-def _split(model: str) -> tuple[str, str]:
-    provider, sep, name = model.partition(":")
-    if not sep or not provider or not name:
-        raise ConfigError(f"model {model!r} must be written provider:model, e.g. 'openai:gpt-4o'")
-    if provider not in PROVIDERS:
-        raise ConfigError(
-            f"model {model!r}: no provider {provider!r} (known: {', '.join(PROVIDERS)})"
-        )
-    return provider, name
-
-
 def _utc(at: datetime) -> datetime:
     if at.tzinfo is None:
         raise ConfigError(f"prices are looked up at an aware datetime, got naive {at.isoformat()}")
     return at.astimezone(UTC)
-
-
-# -- the settings file boundary -----------------------------------------------------------
-
-Rate = Annotated[Decimal, pydantic.Field(ge=0)]
-
-
-class _OverrideEntry(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
-
-    model: str
-    input: Rate | None = None
-    output: Rate | None = None
-    cache_write_5m: Rate | None = None
-    cache_write_1h: Rate | None = None
-    cache_read: Rate | None = None
-    batch_discount: Annotated[Decimal, pydantic.Field(ge=0, le=1)] = Decimal(0)
-    effective: date = date.min
-    simulates: str | None = None
-
-    @pydantic.model_validator(mode="after")
-    def _rates_or_simulates(self) -> _OverrideEntry:
-        has_rates = self.input is not None or self.output is not None
-        if self.simulates is not None and has_rates:
-            raise ValueError("give either input/output rates or simulates, not both")
-        if self.simulates is None and (self.input is None or self.output is None):
-            raise ValueError("both input and output are required (USD per million tokens)")
-        return self
-
-
-_ENTRIES = pydantic.TypeAdapter(list[_OverrideEntry])
-
-
-def parse_overrides(data: Mapping[str, Any], source: str) -> list[PriceOverride]:
-    """The `[[prices]]` entries of a settings table as PriceOverrides (other top-level keys
-    belong to other settings and are left alone); errors name the entry and field."""
-    entries = validate(_ENTRIES, data.get("prices", []), source, prefix="prices")
-    overrides = []
-    for i, entry in enumerate(entries):
-        try:
-            overrides.append(_override(entry))
-        except ConfigError as exc:
-            raise ConfigFileError(source, [f"prices[{i}]: {exc}"]) from None
-    return overrides
-
-
-def _override(entry: _OverrideEntry) -> PriceOverride:
-    _split(entry.model)
-    if entry.simulates is not None:
-        _split(entry.simulates)
-        return PriceOverride(entry.model, None, entry.effective, entry.simulates)
-    assert entry.input is not None and entry.output is not None
-    price = Price(
-        entry.input,
-        entry.output,
-        entry.cache_write_5m,
-        entry.cache_write_1h,
-        entry.cache_read,
-        entry.batch_discount,
-        source=f"override from {entry.effective.isoformat()}"
-        if entry.effective > date.min
-        else "override",
-    )
-    return PriceOverride(entry.model, price, entry.effective, None)

@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import UnknownPrice
 from .files import read_settings
 from .price import Price
-from .prices import PriceOverride, PriceTable, parse_overrides
+from .prices import PriceOverride, PriceTable
 
 PRICES_ENV = "ROTA_PRICES"
 PICO = Decimal(10) ** 12
@@ -48,6 +48,9 @@ def configured_overrides(path: str | Path | None = None) -> list[PriceOverride]:
     text = str(path) if path is not None else os.environ.get(PRICES_ENV, "").strip()
     if not text:
         return []
+    # The file's pydantic models are built only when a prices file is read.
+    from .overrides import parse_overrides  # noqa: PLC0415  # heavy: pydantic models
+
     return parse_overrides(read_settings(text), text)
 
 

@@ -4,11 +4,13 @@ output models, success checks and billing plans (`app.routines.tool(...)`, ...).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..agents.tools import Tool, ToolSource, as_tool
-from ..cost.plans import Plan
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..cost.plans import Plan  # pydantic dataclasses: only `rota routines show` compares plans
 
 
 class Catalog:

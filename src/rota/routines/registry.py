@@ -13,18 +13,20 @@ import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..agents.models.registry import resolve_model
 from ..cost.budgets import SharedBudget
 from ..errors import ConfigError
 from ..jobs import EscalationPolicy, JobDefinition
 from ..shadow import shadowing
-from .build import Built, build
 from .caps import CapStore, RunCaps
 from .catalog import Catalog
 from .errors import Problem, RoutineError
-from .loader import Known, Loaded, Routine, load_dir
+
+if TYPE_CHECKING:
+    from .build import Built
+    from .loader import Loaded, Routine
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,9 @@ class Routines:
         secrets: Collection[str] | None = None,
     ) -> Loaded:
         """Check every routine file without registering anything (rota routines validate)."""
+        # Only an App that reads routine files loads their models and the agent machinery.
+        from .loader import Known, load_dir  # noqa: PLC0415  # heavy: pydantic routine models
+
         where = self._where(directory)
         taken = [n for n, d in host.definitions.items() if n not in self.loaded]
         known = Known(
@@ -124,6 +129,8 @@ class Routines:
         return where
 
     def _register(self, host: RoutineHost, routine: Routine) -> None:
+        from .build import build  # noqa: PLC0415  # heavy: pydantic routine models, agentloop
+
         spec = routine.spec
         hot_path = spec.job if spec.mode == "hybrid" else None
         built = build(routine, self.catalog, capped_name=hot_path)
