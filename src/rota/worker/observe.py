@@ -8,7 +8,11 @@ Outermost in every App's worker (so a run refused by admission counts as failed 
   of the kernel (rota.runtime.observing_steps);
 - logs one line for a run that succeeded, with its duration and, for an agent, what its
   model calls cost (the worker already logs each failure and retry, and durable waits log
-  their parking).
+  their parking). Up to `SUCCESS_LINES_PER_S` such lines a second: past that (a drain of
+  short jobs) the rest of the second's successes are counted and told in one summary line,
+  because formatting and writing a line per run cost a third of a busy worker's CPU
+  (docs/scaling.md). Each one still goes to DEBUG. `rota dev`, and any worker that is not
+  busy, shows every run.
 
 Whether a failure is final is decided as the worker decides it: the error's `retryable`
 (default True) and the attempts left.
@@ -17,11 +21,15 @@ Whether a failure is final is decided as the worker decides it: the error's `ret
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from prometheus_client import Counter, Histogram
 
 from ..cost.pricing import from_pusd
 from ..durable import WaitParked
@@ -34,19 +42,21 @@ from ..storage.base import MeteringStore
 from .middleware import Execute, RunCall
 
 log = logging.getLogger("rota.run")
+SUCCESS_LINES_PER_S = 20  # success lines at INFO in any one second; the rest are summed up
 
 
 class ObserveRuns:
     """Metrics, log context and the success line of each execution (module docstring)."""
 
-    def __init__(self, store: MeteringStore) -> None:
+    def __init__(self, store: MeteringStore, lines_per_s: int = SUCCESS_LINES_PER_S) -> None:
         self.store = store
+        self.lines = SuccessLines(lines_per_s)
 
     async def __call__(self, call: RunCall, call_next: Execute) -> Any:
         run = call.run
         started = time.perf_counter()
         outcome = "interrupted"
-        with run_fields(run.id, run.name, run.principal), observing_steps(_step_timer(run)):
+        with run_fields(run.id, run.name, run.principal), observing_steps(_step_timer(run.name)):
             try:
                 value = await call_next(call)
                 outcome = "succeeded"
@@ -64,11 +74,14 @@ class ObserveRuns:
         return value
 
     async def _succeeded(self, call: RunCall, seconds: float) -> None:
+        level = self.lines.level()
+        if not log.isEnabledFor(level):  # nobody reads it: no line, and no cost query for it
+            return
         run = call.run
         cost = ""
         if run.kind == "agent":
             cost = await self._cost(call)
-        log.info("run %s of %s SUCCEEDED in %s%s", run.id, run.name, _span(seconds), cost)
+        log.log(level, "run %s of %s SUCCEEDED in %s%s", run.id, run.name, _span(seconds), cost)
 
     async def _cost(self, call: RunCall) -> str:
         try:
@@ -79,9 +92,47 @@ class ObserveRuns:
         return f", {len(calls)} model call{'s' if len(calls) != 1 else ''}, ${usd:.4f}"
 
 
-def _step_timer(run: Run) -> StepObserver:
-    """Times each execution of a step body of `run` into rota_step_duration_seconds, by its
-    name (`load`, not `load#2`): succeeded, failed (it raised) or interrupted."""
+class SuccessLines:
+    """The level of each success line: INFO for the first `per_second` of a second, DEBUG
+    for the rest, which are counted and told at INFO in one line when their second ends.
+    Lives on the worker's event loop (its summary is a timer of that loop)."""
+
+    def __init__(self, per_second: int) -> None:
+        self.per_second = per_second
+        self._second_ends = 0.0  # time.monotonic() when the current second ends
+        self._told = 0  # success lines at INFO in the current second
+        self._untold = 0  # successes past those, for the summary
+
+    def level(self) -> int:
+        now = time.monotonic()
+        if now >= self._second_ends:
+            self._second_ends, self._told = now + 1.0, 0
+        if self._told < self.per_second:
+            self._told += 1
+            return logging.INFO
+        if not self._untold and log.isEnabledFor(logging.INFO):
+            # In an empty context: the summary is no one run's line (rota.observability.logs).
+            asyncio.get_running_loop().call_later(
+                self._second_ends - now, self._summary, context=contextvars.Context()
+            )
+        self._untold += 1
+        return logging.DEBUG
+
+    def _summary(self) -> None:
+        untold, self._untold = self._untold, 0
+        log.info(
+            "%d more runs SUCCEEDED in the last second (more than %d a second are logged at "
+            "DEBUG only)",
+            untold,
+            self.per_second,
+        )
+
+
+@functools.cache
+def _step_timer(name: str) -> StepObserver:
+    """Times each execution of a step body of a run of `name` into
+    rota_step_duration_seconds, by its step name (`load`, not `load#2`): succeeded, failed
+    (it raised) or interrupted. One per job name: built once, not per run."""
 
     @contextmanager
     def timed(info: StepInfo) -> Iterator[None]:
@@ -94,7 +145,7 @@ def _step_timer(run: Run) -> StepObserver:
             raise
         finally:
             step = info.key.partition("#")[0]
-            STEP_DURATION.labels(run.name, step, state).observe(time.perf_counter() - started)
+            STEP_DURATION.labels(name, step, state).observe(time.perf_counter() - started)
 
     return timed
 
@@ -104,13 +155,25 @@ def _final(run: Run, exc: Exception) -> bool:
 
 
 def _count(run: Run, outcome: str, seconds: float) -> None:
-    RUN_DURATION.labels(run.name, run.kind, outcome).observe(seconds)
+    duration, counter = _counters(run.name, run.kind, outcome)
+    duration.observe(seconds)
+    if counter is not None:
+        counter.inc()
+
+
+@functools.cache
+def _counters(name: str, kind: str, outcome: str) -> tuple[Histogram, Counter | None]:
+    """The series an execution of `name` that ended so moves: its duration, and the count
+    of finished runs or retries (none for a parked or interrupted one). Looked up once per
+    (job, outcome): `labels()` checks and locks on every call, for every run."""
+    counter = None
     if outcome == "succeeded":
-        RUNS_FINISHED.labels(run.name, run.kind, "SUCCEEDED").inc()
+        counter = RUNS_FINISHED.labels(name, kind, "SUCCEEDED")
     elif outcome == "failed":
-        RUNS_FINISHED.labels(run.name, run.kind, "FAILED").inc()
+        counter = RUNS_FINISHED.labels(name, kind, "FAILED")
     elif outcome == "retried":
-        RUN_RETRIES.labels(run.name, run.kind).inc()
+        counter = RUN_RETRIES.labels(name, kind)
+    return RUN_DURATION.labels(name, kind, outcome), counter
 
 
 def _span(seconds: float) -> str:
