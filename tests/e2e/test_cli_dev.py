@@ -55,6 +55,9 @@ def test_dev_prints_runs_ignores_other_files_and_keeps_its_port(tmp_path: Path) 
         reloading, between = dev.wait_for("reloading:")
         assert reloading.strip() == "reloading: helpers.py changed"
         assert not any("reloading" in line for line in before + more + between)
+        # each run is told once: the worker's own success line is left to `rota worker`
+        first_id = done.split("run first ")[1].split()[0]
+        assert not any(f"{first_id} of first" in line for line in before + more + between)
         again, _ = dev.wait_for("rota API on http://")
         assert again == api  # the same address after the restart
         dev.wait_for("(concurrency")  # up again: it handles SIGTERM gracefully from here

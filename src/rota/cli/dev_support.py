@@ -4,11 +4,13 @@ the app's own files change (not any *.py in the folder), and a port kept across 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from ..clock import Clock
 from ..durable import WaitParked
 from ..model import ModelCall
 from ..worker.middleware import Execute, RunCall
+from ..worker.observe import SUCCESS_EVENT
 from .common import span
 
 APP_FILES_ENV = "ROTA_DEV_APP_FILES"  # where the child lists the files its app imported
@@ -55,6 +58,23 @@ class RunLines:
         cost = sum(c.cost_pusd for c in calls) / 1e12
         took = span(self._clock.now() - started)
         self._say(f"run {call.run.name} {call.run.id} {state} in {took}, ${cost:.4f}")
+
+
+@contextmanager
+def runs_told_by_run_lines() -> Iterator[None]:
+    """While `rota dev` prints its own line for each run (RunLines), the worker's success
+    lines would tell each run a second time: leave them out. Failures, retries and parked
+    runs keep their log lines, which say more than a RunLines line does."""
+    logger = logging.getLogger("rota.run")
+    logger.addFilter(_not_a_success_line)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_not_a_success_line)
+
+
+def _not_a_success_line(record: logging.LogRecord) -> bool:
+    return getattr(record, "rota_event", None) != SUCCESS_EVENT
 
 
 def record_app_files(root: str = ".") -> None:

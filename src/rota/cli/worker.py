@@ -36,7 +36,7 @@ from .common import (
     on_stop_signals,
     out,
 )
-from .dev_support import RunLines, free_port, record_app_files
+from .dev_support import RunLines, free_port, record_app_files, runs_told_by_run_lines
 from .reload import supervise
 from .serve import Host, Port, announce
 
@@ -122,15 +122,19 @@ def dev(
         if api is not None:
             api.bind()  # a busy port fails now, before the worker starts
             announce(app, api, dev=True)
-        serve(
-            app,
-            WorkerOptions(
-                concurrency=concurrency, lease_s=lease, poll_interval_s=poll, shutdown_grace_s=grace
-            ),
-            api,
-            scheduler if scheduler.specs or app.notify_channels() else None,
-            log_format=log_format,
-        )
+        with runs_told_by_run_lines():
+            serve(
+                app,
+                WorkerOptions(
+                    concurrency=concurrency,
+                    lease_s=lease,
+                    poll_interval_s=poll,
+                    shutdown_grace_s=grace,
+                ),
+                api,
+                scheduler if scheduler.specs or app.notify_channels() else None,
+                log_format=log_format,
+            )
 
 
 def serve(

@@ -43,6 +43,10 @@ from .middleware import Execute, RunCall
 
 log = logging.getLogger("rota.run")
 SUCCESS_LINES_PER_S = 20  # success lines at INFO in any one second; the rest are summed up
+# Set on the records of success lines and their summaries (LogRecord.rota_event), so that a
+# front end printing runs its own way (`rota dev`) can leave them out.
+SUCCESS_EVENT = "run.succeeded"
+_TAGGED = {"rota_event": SUCCESS_EVENT}
 
 
 class ObserveRuns:
@@ -81,7 +85,8 @@ class ObserveRuns:
         cost = ""
         if run.kind == "agent":
             cost = await self._cost(call)
-        log.log(level, "run %s of %s SUCCEEDED in %s%s", run.id, run.name, _span(seconds), cost)
+        line = "run %s of %s SUCCEEDED in %s%s"
+        log.log(level, line, run.id, run.name, _span(seconds), cost, extra=_TAGGED)
 
     async def _cost(self, call: RunCall) -> str:
         try:
@@ -125,6 +130,7 @@ class SuccessLines:
             "DEBUG only)",
             untold,
             self.per_second,
+            extra=_TAGGED,
         )
 
 
