@@ -8,13 +8,16 @@ py-spy samples (`--gil`: only the thread holding the GIL, i.e. Python work) are 
 drain only (the worker's `asyncio.run` and the database threads; start-up, imports and the
 untimed enqueue are dropped). Each sample goes to one component: walking its stack from the
 innermost frame outwards, the first frame that names a component decides (so JSON encoding
-inside the SDK is the SDK's, and a store call is whatever asked for it). A component's share
-of the samples times the measured CPU per model call gives its milliseconds per call.
+inside the SDK is the SDK's, and a store call is whatever asked for it). The hand-off's own
+frames (the executor, its queue and locks) count as the hand-off only when the sample is in
+them, not when a store call runs under them. A component's share of the samples times the
+measured CPU per model call gives its milliseconds per call.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 from collections import Counter
 
 from bench.harness import table
@@ -42,35 +45,54 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
         "agent loop and chain",
         ("agentloop/", "rota/agents/", "rota/approvals/", "rota/identity/", "rota/shadow.py"),
     ),
-    ("hand-off to the database threads", ("Worker.db", "concurrent/futures/", "run_in_executor")),
+    ("hand-off to the database threads", ("Worker.db", "run_in_executor", "DatabaseThreads.call")),
 ]
+# The executor's own frames: a hand-off when the sample is in them, but a database thread's
+# store call runs under them too, so they count only until a store or driver frame is seen.
+HAND_OFF = "hand-off to the database threads"
+HAND_OFF_MACHINERY = (
+    "concurrent/futures/",
+    "threading.py",
+    "call_soon_threadsafe",
+    "queue.py",
+    "rota/batches.py",
+)
 # Second pass, when no frame names one of the above: who made the query is unknown.
 FALLBACK: list[tuple[str, tuple[str, ...]]] = [
     ("worker (claim, complete, slots)", ("rota/worker/", "rota/storage/")),
     ("database driver, unattributed", ("psycopg", "sqlite3")),
 ]
 OTHER = "event loop, threads and other"
-DRAIN = "rota_case.py:150"  # the worker's asyncio.run(drain(...)) in bench/agents/rota_case.py
 
 
 def component(frames: list[str]) -> str:
     """The innermost frame naming a component decides; the store's and driver's own frames
     count only when nothing above them names who made the query."""
-    for rules in (RULES, FALLBACK):
-        for frame in reversed(frames):
-            for name, needles in rules:
-                if any(n in frame for n in needles):
-                    return name
+    for frame in reversed(frames):
+        for name, needles in RULES:
+            if any(n in frame for n in needles):
+                return name
+    for frame in reversed(frames):
+        if any(n in frame for _, needles in FALLBACK for n in needles):
+            break  # a store call: whoever made it decides, not the executor running it
+        if any(n in frame for n in HAND_OFF_MACHINERY):
+            return HAND_OFF
+    for frame in reversed(frames):
+        for name, needles in FALLBACK:
+            if any(n in frame for n in needles):
+                return name
     return OTHER
 
 
 def in_drain(frames: list[str]) -> bool:
     """A sample of the drain: under the worker's asyncio.run, on a database thread, or a
     stack py-spy could not follow to its root (a task's)."""
-    root = frames[0]
-    if "_run_module_as_main" in root:
-        return any(DRAIN in f for f in frames)
-    return True
+    if "_run_module_as_main" not in frames[0]:
+        return True
+    return any(
+        outer.startswith("main (") and "rota_case.py" in outer and inner.startswith("run (")
+        for outer, inner in itertools.pairwise(frames)
+    )  # the worker's asyncio.run(drain(...)) in bench/agents/rota_case.py
 
 
 def summarise(path: str) -> tuple[Counter[str], int]:

@@ -95,6 +95,7 @@ class Meter:
         self.price = model_price(
             agent.model_spec, datetime.fromtimestamp(run_start, UTC), price=agent.price
         )
+        self._price_text: str | None = None
         self.spent = Decimal(0)  # USD of this run's calls so far (replayed ones too)
         self.allowances = 1  # budgets' worth this run may spend: humans may raise it
         self.worst = Usage(requests=0)  # the next call's worst case, set by check()
@@ -225,6 +226,12 @@ class Meter:
         await self.refused(detail, budget=refusal.key, period=refusal.period, limit=refusal.what)
         raise BudgetExceeded(detail)
 
+    def _price_json(self) -> str:
+        """The run's price as stored with each of its calls: encoded once, not per call."""
+        if self._price_text is None:
+            self._price_text = price_to_json(self.price)
+        return self._price_text
+
     def _observe_metrics(self, response: ModelResponse) -> Decimal:
         cost = self.price.cost(response.usage)
         provider, _, name = self.agent.model_spec.partition(":")
@@ -253,7 +260,7 @@ class Meter:
             reasoning_tokens=u.reasoning_tokens,
             requests=u.requests,
             cost_pusd=to_pusd(cost),
-            price=price_to_json(self.price),
+            price=self._price_json(),
             simulated=response.simulated,
         )
 

@@ -30,6 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .. import serialization
 from ..backoff import backoff_delay
+from ..batches import DatabaseThreads
 from ..calls import call_user, error_info
 from ..clock import Clock, system_clock
 from ..context import RunContext, RunServices
@@ -121,6 +122,9 @@ class _Active:
     interrupt: str | None = None
     started: bool = False  # holds an execution slot (else still waiting in the prefetch buffer)
     ahead: bool = False  # leased ahead of its time and still waiting for it
+    # Leased ahead and not begun yet (waiting for its time or for a slot): one of a burst
+    # falling due together, which the completion flush lets start first.
+    in_burst: bool = False
 
 
 class Worker:
@@ -175,6 +179,9 @@ class Worker:
         self._limited = any(d.limited for d in registry.definitions.values())
         self._active: dict[str, _Active] = {}
         self._ahead = 0  # of _active, the runs still waiting for their time (lookahead)
+        self._in_burst = 0  # of _active, the runs leased ahead that have not begun yet
+        # One timer for all the runs leased ahead that are due at the same time (_until_due).
+        self._due_at: dict[float, asyncio.Event] = {}
         self._claim_s: float | None = None  # moving average of a claim's round trip
         self._run_s: float | None = None  # moving average of an execution, slot to outcome
         self._pending: list[Completion] = []
@@ -195,7 +202,7 @@ class Worker:
         # and when to look again after a sweep left one behind (held by another resolver).
         self._wait_due: float | None = 0.0
         self._sweep_after = 0.0
-        self._db_pool: ThreadPoolExecutor | None = None
+        self._db_pool: DatabaseThreads | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- public ------------------------------------------------------------------------
@@ -217,6 +224,9 @@ class Worker:
         self._wake = asyncio.Event()
         self._flush_wanted = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self._burst_begun = asyncio.Event()
+        self._burst_begun.set()
+        self._due_at = {}  # timers of an earlier run() died with its loop
         self._setup_threads()
         self._slots = asyncio.Semaphore(self.options.concurrency)
         unsubscribe = self.wakeups.subscribe(self.wake)
@@ -254,9 +264,9 @@ class Worker:
         """Run a store call on a database thread. Called for a run (from its task), the
         database being unavailable raises StoreLost: the run's code cannot catch it as an
         ordinary error, and the worker abandons the attempt without counting it."""
-        assert self._loop is not None
+        assert self._db_pool is not None
         try:
-            return await self._loop.run_in_executor(self._db_pool, partial(fn, *args))
+            return await self._db_pool.call(fn, *args)
         except StoreUnavailable as exc:
             if _serving.get() is None:
                 raise
@@ -377,8 +387,12 @@ class Worker:
         now = self.clock.now()
         for run in runs:
             task = asyncio.create_task(self._slotted(run), name=f"rota-run-{run.id}")
-            self._active[run.id] = _Active(run, task, ahead=run.run_after > now)
-            self._ahead += run.run_after > now
+            ahead = run.run_after > now
+            self._active[run.id] = _Active(run, task, ahead=ahead, in_burst=ahead)
+            self._ahead += ahead
+            self._in_burst += ahead
+        if self._in_burst:
+            self._burst_begun.clear()
         self.stats.claimed += len(runs)
 
     async def _pause(self, delay: float) -> None:
@@ -442,12 +456,11 @@ class Worker:
     async def _slotted(self, run: Run) -> None:
         mine = self._active[run.id]
         try:
-            early = run.run_after - self.clock.now()
-            if early > 0:  # claimed ahead (lookahead): start at its time, not before
-                await asyncio.sleep(min(early, self.options.lookahead_s))
+            await self._until_due(run)  # claimed ahead (lookahead): start at its time
             self._due(mine)
             async with self._slots:
                 mine.started = True
+                self._begun(mine)
                 began = time.monotonic()
                 await self._execute(run)
                 self._measured("_run_s", time.monotonic() - began)
@@ -455,10 +468,30 @@ class Worker:
             self._interrupted(run, exc)
         finally:
             self._due(mine)
+            self._begun(mine)
             # A run that parked may be woken and claimed again before this task ends.
             if self._active.get(run.id) is mine:
                 del self._active[run.id]
             self._wake.set()
+
+    async def _until_due(self, run: Run) -> None:
+        """Wait until a run leased ahead is due. Runs due at the same moment (schedules
+        falling due together) share one timer, so they all wake in the same loop turn and
+        begin back to back. With a timer each, they woke over several turns, and between
+        those the loop ran a completion flush or a claim, whose database thread then took
+        the GIL in turns with the rest of the burst."""
+        early = run.run_after - self.clock.now()
+        if early <= 0:
+            return
+        due = self._due_at.get(run.run_after)
+        if due is None:
+            due = self._due_at[run.run_after] = asyncio.Event()
+            assert self._loop is not None
+            self._loop.call_later(min(early, self.options.lookahead_s), self._fire, run.run_after)
+        await due.wait()
+
+    def _fire(self, run_after: float) -> None:
+        self._due_at.pop(run_after).set()
 
     def _due(self, active: _Active) -> None:
         """A run leased ahead reached its time (or ended before it): it counts against the
@@ -466,6 +499,15 @@ class Worker:
         if active.ahead:
             active.ahead = False
             self._ahead -= 1
+
+    def _begun(self, active: _Active) -> None:
+        """A run leased ahead began (or ended before it could): once all of them have, the
+        completion flush may go on (_after_burst)."""
+        if active.in_burst:
+            active.in_burst = False
+            self._in_burst -= 1
+            if not self._in_burst:
+                self._burst_begun.set()
 
     async def _execute(self, run: Run) -> None:
         call = RunCall(run, self.registry.definitions[run.name], self.db, self.audit)
@@ -489,7 +531,7 @@ class Worker:
             else:
                 self._failed(run, exc, retryable=getattr(exc, "retryable", True))
         finally:
-            self._timed(run, call.body_started)
+            self._timed(run, call.body_started, call.body_ended)
 
     async def _invoke(self, call: RunCall) -> Any:
         """The innermost call of the chain: the job's function, given its RunContext."""
@@ -500,15 +542,35 @@ class Worker:
         ctx = RunContext(run, self, checkpoints, self.services)
         args = (ctx, run.payload) if definition.takes_payload else (ctx,)
         call.body_started = self.clock.now()
-        return await call_user(
+        value = await call_user(
             definition.fn, args, {}, timeout=run.timeout_s, what=f"run of {run.name!r}"
         )
+        call.body_ended, call.returned = self.clock.now(), time.perf_counter()
+        if self._in_burst:
+            await self._let_burst_begin()
+        return value
 
-    def _timed(self, run: Run, body_started: float | None) -> None:
+    async def _let_burst_begin(self) -> None:
+        """Let the rest of a burst begin before this run's outcome is recorded. At the
+        tick, the burst's runs wake in one loop turn, and each used to do its bookkeeping
+        (middleware, metrics, the Completion) before the next one's body began: the last
+        body began after all of it. One yield puts this run behind the others woken in that
+        turn. The body has returned, so its outcome stands: an interruption arriving now
+        (shutdown, a lost lease, a cancel request) is too late to stop it, and is not let
+        turn a finished run into one that runs again."""
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+
+    def _timed(self, run: Run, body_started: float | None, body_ended: float | None) -> None:
         """Queue the time this execution's body took (none if it never began), to be
         written with the completions: a run's compute time is its bodies' time, not the
-        time it waited for a slot after it was claimed."""
-        seconds = 0.0 if body_started is None else max(0.0, self.clock.now() - body_started)
+        time it waited for a slot after it was claimed, nor for a burst to begin after."""
+        ended = self.clock.now() if body_ended is None else body_ended
+        seconds = 0.0 if body_started is None else max(0.0, ended - body_started)
         self._executions.append(Execution(run.id, run.lease_token, seconds))
         self._flush_wanted.set()
 
@@ -608,6 +670,7 @@ class Worker:
     async def _flush_loop(self) -> None:
         while True:
             await self._flush_wanted.wait()
+            await self._after_burst()
             self._flush_wanted.clear()
             try:
                 await self._flush_now()
@@ -616,6 +679,15 @@ class Worker:
                 self._flush_wanted.set()
             else:
                 self._db_works()
+
+    async def _after_burst(self) -> None:
+        """Runs leased ahead of their time (a burst of scheduled runs falling due together)
+        begin before outcomes are written, waiting one lookahead at most. A write takes CPU
+        on a database thread, which shares the GIL with the loop in turns and would delay
+        the burst's last runs by as much: at the tick, 1,000 runs begin in one loop turn."""
+        if not self._burst_begun.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._burst_begun.wait(), self.options.lookahead_s)
 
     async def _flush_now(self) -> None:
         # One writer at a time: a flush at shutdown waits for the one in flight, which took
@@ -736,7 +808,7 @@ class Worker:
 
     def _setup_threads(self) -> None:
         threads = self.options.db_threads or (1 if self.store.dialect.name == "sqlite" else 4)
-        self._db_pool = ThreadPoolExecutor(threads, thread_name_prefix="rota-db")
+        self._db_pool = DatabaseThreads(threads, name="rota-db")  # fewer wake-ups per call
         assert self._loop is not None
         # Sync user functions run on the loop's default executor: size it to the concurrency.
         self._loop.set_default_executor(
