@@ -8,9 +8,9 @@ TYPE_CHECKING.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
+from .lazy import LazyExports
 from .version import __version__ as __version__
 
 if TYPE_CHECKING:
@@ -99,18 +99,15 @@ _EXPORTS: dict[str, str] = {
 }
 
 
+_lazy = LazyExports(__name__, _EXPORTS, globals())
+
+
 def __getattr__(name: str) -> Any:
-    """Import a public name's module the first time the name is asked for."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # next time, a plain attribute: __getattr__ is not called again
-    return value
+    return _lazy.load(name)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    return _lazy.names()
 
 
 __all__ = [

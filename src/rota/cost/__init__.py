@@ -8,10 +8,11 @@ The names below are loaded on first use (PEP 562), as in `rota/__init__.py`: a r
 
 from __future__ import annotations
 
-import importlib
 import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+from ..lazy import LazyExports
 
 if TYPE_CHECKING:
     from .compare import Breakdown, CappedRun, Comparison, PlanResult, compare, evaluate
@@ -51,18 +52,15 @@ _EXPORTS: dict[str, str] = {
 }
 
 
+_lazy = LazyExports(__name__, _EXPORTS, globals())
+
+
 def __getattr__(name: str) -> Any:
-    """Import a public name's submodule the first time the name is asked for."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # next time, a plain attribute: __getattr__ is not called again
-    return value
+    return _lazy.load(name)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    return _lazy.names()
 
 
 class _Package(ModuleType):

@@ -12,8 +12,9 @@ its `Routines` and run caps, but only an App that reads routine files loads the 
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from ..lazy import LazyExports
 
 if TYPE_CHECKING:
     from .caps import Admitted, Caps, RunCaps, RunDropped
@@ -42,18 +43,15 @@ _EXPORTS: dict[str, str] = {
 }
 
 
+_lazy = LazyExports(__name__, _EXPORTS, globals())
+
+
 def __getattr__(name: str) -> Any:
-    """Import a public name's submodule the first time the name is asked for."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # next time, a plain attribute: __getattr__ is not called again
-    return value
+    return _lazy.load(name)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    return _lazy.names()
 
 
 __all__ = [
