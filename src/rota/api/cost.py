@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..cost.compare import compare
 from ..cost.history import History, load_history
-from ..cost.plans import plans_document
+from ..cost.plans import Plan, plans_document
 from ..cost.prices import PriceOverride
 from ..cost.pricing import configured_overrides
 from ..cost.records import GroupBy, report
@@ -205,6 +205,7 @@ async def cost_compare(request: Request) -> Response:
         plans = plans_document({"plans": body.plans}, "the body")
     except ConfigError as exc:
         raise BadRequest(shown(str(exc), 800)) from None
+    _distinct_names(plans)
     ctx = context(request)
     now = ctx.app.clock.now()
     since = _moment("since", body.since, now)
@@ -215,6 +216,17 @@ async def cost_compare(request: Request) -> Response:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _distinct_names(plans: Sequence[Plan]) -> None:
+    """Refuse two plans of one name here: `compare` refuses them too, but as a ConfigError,
+    which is the caller's mistake only at this boundary (a 400, not a 500)."""
+    names = [plan.name for plan in plans]
+    duplicate = next((name for name in names if names.count(name) > 1), None)
+    if duplicate is not None:
+        raise BadRequest(
+            f"the body: two plans are named '{shown(duplicate, 100)}'; give each plan its own name"
+        )
 
 
 def _history(ctx: ApiContext, since: float, until: float | None) -> History:

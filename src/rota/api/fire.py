@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ..alerts.watchdog import INTERNAL_PREFIX
 from ..errors import SerializationError, UnknownJobError
 from ..identity import admin
 from ..identity.audit import record
@@ -78,6 +79,18 @@ def checked_name(request: Request, what: str) -> str:
     return name
 
 
+def refuse_internal(name: str) -> None:
+    """rota's own jobs (`rota:alert`, `rota:approval-webhook`) take a payload only rota makes:
+    fired by hand, each run would fail and retry to no purpose."""
+    if name.startswith(INTERNAL_PREFIX):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"'{shown(name)}' is one of rota's own jobs ({INTERNAL_PREFIX}...): rota enqueues "
+            "it itself; fire your own jobs, workflows and agents",
+        )
+
+
 def checked_key(key: str | None) -> str | None:
     if key is not None and (not key or len(key) > MAX_KEY or unprintable(key) is not None):
         raise BadRequest(
@@ -94,6 +107,7 @@ async def fire(request: Request) -> Response:
     or a token made with `rota tokens create --fire NAME`)."""
     name = checked_name(request, "a job's")
     principal = await authorize_fire(request, name)
+    refuse_internal(name)
     read_query(request)
     body: FireBody = await read_body(request)
     key = checked_key(body.idempotency_key)

@@ -15,6 +15,11 @@ transaction committed a little after a later one is still sent (once: ids alread
 remembered for that window); across a reconnect, a change committed more than that late may be
 missed, and the event carries the whole current record, so the next one corrects it. A comment
 line every `KEEPALIVE_S` keeps proxies from closing an idle stream.
+
+A stream outlives the request that opened it, so it checks its caller again before it sends
+anything `RECHECK_S` after the last check: `GET /api/stream` its token (a refusal is audited,
+as any refused request is), the dashboard's `/live` its session. Once the token is revoked or
+expired, the session ended, or the principal disabled or no longer a viewer, the stream ends.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +40,7 @@ from ..clock import iso
 from ..model import Run
 from ..storage.approval_records import ApprovalRequest
 from .auth import authorize
-from .context import ApiContext, context
+from .context import ApiContext, ApiError, context
 from .openapi import returns
 from .params import BadRequest, Param, accepts, read_query
 from .runs import run_out
@@ -42,6 +48,7 @@ from .runs import run_out
 POLL_S = 1.0
 LOOKBACK_S = 5.0
 KEEPALIVE_S = 15.0
+RECHECK_S = 5.0  # how stale the caller's authorization may be when the stream sends
 BATCH = 500
 _EVENT_ID = re.compile(r"(\d{19})\.(run|approval)\.([a-z]+)\.([A-Za-z0-9-]{1,64})")
 
@@ -77,12 +84,24 @@ async def stream(request: Request) -> Response:
     """Run and approval updates as server-sent events; resumes after `Last-Event-ID`
     (viewer)."""
     await authorize(request, "viewer")
-    return event_stream(request, read_query(request)["last_event_id"])
+
+    async def still_allowed() -> bool:
+        try:
+            await authorize(request, "viewer")
+        except ApiError:
+            return False
+        return True
+
+    return event_stream(request, read_query(request)["last_event_id"], still_allowed)
 
 
-def event_stream(request: Request, after: str | None) -> Response:
+Allowed = Callable[[], Awaitable[bool]]
+
+
+def event_stream(request: Request, after: str | None, allowed: Allowed | None = None) -> Response:
     """The stream after event `after` (or the Last-Event-ID header; neither: from now), for
-    a caller already authorized: GET /api/stream, and the dashboard's `/live`."""
+    a caller already authorized: GET /api/stream, and the dashboard's `/live`. With
+    `allowed`, the stream ends when it answers False (checked every `RECHECK_S`)."""
     # The header wins: on a reconnect it is the newest position, and an EventSource repeats
     # its first URL's ?last_event_id= (a dashboard page's: when the page was rendered).
     after = _last_event_id(request) or after
@@ -90,8 +109,9 @@ def event_stream(request: Request, after: str | None) -> Response:
     start = _at(after) if after else ctx.app.clock.now()
     # Without Last-Event-ID: changes from now on (an id prefix sorts before every full id).
     floor = after or f"{round(start * 1e6):019d}"
+    events = _events(request, ctx, start, floor)
     return StreamingResponse(
-        _events(request, ctx, start, floor),
+        events if allowed is None else _while_allowed(events, allowed),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -115,7 +135,7 @@ def _at(event_id: str) -> float:
 
 async def _events(
     request: Request, ctx: ApiContext, start: float, after: str
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     cursor, last_sent = start, after
     sent: dict[str, float] = {}  # ids sent within the look-back window
     idle = 0.0
@@ -138,6 +158,23 @@ async def _events(
         if idle >= KEEPALIVE_S:
             idle = 0.0
             yield b": keepalive\n\n"
+
+
+async def _while_allowed(
+    events: AsyncGenerator[bytes, None], allowed: Allowed
+) -> AsyncIterator[bytes]:
+    """`events`, until `allowed()` answers False: asked before a chunk is sent when the last
+    answer is `RECHECK_S` old (wall time: the app's clock may be a test's fake one)."""
+    checked = time.monotonic()
+    try:
+        async for chunk in events:
+            if time.monotonic() - checked >= RECHECK_S:
+                if not await allowed():
+                    return
+                checked = time.monotonic()
+            yield chunk
+    finally:
+        await events.aclose()
 
 
 def _read(ctx: ApiContext, since: float) -> tuple[list[Run], list[ApprovalRequest]]:

@@ -151,6 +151,13 @@ async def _capped(request: Request) -> bytes:
     return body
 
 
+async def holds_session(request: Request, role: str) -> bool:
+    """Whether the request's session is still live and its principal holds `role`: asked
+    again by a response that outlives its request (the live event stream)."""
+    session = await _session(request)
+    return session is not None and holds_role(session.principal, role)
+
+
 async def _session(request: Request) -> Session | None:
     sid = request.cookies.get(SESSION_COOKIE, "")
     if not sid:

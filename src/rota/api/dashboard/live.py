@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute, Route
 from ..context import ApiContext
 from ..params import accepts, read_query
 from ..stream import event_id_param, event_stream
-from .guard import Viewer, page
+from .guard import Viewer, holds_session, page
 
 
 def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
@@ -23,5 +23,7 @@ def routes(ctx: ApiContext) -> Sequence[BaseRoute]:
 @page("viewer")
 @accepts(query={"last_event_id": event_id_param()})
 async def live(request: Request, viewer: Viewer) -> Response:
-    """Server-sent events: `run` and `approval` changes, resumable with Last-Event-ID."""
-    return event_stream(request, read_query(request)["last_event_id"])
+    """Server-sent events: `run` and `approval` changes, resumable with Last-Event-ID; the
+    stream ends once the session does (signed out, expired, principal disabled)."""
+    after = read_query(request)["last_event_id"]
+    return event_stream(request, after, lambda: holds_session(request, "viewer"))
