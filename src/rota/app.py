@@ -475,6 +475,11 @@ class App:
         """Store an event and enqueue a run of every job whose on_event trigger matches."""
         if not isinstance(event, str) or not event:
             raise ConfigError("emit needs an event name, e.g. app.emit('billing.event', {...})")
+        if len(event) > 200 or not event.isprintable():
+            raise ConfigError(
+                f"event name {event[:80]!r} must be 1 to 200 characters without control "
+                "characters, e.g. 'billing.event'"
+            )
         return self._ingest(
             Event(new_id(), event, payload, idempotency_key, source, self.clock.now())
         )

@@ -63,18 +63,35 @@ def _parse(text: str, what: str) -> float:
 
 def ago_or_time(text: str, now: float, *, what: str = "--since") -> float:
     """Epoch seconds of a duration ago ("1h", "30m", "2d") or an ISO-8601 time (UTC when
-    it has no offset)."""
+    it has no offset), from 1970 on: a time that no run can have is refused here rather
+    than overflow a date later."""
     try:
-        return now - seconds(text, what=what)
+        at = now - seconds(text, what=what)
     except ConfigError:
-        pass
+        return _iso_time(text, what)
+    if at < 0:
+        raise ConfigError(
+            f"{what} {text!r} reaches back before 1970; give a shorter duration or an ISO time"
+        )
+    return at
+
+
+def _iso_time(text: str, what: str) -> float:
     try:
         moment = datetime.fromisoformat(text.strip())
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
+        at = moment.timestamp()
     except (ValueError, OverflowError):
         raise ConfigError(
             f"{what} {text!r} is neither a duration (1h, 30m, 2d) nor an ISO time "
             "(2025-01-31T09:00:00Z)"
         ) from None
+    if not _FIRST_UTC <= at < _LAST_UTC:
+        raise ConfigError(f"{what} {text!r} is out of range: give a time from 0001-01-02 to 9998")
+    return at
+
+
+# The times a UTC datetime can hold, with a day's margin for offsets either side.
+_FIRST_UTC = datetime(1, 1, 2, tzinfo=UTC).timestamp()
+_LAST_UTC = datetime(9999, 1, 1, tzinfo=UTC).timestamp()

@@ -14,6 +14,8 @@ from ..errors import ConfigError
 _SINK_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SECRET_PREFIX = "whsec_"
+# Every kind of alert rota raises (docs/alerts.md), and `rota alerts test`'s.
+ALERT_KINDS = ("failure", "budget", "approval", "silence", "start", "success", "capped", "test")
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,24 @@ from starlette.routing import BaseRoute, Route
 
 from ..agentloop.replay import NotReplayable, replay_run
 from ..agentloop.trace import agent_trace
+from ..clock import iso
 from ..errors import InvalidStateError, RunNotFound, UnknownJobError
 from ..model import Run, RunFilter, RunState
 from ..storage import run_views
 from .auth import authorize
 from .context import ApiContext, ApiError, context
 from .openapi import returns
-from .params import accepts, an_id, instant, one_of, path_id, read_query, text_filter, whole_number
+from .params import (
+    BadRequest,
+    accepts,
+    an_id,
+    instant,
+    one_of,
+    path_id,
+    read_query,
+    text_filter,
+    whole_number,
+)
 from .schemas import Json, ReplayOut, RunDetail, RunOut, RunPage
 
 KINDS = ("job", "workflow", "agent")
@@ -80,6 +91,11 @@ async def list_runs(request: Request) -> Response:
 def runs_filter(q: Mapping[str, Any], *, limit: int, error_text: str | None) -> RunFilter:
     """The RunFilter for a parsed runs query (the API's and the dashboard's Runs page share
     these fields); `limit` and the error-text field are passed since their names differ."""
+    since, until = q["since"], q["until"]
+    if since is not None and until is not None and since > until:
+        raise BadRequest(
+            f"query parameter since ({iso(since)}) must not be later than until ({iso(until)})"
+        )
     return RunFilter(
         states=one_value(q["state"]),
         names=one_value(q["name"]),

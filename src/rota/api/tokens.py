@@ -37,7 +37,7 @@ from .params import (
 )
 from .schemas import Out
 
-MAX_LIFETIME_S = 10 * 365 * 86400.0  # a token's lifetime: ten years at most
+MAX_LIFETIME_S = tokens.MAX_LIFETIME_S
 
 
 class TokenOut(Out):

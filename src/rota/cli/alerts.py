@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from ..alerts.config import ALERT_KINDS
 from ..alerts.delivery import send_test
 from ..storage.alerts import DELIVERED, AlertRecord
 from .common import ExitCode, err, fail, loaded_app, out, print_json, print_table, read_store, when
@@ -21,12 +22,17 @@ def list_alerts(
     ctx: typer.Context,
     kind: Annotated[
         str | None,
-        typer.Option(help="Only this kind: failure, budget, approval, silence or test."),
+        typer.Option(help=f"Only this kind: {', '.join(ALERT_KINDS)}."),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Recent alerts, newest first: one line per alert and sink."""
+    if kind is not None and kind not in ALERT_KINDS:
+        fail(
+            f"--kind {kind!r} is not a kind of alert; use one of {', '.join(ALERT_KINDS)}",
+            code=ExitCode.USAGE,
+        )
     with read_store(ctx) as store:
         found = store.alerts(limit=limit, kind=kind)
     if as_json:

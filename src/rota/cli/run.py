@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
+from ..alerts.watchdog import INTERNAL_PREFIX
 from ..identity.admin import cli_actor
 from ..identity.audit import record
 from ..model import RunState
@@ -48,6 +49,12 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Enqueue a run now and print its id (with --wait, its result)."""
+    if name.startswith(INTERNAL_PREFIX):  # as POST /api/jobs/{name}/runs refuses it
+        fail(
+            f"{name!r} is one of rota's own jobs: rota enqueues it with a payload only rota "
+            "makes (`rota alerts test` sends a test alert)",
+            code=ExitCode.REFUSED,
+        )
     value = parse_json_text(payload, what="--payload") if payload is not None else None
     actor = cli_actor()
     with loaded_app(ctx) as app:

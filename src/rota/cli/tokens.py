@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..alerts.watchdog import INTERNAL_PREFIX
 from ..durations import seconds
 from ..identity import admin, tokens
 from .common import ExitCode, err, fail, print_json, print_table, read_store, report, when
@@ -53,6 +54,8 @@ def create(
     lifetime = None if expires is None else seconds(expires, what="--expires")
     if principal is None and fire is None:
         fail("name the principal the token stands for (or pass --fire NAME)", code=ExitCode.USAGE)
+    if fire is not None:
+        _known_target(ctx, fire)
     with synced_store(ctx) as store:  # a principal declared in code may have no row yet
         if fire is not None:
             issued = tokens.issue_fire(
@@ -72,6 +75,22 @@ def create(
         "store it somewhere safe:"
     )
     typer.echo(issued.token)
+
+
+def _known_target(ctx: typer.Context, name: str) -> None:
+    """With the app at hand, a fire token must name one of its jobs, workflows, agents or
+    routines (as `POST /api/tokens` checks); without it, the name cannot be checked."""
+    if name.startswith(INTERNAL_PREFIX):  # POST /api/jobs/{name}/runs refuses these
+        fail(f"--fire {name!r}: rota's own jobs cannot be fired", code=ExitCode.REFUSED)
+    app = declaring_app(ctx, tolerant=True)
+    if app is None or name in app.definitions:
+        return
+    known = ", ".join(sorted(n for n in app.definitions if not n.startswith(INTERNAL_PREFIX)))
+    fail(
+        f"--fire {name!r}: no job, workflow, agent or routine of that name in the app "
+        f"(it has: {known or 'none'})",
+        code=ExitCode.NOT_FOUND,
+    )
 
 
 def fire_endpoint(ctx: typer.Context, name: str) -> str:

@@ -71,6 +71,9 @@ def fire_principal(job: str) -> str:
     return FIRE_PRINCIPAL.format(name=job)[:100]
 
 
+MAX_LIFETIME_S = 10 * 365 * 86400.0  # a token's lifetime: ten years at most
+
+
 def issue(
     store: TokenStore,
     principal: str,
@@ -82,8 +85,10 @@ def issue(
 ) -> IssuedToken:
     if store.principal(principal) is None:
         raise UnknownPrincipal(principal, [p.name for p in store.principals()])
-    if expires_in_s is not None and expires_in_s <= 0:
-        raise ConfigError(f"a token's lifetime must be positive, got {expires_in_s:g}s")
+    if expires_in_s is not None and not 0 < expires_in_s <= MAX_LIFETIME_S:
+        raise ConfigError(
+            f"a token's lifetime must be more than 0s and at most 3650d, got {expires_in_s:g}s"
+        )
     token_id = random.token_hex(16)
     secret = random.token_urlsafe(32)
     now = clock.now()
