@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 import threading
 import time
@@ -353,6 +354,13 @@ class App:
         check_options(f"@app.{kind}", options, JOB_OPTIONS)  # now, not when it is applied
 
         def register(f: Fn) -> Fn:
+            if kind == "workflow" and not inspect.iscoroutinefunction(f):
+                # its ctx.step calls would not be awaited: no step would run, only warnings
+                raise ConfigError(
+                    f"@app.workflow needs an async function, and {getattr(f, '__name__', f)!r}"
+                    " is not one: write `async def` and `await ctx.step(...)`, or use "
+                    "@app.job for a plain function"
+                )
             self.add(f, kind=kind, **options)
             return f
 

@@ -22,6 +22,7 @@ from typer.testing import CliRunner, Result
 from rota import App
 from rota.api import create_api
 from rota.cli import app as cli
+from rota.errors import ConfigError
 from rota.identity import admin, tokens
 from rota.model import RunFilter
 
@@ -120,3 +121,15 @@ def test_a_runs_query_with_since_after_until_is_a_400(env: Env) -> None:
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"] == "bad_request"
     assert "since" in answer.json()["message"] and "until" in answer.json()["message"]
+
+
+def test_a_plain_function_is_not_taken_as_a_workflow(sqlite_url: str) -> None:
+    app = App(sqlite_url)
+    with pytest.raises(ConfigError, match=r"needs an async function.*'settle'.*@app\.job"):
+
+        @app.workflow
+        def settle(ctx: Any) -> None:
+            ctx.step("charge", lambda: 1)
+
+    assert "settle" not in app.definitions
+    app.close()
