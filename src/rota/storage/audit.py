@@ -277,9 +277,10 @@ class AuditQueries(SqlBase):
         since: float | None = None,
         action: str | None = None,
         limit: int = 100,
+        before_seq: int | None = None,
     ) -> list[AuditRecord]:
         """Newest first. `principal` matches the actor or whom it acted for; `action` matches
-        exactly, or by prefix when it ends with ".*" ("approval.*")."""
+        exactly, or by prefix when it ends with ".*" ("approval.*"); `before_seq` pages on."""
         where: list[str] = ["1 = 1"]
         params: dict[str, Any] = {"limit": limit}
         if principal:
@@ -288,6 +289,9 @@ class AuditQueries(SqlBase):
         if since is not None:
             where.append("at >= :since")
             params["since"] = since
+        if before_seq is not None:  # the next page: records older than the last one seen
+            where.append("seq < :before")
+            params["before"] = before_seq
         if action:
             if action.endswith(".*"):
                 where.append("action LIKE :action")

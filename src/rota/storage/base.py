@@ -297,6 +297,7 @@ class AuditLog(AuditWriter, Protocol):
         since: float | None = None,
         action: str | None = None,
         limit: int = 100,
+        before_seq: int | None = None,
     ) -> list[AuditRecord]: ...
 
     def audit_rows(self, after_seq: int, limit: int = 1000) -> list[AuditRecord]: ...
