@@ -2,6 +2,7 @@
 
     git worktree add /tmp/rota-old <commit>
     .venv/bin/python -m bench.ab --old /tmp/rota-old/src --rounds 5
+    .venv/bin/python -m bench.ab --old /tmp/rota-old/src --figures agents,offline --rounds 3
 
 Each round measures every figure once for the old build, then once for the new one, each in
 a fresh child process whose PYTHONPATH picks the build (the bench code is this checkout's for
@@ -130,6 +131,23 @@ def _agents(src: str, runs: int) -> dict[str, float]:
     return {"agent_cpu_ms_per_call": float(r["cpu_s"]) / answered * 1000}
 
 
+def _offline(src: str, runs: int) -> dict[str, float]:
+    """The fan-out's agent over an offline provider (bench/agents/offline_case.py): rota's
+    own CPU per model call, no SDK, in a child whose PYTHONPATH picks the build."""
+    env = {**os.environ, "PYTHONPATH": src}
+    cmd = [sys.executable, "-m", "bench.agents.offline_case", "--runs", str(runs)]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed:\n{proc.stderr[-3000:]}")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    if r["succeeded"] != runs:
+        raise RuntimeError(f"offline agent case failed: {r}")
+    return {
+        "offline_cpu_ms_per_call": r["cpu_ms_per_call"],
+        "offline_loop_cpu_ms_per_call": r["loop_cpu_ms_per_call"],
+    }
+
+
 # figure -> (label, higher is better)
 FIGURES = {
     "drain_per_s": ("queue drain, jobs/s (PostgreSQL)", True),
@@ -157,6 +175,11 @@ FIGURES = {
     "step_latency_us_concurrent:SQLite": ("durable step, latency us, concurrent (SQLite)", False),
     "step_cpu_us_concurrent:SQLite": ("durable step, CPU us per step, concurrent (SQLite)", False),
     "agent_cpu_ms_per_call": ("agent fan-out, CPU ms per model call", False),
+    "offline_cpu_ms_per_call": ("agent, offline provider, CPU ms per model call", False),
+    "offline_loop_cpu_ms_per_call": (
+        "agent, offline provider, event loop thread's CPU ms per model call",
+        False,
+    ),
 }
 
 
@@ -168,7 +191,13 @@ def _round(src: str, args: argparse.Namespace) -> dict[str, float]:
             got[f"{key}:{db}"] = value
     if args.agent_runs and "agents" in figures:
         got.update(_agents(src, args.agent_runs))
+    if args.agent_runs and "offline" in figures:
+        got.update(_offline(src, args.agent_runs))
     return got
+
+
+def _shown(value: float) -> str:
+    return f"{value:,.2f}" if value < 100 else f"{value:,.1f}"  # ms per call: two decimals
 
 
 def main() -> None:
@@ -182,7 +211,9 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=20_000)
     p.add_argument("--workflows", type=int, default=10, help="concurrent workflows (steps)")
     p.add_argument("--steps", type=int, default=500, help="steps per shape")
-    p.add_argument("--figures", default="queue,steps,agents", help="which to measure")
+    p.add_argument(
+        "--figures", default="queue,steps,agents", help="which to measure (also: offline)"
+    )
     p.add_argument("--agent-runs", type=int, default=300, help="0: skip the agent figure")
     args = p.parse_args()
     got: dict[str, dict[str, list[float]]] = {"old": {}, "new": {}}
@@ -198,7 +229,7 @@ def main() -> None:
         old, new = (statistics.median(got[b][key]) for b in ("old", "new"))
         better = new >= old if higher else new <= old
         verdict = "same or better" if better else "worse"
-        rows.append([label, f"{old:,.1f}", f"{new:,.1f}", f"{new / old:.3f}", verdict])
+        rows.append([label, _shown(old), _shown(new), f"{new / old:.3f}", verdict])
     print(f"Old {args.old} against new {args.new}: median of {args.rounds} interleaved rounds.")
     print(f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the end")
     print(f"Command: {' '.join([sys.executable, '-m', 'bench.ab', *sys.argv[1:]])}\n")

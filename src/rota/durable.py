@@ -136,7 +136,7 @@ class DurableContext:
         """Run `fn(*args, **kwargs)` once per run, durably; returns its JSON result."""
         key = self._next_key(name)
         seq, self._seq = self._seq, self._seq + 1
-        input_hash = serialization.fingerprint(args, kwargs)
+        input_hash = serialization.fingerprint(args, kwargs) if args or kwargs else _NO_INPUTS
         done = self._checkpoints.get(key)
         if done is not None and done.state == "SUCCEEDED":
             if done.input_hash not in (None, input_hash):
@@ -348,6 +348,10 @@ class DurableContext:
             raise StoreLost(exc) from exc
         if not saved:
             raise RunInterrupted("lease_lost")
+
+
+# What every step of an agent run (and most steps) is called with: no inputs. Hashed once.
+_NO_INPUTS = serialization.fingerprint((), {})
 
 
 StepWrite = tuple[StepRecord, Sequence[ModelCall]]

@@ -35,7 +35,9 @@ class PermittedTools:
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         visible = tuple(t.spec for t in self.access.visible(self.tools).values())
-        return await self.inner.complete(replace(request, tools=visible))
+        if visible != request.tools:  # equal (the usual case): the request needs no copy
+            request = replace(request, tools=visible)
+        return await self.inner.complete(request)
 
 
 def redacted(request: ModelRequest) -> ModelRequest:
