@@ -19,7 +19,10 @@ The machine is shared, so each case also reports the CPU other processes used du
 window; a case with more than BUSY_PCT is flagged. `--profile DIR` records rota's scheduler
 and worker with py-spy (raw stacks). To measure a commit while the tree is being edited:
 `git archive HEAD src | tar -x -C /tmp/pinned` and run with `PYTHONPATH=/tmp/pinned/src`;
-the report names the rota it imported.
+the report names the rota it imported. To compare builds in one command, name each with
+`--build LABEL=SRC` (repeatable; `--build new=src --build old=/tmp/old/src`): every round
+measures each build in turn on each database, then APScheduler, and a last table gives every
+window with the load average beside it.
 """
 
 from __future__ import annotations
@@ -57,9 +60,21 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=20, help="APScheduler thread pool size")
     p.add_argument("--scheduler-batch", type=int, help="rota Scheduler(batch=...) to try")
     p.add_argument("--profile", metavar="DIR", help="py-spy rota's processes (raw stacks)")
+    p.add_argument(
+        "--build",
+        action="append",
+        default=[],
+        metavar="LABEL=SRC",
+        help="measure the rota under SRC as rota@LABEL (repeatable; default: this tree)",
+    )
     args = p.parse_args()
     tools, dbs = set(args.tools.split(",")), set(args.dbs.split(","))
-    cases = [(t, d) for t, d in CASES if t in tools and (t != "rota" or d in dbs)]
+    cases = [
+        (tool, d)
+        for t, d in CASES
+        if t in tools and (t != "rota" or d in dbs)
+        for tool in (_labels(args.build) if t == "rota" else [t])
+    ]
 
     results: dict[tuple[str, str], list[dict[str, Any]]] = {case: [] for case in cases}
     with exclusive(LOCK_FILE):
@@ -84,6 +99,9 @@ def main() -> None:
     print(table(HEADERS, [row(runs) for runs in results.values()]))
     print()
     print(table(DETAIL_HEADERS, [detail(runs) for runs in results.values()]))
+    if args.repeat > 1 or args.build:
+        print()
+        print(table(WINDOW_HEADERS, windows(results)))
     busy = [
         f"{tool}/{db}"
         for (tool, db), runs in results.items()
@@ -122,10 +140,23 @@ def commit() -> str:
     return f"at {head.stdout.strip() or '?'}" + (" + local changes" if dirty.stdout.strip() else "")
 
 
+def _labels(builds: list[str]) -> list[str]:
+    return [f"rota@{b.partition('=')[0]}" for b in builds] or ["rota"]
+
+
+def _env(tool: str, builds: list[str]) -> dict[str, str] | None:
+    """The environment of a case: a build's source first on the path."""
+    for build in builds:
+        label, _, src = build.partition("=")
+        if tool == f"rota@{label}":
+            return {**os.environ, "PYTHONPATH": os.path.abspath(src)}
+    return None
+
+
 def invoke(tool: str, db: str, args: argparse.Namespace) -> dict[str, Any]:
     common = ["--schedules", str(args.schedules), "--window", str(args.window)]
     common += ["--warmup", str(args.warmup)]
-    if tool == "rota":
+    if tool.startswith("rota"):
         cmd = ["-m", "bench.precision.rota_case", "--db", db, *common]
         cmd += ["--concurrency", str(args.concurrency), "--poll", str(args.poll)]
         if args.scheduler_batch:
@@ -136,12 +167,18 @@ def invoke(tool: str, db: str, args: argparse.Namespace) -> dict[str, Any]:
         cmd = ["-m", "bench.precision.apscheduler_case", *common, "--threads", str(args.threads)]
     budget = args.warmup + args.window + 180  # startup, drain and analysis included
     proc = subprocess.run(
-        [sys.executable, *cmd], cwd=REPO_ROOT, capture_output=True, text=True, timeout=budget
+        [sys.executable, *cmd],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=budget,
+        env=_env(tool, args.build),
     )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{tool} on {db} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    ended = time.strftime("%H:%M:%S", time.gmtime())
+    return {**json.loads(lines[-1]), "tool": tool, "ended_utc": ended, "load1": os.getloadavg()[0]}
 
 
 HEADERS = [
@@ -170,6 +207,41 @@ DETAIL_HEADERS = [
     "rounds",
     "configuration",
 ]
+
+
+WINDOW_HEADERS = [
+    "round",
+    "ended (UTC)",
+    "tool",
+    "database",
+    "p50 / p99 in the job ms",
+    "missed / duplicates",
+    "worker CPU %",
+    "other load % of one core",
+    "load average (1 min)",
+]
+
+
+def windows(results: dict[tuple[str, str], list[dict[str, Any]]]) -> list[list[Any]]:
+    """Every window measured, round by round: the spread the medians hide."""
+    rows = []
+    for (tool, db), runs in results.items():
+        for round_no, r in enumerate(runs, 1):
+            timing = r.get("in_function") or r
+            rows.append(
+                [
+                    round_no,
+                    r.get("ended_utc", ""),
+                    tool,
+                    db,
+                    f"{_num(timing.get('p50_ms'))} / {_num(timing.get('p99_ms'))}",
+                    f"{r.get('missed')} / {r.get('duplicates')}",
+                    _num(r.get("worker_cpu_pct")),
+                    _num(_other_load(r)),
+                    _num(r.get("load1"), 2),
+                ]
+            )
+    return sorted(rows, key=lambda row: (row[0], row[3], row[2]))
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float | None:

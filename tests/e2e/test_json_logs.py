@@ -85,6 +85,12 @@ def test_json_logs_name_the_run_step_and_trace_and_redact_secrets(
     assert "trace_id" not in in_step  # no span was active there
     failed = one("JOB-RAISED")
     assert "[redacted:stripe_key]" in failed["message"]
+    # logged as the worker records the failure, after the run's own log context has closed
+    assert (failed["run_id"], failed["job"], failed["principal"]) == (
+        in_step["run_id"],
+        "charge",
+        "svc-billing",
+    )
     succeeded = one("of fine SUCCEEDED in")
     assert succeeded["job"] == "fine" and succeeded["logger"] == "rota.run"
 

@@ -43,6 +43,11 @@ class RunCall:
     # When the job's function began (set by the worker; None until then): the run's compute
     # time is measured from there, not from when the execution was claimed.
     body_started: float | None = None
+    # When it returned: the worker's clock, and time.perf_counter() for durations. The
+    # worker may let other runs begin before this one's outcome is recorded (a burst of
+    # scheduled runs), so times measured after call_next returns would count that wait.
+    body_ended: float | None = None
+    returned: float | None = None
 
 
 Execute = Callable[[RunCall], Awaitable[Any]]

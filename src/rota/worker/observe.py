@@ -73,8 +73,9 @@ class ObserveRuns:
                 outcome = "failed" if _final(run, exc) else "retried"
                 raise
             finally:
-                _count(run, outcome, time.perf_counter() - started)
-            await self._succeeded(call, time.perf_counter() - started)
+                seconds = (call.returned or time.perf_counter()) - started
+                _count(run, outcome, seconds)
+            await self._succeeded(call, seconds)
         return value
 
     async def _succeeded(self, call: RunCall, seconds: float) -> None:
