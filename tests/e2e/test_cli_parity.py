@@ -7,27 +7,25 @@ is after its until."""
 
 from __future__ import annotations
 
-import importlib
-import sys
-import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from app_module import AppModule, app_module
 from starlette.testclient import TestClient
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 from rota import App
 from rota.api import create_api
-from rota.cli import app as cli
 from rota.errors import ConfigError
 from rota.identity import admin, tokens
-from rota.model import RunFilter
 
+Env = AppModule
 MODULE = "cli_parity_app"
 APP_SOURCE = """
+from app_module import AppModule, app_module
+
 from rota import App
 
 app = App()
@@ -40,35 +38,10 @@ def report(ctx, payload=None):
 """
 
 
-@dataclass
-class Env:
-    url: str
-    app: App
-
-    def rota(self, *args: str) -> Result:
-        return CliRunner().invoke(
-            cli, ["--database-url", self.url, "--app", f"{MODULE}:app", *args]
-        )
-
-    def runs(self) -> list[Any]:
-        return self.app.store.list_runs(RunFilter(limit=100))
-
-
 @pytest.fixture
 def env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    monkeypatch.delenv("ROTA_DATABASE_URL", raising=False)
-    monkeypatch.delenv("ROTA_APP", raising=False)
-    (tmp_path / f"{MODULE}.py").write_text(textwrap.dedent(APP_SOURCE))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop(MODULE, None)
-    app: App = importlib.import_module(MODULE).app
-    app.use_database(database_url)
-    app.store.migrate()
-    try:
-        yield Env(database_url, app)
-    finally:
-        app.close()
-        sys.modules.pop(MODULE, None)
+    with app_module(Env, APP_SOURCE, MODULE, database_url, tmp_path, monkeypatch) as env:
+        yield env
 
 
 def refused(result: Result, code: int, *words: str) -> str:

@@ -3,22 +3,15 @@ temporary folder (webhook and event triggers) and loaded with --app like a user'
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner, Result
+from app_module import AppModule, app_module
 
-from rota import App
-from rota.cli import app as cli
-from rota.model import RunFilter
 from rota.scheduling.webhooks import WebhookRejected, sign_standard
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -40,16 +33,7 @@ def bill(ctx, event):
 """
 
 
-@dataclass
-class Env:
-    url: str
-    app: App
-
-    def rota(self, *args: str) -> Result:
-        return CliRunner().invoke(
-            cli, ["--database-url", self.url, "--app", f"{MODULE}:app", *args]
-        )
-
+class Env(AppModule):
     def rota_json(self, *args: str) -> Any:
         result = self.rota(*args, "--json")
         assert result.exit_code == 0, result.output
@@ -61,24 +45,12 @@ class Env:
             "payments", sign_standard(secret, msg_id, time.time(), body), body
         )
 
-    def runs(self) -> list[Any]:
-        return self.app.store.list_runs(RunFilter(limit=1000))
-
 
 @pytest.fixture
 def env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
-    monkeypatch.delenv("ROTA_DATABASE_URL", raising=False)
-    monkeypatch.delenv("ROTA_APP", raising=False)
     monkeypatch.setenv("PAYMENTS_WEBHOOK_SECRET", SECRET)
-    (tmp_path / f"{MODULE}.py").write_text(textwrap.dedent(APP_SOURCE))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop(MODULE, None)
-    app: App = importlib.import_module(MODULE).app
-    app.use_database(database_url)
-    app.store.migrate()
-    yield Env(database_url, app)
-    app.close()
-    sys.modules.pop(MODULE, None)
+    with app_module(Env, APP_SOURCE, MODULE, database_url, tmp_path, monkeypatch) as env:
+        yield env
 
 
 def test_list_shows_emitted_and_webhook_events_newest_first(env: Env) -> None:
