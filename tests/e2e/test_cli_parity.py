@@ -24,8 +24,6 @@ from rota.identity import admin, tokens
 Env = AppModule
 MODULE = "cli_parity_app"
 APP_SOURCE = """
-from app_module import AppModule, app_module
-
 from rota import App
 
 app = App()
